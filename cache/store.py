@@ -1,0 +1,164 @@
+"""One HDF5 file per (dataset, feature), written crash-safely in parts and merged atomically.
+
+Layout of a feature file (and of each part, which is a small feature file):
+
+    /ids                  str [N]         clip ids, sorted
+    /status               uint8 [N]       0 ok, 1 flagged (processed, see reason), 2 failed
+    /reason               str [N]         why a clip is flagged or failed ('' when ok)
+    /arrays/<key>         [N, ...]        utterance-level ([N, D]) or per-layer ([N, L, D]) arrays;
+                                          rows of failed clips are NaN (float) or 0 (int)
+    /ragged/<key>/values  [sum T, ...]    frame-level sequences, concatenated
+    /ragged/<key>/offsets int64 [N + 1]   clip i is values[offsets[i]:offsets[i+1]]
+    attrs                 feature, dataset, fingerprint, provenance (JSON), primary, format
+
+Work in flight lives in `<feature>.parts/`: each part is written to a temporary name and renamed
+when complete, so `kill -9` loses at most the clips not yet flushed. A file under its final name
+is always complete and readable; `merge` replaces it atomically.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "mer-cache/1"
+OK, FLAGGED, FAILED = 0, 1, 2
+STATUS_NAMES = ("ok", "flagged", "failed")
+STR = h5py.string_dtype()
+
+
+class ConfigMismatch(RuntimeError):
+    """A feature is already cached with a different extractor config."""
+
+
+def feature_slug(feature: str) -> str:
+    """File-name form of a feature name ('ssl:models/tiny' -> 'ssl_models_tiny')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", feature).strip("_")
+
+
+@dataclass
+class Records:
+    """Clips of one file or part, in memory."""
+
+    ids: list[str] = field(default_factory=list)
+    status: list[int] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    ragged: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, clip_id, arrays, ragged, status, reason):
+        self.ids.append(clip_id)
+        self.status.append(status)
+        self.reason.append(reason)
+        for key, value in (arrays or {}).items():
+            self.arrays.setdefault(key, {})[clip_id] = np.asarray(value)
+        for key, value in (ragged or {}).items():
+            self.ragged.setdefault(key, {})[clip_id] = np.asarray(value)
+
+    def update(self, other: "Records"):
+        """Add `other`'s clips; a clip already present is replaced (later work wins)."""
+        replaced = set(other.ids)
+        keep = [i for i, cid in enumerate(self.ids) if cid not in replaced]
+        self.ids = [self.ids[i] for i in keep] + other.ids
+        self.status = [self.status[i] for i in keep] + other.status
+        self.reason = [self.reason[i] for i in keep] + other.reason
+        for mine, theirs in ((self.arrays, other.arrays), (self.ragged, other.ragged)):
+            for values in mine.values():
+                for cid in replaced:
+                    values.pop(cid, None)
+            for key, values in theirs.items():
+                mine.setdefault(key, {}).update(values)
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def write_records(path: Path, records: Records, attrs: dict, primary: str | None = None):
+    """Write `records` sorted by id to `path` through a temporary file and an atomic rename."""
+    order = sorted(range(len(records)), key=lambda i: records.ids[i])
+    ids = [records.ids[i] for i in order]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
+        f.create_dataset("status", data=np.array([records.status[i] for i in order], np.uint8))
+        f.create_dataset("reason", data=np.array([records.reason[i] for i in order], dtype=object), dtype=STR)
+        for key, values in records.arrays.items():
+            f.create_dataset(f"arrays/{key}", data=_stack(key, ids, values))
+        for key, values in records.ragged.items():
+            _write_ragged(f, key, ids, values)
+        for name, value in attrs.items():
+            f.attrs[name] = value
+        f.attrs["format"] = FORMAT
+        f.attrs["primary"] = primary or next(iter(records.arrays), next(iter(records.ragged), ""))
+    os.replace(tmp, path)
+
+
+def _stack(key: str, ids: list[str], values: dict[str, np.ndarray]) -> np.ndarray:
+    shapes = {v.shape for v in values.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"array '{key}' has different shapes across clips: {sorted(shapes)[:3]}")
+    sample = next(iter(values.values()))
+    fill = np.nan if np.issubdtype(sample.dtype, np.floating) else 0
+    out = np.full((len(ids),) + sample.shape, fill, dtype=sample.dtype)
+    for row, cid in enumerate(ids):
+        if cid in values:
+            out[row] = values[cid]
+    return out
+
+
+def _write_ragged(f: h5py.File, key: str, ids: list[str], values: dict[str, np.ndarray]):
+    sample = next(iter(values.values()))
+    lengths = [len(values[cid]) if cid in values else 0 for cid in ids]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    chunks = [values[cid] for cid in ids if cid in values]
+    data = np.concatenate(chunks) if chunks else np.zeros((0,) + sample.shape[1:], sample.dtype)
+    f.create_dataset(f"ragged/{key}/values", data=data)
+    f.create_dataset(f"ragged/{key}/offsets", data=offsets)
+
+
+def read_records(path: Path) -> tuple[Records, dict]:
+    """Load a whole feature file or part into memory: (records, attrs)."""
+    rec = Records()
+    with h5py.File(path, "r") as f:
+        rec.ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
+        rec.status = f["status"][()].tolist()
+        rec.reason = [s.decode() if isinstance(s, bytes) else s for s in f["reason"][()]]
+        ok = [s != FAILED for s in rec.status]
+        for key, dset in f.get("arrays", {}).items():
+            data = dset[()]
+            rec.arrays[key] = {cid: data[i] for i, cid in enumerate(rec.ids) if ok[i]}
+        for key, group in f.get("ragged", {}).items():
+            values, offsets = group["values"][()], group["offsets"][()]
+            rec.ragged[key] = {cid: values[offsets[i]:offsets[i + 1]]
+                               for i, cid in enumerate(rec.ids) if ok[i]}
+        attrs = dict(f.attrs)
+    return rec, attrs
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive advisory lock (released by the OS if the holder is killed)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def part_name(shard: tuple[int, int]) -> str:
+    """Part names sort in commit order; the shard and process keep concurrent writers apart."""
+    return f"{time.time_ns():020d}-s{shard[0]}of{shard[1]}-{os.getpid()}.h5"
+
+
+def provenance_of(attrs: dict) -> dict:
+    raw = attrs.get("provenance", "{}")
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)

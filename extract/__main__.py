@@ -1,0 +1,167 @@
+"""Stage 1 command line: decode each clip once and cache the requested features.
+
+    python -m extract --dataset demo --features is09,egemaps,mfcc
+    python -m extract --dataset mer2023 --root /data/MER2023/dataset-release --features is10 --workers 2
+    python -m extract --dataset mycorpus --clips mycorpus/clips.csv --features mfcc --shard 1/4
+    python -m extract --list
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import zlib
+
+import click
+
+from cache import ConfigMismatch, FeatureWriter, cache_root
+from manifests import load_manifest
+
+from . import base
+from .runner import run
+
+
+def _print_list(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    for name in sorted(base.REGISTRY):
+        cls = base.REGISTRY[name]
+        click.echo(f"{name:<18} {cls.dims:<34} {cls.description}")
+    for kind in sorted(base.KINDS):
+        click.echo(f"{kind + ':<id or folder>':<18} {'per model':<34} {base.KINDS[kind].__doc__ or ''}")
+    ctx.exit()
+
+
+def parse_features(text: str, settings: tuple[str, ...]) -> dict[str, base.Extractor]:
+    """'a,b,alias=c' plus ('c.option=value', ...) -> {cache name: extractor}; refuses unknown names."""
+    options: dict[str, dict[str, str]] = {}
+    for item in settings:
+        key, eq, value = item.partition("=")
+        feature, dot, option = key.rpartition(".")
+        if not (eq and dot):
+            raise click.BadParameter(f"{item!r}: expected FEATURE.OPTION=VALUE", param_hint="--set")
+        options.setdefault(feature, {})[option] = value
+    extractors = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        alias, eq, spec = item.partition("=")
+        name, spec = (alias, spec) if eq else (item, item)
+        try:
+            extractors[name] = base.build(spec, options.get(name, options.get(spec)))
+        except base.UnknownFeature as err:
+            raise click.BadParameter(str(err), param_hint="--features") from None
+    if not extractors:
+        raise click.BadParameter("no feature named", param_hint="--features")
+    return extractors
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 1, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected K/N, e.g. 1/4", param_hint="--shard") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"{text!r}: shards are numbered 1..N", param_hint="--shard")
+    return k, n
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--list", "list_", is_flag=True, expose_value=False, is_eager=True, callback=_print_list,
+              help="List the available features and exit.")
+@click.option("--dataset", required=True, help="Dataset name: keys the cache (and picks the layout if it is one).")
+@click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, demo).")
+@click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader.")
+@click.option("--clips", type=click.Path(dir_okay=False), help="CSV describing your own corpus (id,path,split,label,valence,text).")
+@click.option("--features", required=True, help="Comma-separated feature names; NEWNAME=feature caches under another name.")
+@click.option("--set", "settings", multiple=True, metavar="FEATURE.OPTION=VALUE", help="Override an extractor option.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes for CPU-bound extractors.")
+@click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based).")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by id).")
+@click.option("--overwrite", is_flag=True, help="Delete the cached features named and extract them again.")
+@click.option("--retry-failed", is_flag=True, help="Extract clips recorded as failed again.")
+@click.option("--flush-every", default=32, show_default=True, type=click.IntRange(1), help="Clips per committed part.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(dataset, layout, root, clips, features, settings, cache, workers, shard, limit, overwrite,
+         retry_failed, flush_every, quiet):
+    """Extract features of every clip of a dataset into the HDF5 cache (resumable)."""
+    extractors = parse_features(features, settings)
+    shard = parse_shard(shard)
+    try:
+        manifest = load_manifest(dataset, layout=layout, root=root, clips=clips)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    run_ids = manifest.ids[:limit] if limit else manifest.ids
+    shard_ids = [cid for cid in run_ids if _shard_of(cid, shard[1]) == shard[0]]
+    writers = _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every)
+    _log_to(cache_root(cache) / dataset / "extract.log")
+    todo = {}
+    done = {name: w.done_ids(include_failed=not retry_failed) for name, w in writers.items()}
+    for cid in shard_ids:
+        todo[cid] = [name for name in extractors if cid not in done[name]]
+    click.echo(f"{manifest.summary()}; shard {shard[0]}/{shard[1]}: {len(shard_ids)} clips", err=True)
+    summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
+                  progress=not quiet)
+    _report(summary, writers, run_ids)
+    sys.exit(1 if _failed_in_cache(writers, run_ids) else 0)
+
+
+def _shard_of(clip_id: str, n: int) -> int:
+    return zlib.crc32(clip_id.encode()) % n + 1  # stable across runs and corpus growth
+
+
+def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every):
+    if overwrite and shard[1] > 1:
+        raise click.ClickException("--overwrite with --shard would delete other shards' work: "
+                                   "run `python -m cache rm` once, then the shards")
+    writers = {}
+    for name, extractor in extractors.items():
+        provenance = extractor.provenance() | {"feature": name, "dataset": dataset,
+                                               "manifest_fingerprint": manifest.fingerprint()}
+        writer = FeatureWriter(cache, dataset, name, extractor.fingerprint, provenance, shard=shard,
+                               flush_every=flush_every,
+                               primary=getattr(extractor, "primary", None))
+        if overwrite:
+            writer.remove()
+        try:
+            writer.check_config()
+        except ConfigMismatch as err:
+            raise click.ClickException(str(err)) from None
+        writers[name] = writer
+    return writers
+
+
+def _log_to(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("extract")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+def _report(summary, writers, run_ids):
+    rate = summary.done / summary.seconds if summary.seconds else 0.0
+    speed = summary.audio_seconds / summary.seconds if summary.seconds else 0.0
+    click.echo(f"extracted {summary.done} clips in {summary.seconds:.1f} s ({rate:.1f} clips/s, "
+               f"{speed:.0f} s of audio/s); {summary.skipped} already cached; "
+               f"{summary.flagged} flagged; {summary.n_failed} failed")
+    for name, writer in writers.items():
+        state = "complete" if name in summary.merged or writer.path.exists() and not writer.parts.exists() \
+            else "waiting for other shards"
+        click.echo(f"  {name:<18} -> {writer.path} ({state})")
+    failed = {}
+    for name, clips in summary.failed.items():
+        for cid, reason in clips.items():
+            failed.setdefault((cid, reason), []).append(name)
+    for (cid, reason), names in sorted(failed.items()):
+        click.echo(f"  FAILED {cid} [{', '.join(names)}]: {reason}")
+
+
+def _failed_in_cache(writers, run_ids) -> bool:
+    ids = set(run_ids)
+    return any(ids & (w.done_ids() - w.done_ids(include_failed=False)) for w in writers.values())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Extractors: a small class with a frozen Config, registered by name for the CLI."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from cache import config_fingerprint, library_versions
+
+# name -> extractor class; kind prefix ("ssl", "text", "vision") -> factory(argument) -> extractor
+REGISTRY: dict[str, type["Extractor"]] = {}
+KINDS: dict[str, Callable[[str], "Extractor"]] = {}
+
+
+def register(cls):
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+@dataclass
+class Output:
+    """What an extractor returns for one clip: fixed-shape arrays and frame-level sequences."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    ragged: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    pass
+
+
+class Extractor:
+    """Base class. Subclasses set `name`, `version`, `needs`, `dims`, `description`, `Config`
+    and implement `extract(clip, media) -> Output`. Change `version` whenever the output changes."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    needs: ClassVar[frozenset] = frozenset({"audio"})  # subset of {"audio", "frames", "text"}
+    dims: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.Config()
+
+    def setup(self):
+        """Load heavy resources once per process (called lazily before the first clip)."""
+
+    def extract(self, clip, media) -> Output:
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self) -> str:
+        return config_fingerprint(self.name, self.version, self.config)
+
+    def provenance(self) -> dict:
+        return {"extractor": self.name, "version": self.version,
+                "config": dataclasses.asdict(self.config), "fingerprint": self.fingerprint,
+                "libraries": library_versions()}
+
+
+def known_names() -> list[str]:
+    return sorted(REGISTRY) + [f"{kind}:<hub id or folder>" for kind in sorted(KINDS)]
+
+
+def build(spec: str, options: dict[str, str] | None = None) -> Extractor:
+    """An extractor from a registry name or `kind:argument`, with `options` overriding its Config."""
+    if spec in REGISTRY:
+        cls = REGISTRY[spec]
+        return cls(_config(cls.Config, options or {}, spec))
+    kind, _, argument = spec.partition(":")
+    if argument and kind in KINDS:
+        return KINDS[kind](argument, options or {})
+    raise UnknownFeature(f"unknown feature {spec!r}; valid names: {', '.join(known_names())} "
+                         "(python -m extract --list describes them)")
+
+
+class UnknownFeature(ValueError):
+    pass
+
+
+def _config(config_cls, options: dict[str, str], spec: str):
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    values = {}
+    for key, raw in options.items():
+        if key not in fields:
+            raise UnknownFeature(f"{spec} has no option {key!r}; options: {', '.join(fields) or 'none'}")
+        values[key] = _coerce(raw, config_cls, key)
+    return config_cls(**values)
+
+
+def _coerce(raw: str, config_cls, key: str):
+    default = getattr(config_cls(), key)
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, (int, float)):
+        return type(default)(raw)
+    if isinstance(default, tuple):
+        return tuple(type(default[0])(x) if default else x for x in raw.split("+"))
+    return raw

@@ -1,0 +1,48 @@
+"""Loader for a user's own corpus described by one CSV.
+
+    id,path,split,label,valence,text
+    clip01,videos/clip01.mp4,train,happy,2.5,I got the job!
+    clip02,audio/clip02.wav,test,,,
+
+Paths are relative to the CSV's folder; `path` may be a video or an audio-only file; label,
+valence and text may be empty.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .csvio import index_rows, parse_valence, read_rows
+from .table import MER_CLASSES, Clip, Manifest
+
+REQUIRED = ("id", "path", "split")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
+
+
+def load(csv_path: Path, name: str) -> Manifest:
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{name}: clip table {csv_path} does not exist")
+    rows, bad = read_rows(csv_path, "id")
+    missing = [c for c in REQUIRED if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {missing}; expected id,path,split,label,valence,text")
+    by_id, conflicts = index_rows(rows, "id", csv_path.name)
+    root = csv_path.parent
+    clips = [_clip(clip_id, row, root, conflicts.get(clip_id)) for clip_id, row in by_id.items()]
+    # a row that could not be decoded still names a clip: keep it as a failure, not a silent gap
+    clips += [Clip(id=i, split="unknown", error=reason) for i, reason in bad.items() if i not in by_id]
+    labels = sorted({c.label for c in clips if c.label})
+    classes = MER_CLASSES if set(labels) <= set(MER_CLASSES) else tuple(labels)
+    return Manifest(name, clips, root=root, classes=classes)
+
+
+def _clip(clip_id: str, row: dict, root: Path, error: str | None) -> Clip:
+    path = root / row["path"] if row.get("path") else None
+    if error is None and (path is None or not path.is_file()):
+        error = f"media file {row.get('path') or '(empty path)'} not found next to the clip table"
+    is_audio = path is not None and path.suffix.lower() in AUDIO_SUFFIXES
+    return Clip(
+        id=clip_id, split=row.get("split") or "train",
+        video=None if is_audio else path, audio=path if is_audio else None,
+        text=row.get("text") or None, label=row.get("label") or None,
+        valence=parse_valence(row.get("valence"), clip_id), error=error)

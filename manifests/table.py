@@ -1,0 +1,111 @@
+"""The normalized clip table every dataset loader produces."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# MER 2023 class order (Lian et al. 2023, section 2)
+MER_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+SPLITS = ("train", "test1", "test2", "test3", "test", "val", "dev")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip of a corpus.
+
+    `error` is set when the clip cannot be processed at all (missing on disk, ambiguous duplicate
+    id); `text_error` when only its transcript is unusable (e.g. not valid UTF-8). Extraction
+    records either as a per-clip failure instead of stopping the run.
+    """
+
+    id: str
+    split: str
+    video: Path | None = None
+    audio: Path | None = None
+    text: str | None = None
+    label: str | None = None
+    valence: float | None = None
+    error: str | None = None
+    text_error: str | None = None
+
+    @property
+    def media(self) -> Path | None:
+        """The file to decode: the audio file when given separately for audio, else the video."""
+        return self.video or self.audio
+
+
+@dataclass
+class Manifest:
+    """A dataset as one table of clips, ids unique, sorted by id."""
+
+    name: str
+    clips: list[Clip]
+    root: Path | None = None
+    classes: tuple[str, ...] = MER_CLASSES
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.clips = sorted(self.clips, key=lambda c: c.id)
+        ids = [c.id for c in self.clips]
+        if len(ids) != len(set(ids)):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"{self.name}: duplicate clip ids {dup[:5]}")
+        self._index = {c.id: c for c in self.clips}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self):
+        return iter(self.clips)
+
+    def __getitem__(self, clip_id: str) -> Clip:
+        return self._index[clip_id]
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.clips]
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def subset(self, ids) -> "Manifest":
+        keep = set(ids)
+        return Manifest(self.name, [c for c in self.clips if c.id in keep], self.root, self.classes)
+
+    def fingerprint(self) -> str:
+        """Hash of the table's content; file paths enter relative to the root, so moving a corpus
+        does not change it."""
+        rows = []
+        for c in self.clips:
+            row = asdict(c)
+            for key in ("video", "audio"):
+                row[key] = self._relative(row[key])
+            rows.append(row)
+        blob = json.dumps(rows, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def _relative(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        if self.root is not None:
+            try:
+                return str(Path(path).relative_to(self.root))
+            except ValueError:
+                pass
+        return Path(path).name
+
+    def to_frame(self):
+        """The table as a pandas DataFrame (one row per clip)."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(c) for c in self.clips])
+
+    def summary(self) -> str:
+        counts = {}
+        for c in self.clips:
+            counts[c.split] = counts.get(c.split, 0) + 1
+        errors = sum(c.error is not None for c in self.clips)
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        return f"{self.name}: {len(self)} clips ({parts}); {errors} with errors"
