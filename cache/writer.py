@@ -99,6 +99,8 @@ class FeatureWriter:
 
     def flush(self):
         if len(self._buffer):
+            # the primary array is the extractor's first output, unless named
+            self.primary = self.primary or next(iter(self._buffer.arrays), None)
             self.parts.mkdir(parents=True, exist_ok=True)
             write_records(self.parts / part_name(self.shard), self._buffer, self._attrs(), self.primary)
             self._buffer = Records()
@@ -118,13 +120,16 @@ class FeatureWriter:
                 return bool(files)
             merged = Records()
             for path in files:
-                merged.update(read_records(path)[0])
+                records, attrs = read_records(path)
+                merged.update(records)
+                self.primary = self.primary or attrs.get("primary") or None
             if expected_ids is not None and not set(expected_ids) <= set(merged.ids):
                 return False
             self.provenance["clips"] = len(merged)
             write_records(self.path, merged, self._attrs(), self.primary)
-            for path in files[1:]:
-                path.unlink(missing_ok=True)
+            for path in files:
+                if path != self.path:
+                    path.unlink(missing_ok=True)
             _remove_stale_parts(self.parts)
         return True
 

@@ -20,6 +20,12 @@ from . import base
 from .runner import run
 
 
+class Refused(click.ClickException):
+    """Refused before any work (bad corpus path, config mismatch): exit 2, as for usage errors."""
+
+    exit_code = 2
+
+
 def _print_list(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
@@ -90,7 +96,7 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, shard
     try:
         manifest = load_manifest(dataset, layout=layout, root=root, clips=clips)
     except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+        raise Refused(str(err)) from None
     run_ids = manifest.ids[:limit] if limit else manifest.ids
     shard_ids = [cid for cid in run_ids if _shard_of(cid, shard[1]) == shard[0]]
     writers = _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every)
@@ -112,7 +118,7 @@ def _shard_of(clip_id: str, n: int) -> int:
 
 def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every):
     if overwrite and shard[1] > 1:
-        raise click.ClickException("--overwrite with --shard would delete other shards' work: "
+        raise Refused("--overwrite with --shard would delete other shards' work: "
                                    "run `python -m cache rm` once, then the shards")
     writers = {}
     for name, extractor in extractors.items():
@@ -126,7 +132,7 @@ def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every
         try:
             writer.check_config()
         except ConfigMismatch as err:
-            raise click.ClickException(str(err)) from None
+            raise Refused(str(err)) from None
         writers[name] = writer
     return writers
 
@@ -136,6 +142,9 @@ def _log_to(path):
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("extract")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
 
