@@ -1,0 +1,141 @@
+"""Inspect and manage the feature cache.
+
+    python -m cache ls [--dataset demo]
+    python -m cache info demo is09
+    python -m cache verify [--dataset demo]
+    python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large
+    python -m cache rm demo is09
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from .npy_import import import_npy
+from .reader import FeatureReader, list_features
+from .store import ConfigMismatch
+from .verify import verify_file
+from .writer import FeatureWriter, cache_root, feature_path
+
+CACHE = click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """The HDF5 feature cache: one file per (dataset, feature)."""
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+@main.command("ls")
+@click.option("--dataset", help="Only this dataset.")
+@CACHE
+def ls(dataset, cache):
+    """List cached features: clips, dims, dtype, size on disk, failures."""
+    paths = list_features(cache, dataset)
+    if not paths:
+        click.echo(f"no features cached under {cache_root(cache)}")
+        return
+    click.echo(f"{'dataset':<14} {'feature':<20} {'clips':>6} {'dims':<18} {'dtype':<8} {'size':>9} {'failed':>6}  extractor")
+    for path in paths:
+        if path.suffix == ".parts":
+            size = sum(p.stat().st_size for p in path.glob("*.h5"))
+            click.echo(f"{path.parent.name:<14} {path.stem:<20} {'':>6} {'(unfinished: re-run to resume)':<27} {_size(size):>9}")
+            continue
+        with FeatureReader(path) as feat:
+            dims = "x".join(map(str, feat.shape[1:])) or "scalar"
+            dtype = feat._file[f"arrays/{feat.primary}"].dtype
+            extractor = feat.provenance.get("extractor", "?")
+            click.echo(f"{path.parent.name:<14} {feat.name:<20} {len(feat.ids):>6} {dims:<18} {str(dtype):<8} "
+                       f"{_size(feat.size_on_disk()):>9} {len(feat.failures()):>6}  {extractor}")
+
+
+@main.command()
+@click.argument("dataset")
+@click.argument("feature")
+@CACHE
+def info(dataset, feature, cache):
+    """Arrays, status counts, failures and provenance of one feature."""
+    with _open(dataset, feature, cache) as feat:
+        click.echo(f"{feat.path}  ({_size(feat.size_on_disk())})")
+        for key in feat.keys:
+            dset = feat._file[f"arrays/{key}"]
+            mark = "  (primary)" if key == feat.primary else ""
+            click.echo(f"  array    {key:<14} {str(dset.shape):<22} {dset.dtype}{mark}")
+        for key in feat.sequence_keys:
+            values = feat._file[f"ragged/{key}/values"]
+            click.echo(f"  sequence {key:<14} [T, {', '.join(map(str, values.shape[1:]))}] {values.dtype}, "
+                       f"{values.shape[0]} frames in all")
+        counts = Counter(feat.status)
+        click.echo("  clips    " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "flagged", "failed")))
+        for cid, reason in feat.failures().items():
+            click.echo(f"  FAILED   {cid}: {reason}")
+        click.echo("provenance: " + json.dumps(feat.provenance, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.option("--dataset", help="Only this dataset.")
+@CACHE
+def verify(dataset, cache):
+    """Check every feature file and part: readable, consistent shapes, ids unique, NaN only where failed."""
+    problems = 0
+    paths = list_features(cache, dataset)
+    for path in paths:
+        files = sorted(path.glob("*.h5")) if path.suffix == ".parts" else [path]
+        for file in files:
+            issues = verify_file(file)
+            problems += len(issues)
+            click.echo(f"{'ok  ' if not issues else 'BAD '} {file.relative_to(cache_root(cache))}")
+            for issue in issues:
+                click.echo(f"     {issue}")
+    click.echo(f"{len(paths)} features checked, {problems} problems")
+    sys.exit(1 if problems else 0)
+
+
+@main.command("import-npy")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", required=True)
+@click.option("--feature", required=True, help="Name to cache it under, e.g. hubert-large-utt.")
+@click.option("--frame-level/--utterance-level", default=None, help="Default: inferred from the shapes.")
+@click.option("--overwrite", is_flag=True, help="Replace a feature of that name.")
+@CACHE
+def import_npy_command(folder, dataset, feature, frame_level, overwrite, cache):
+    """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style)."""
+    try:
+        path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite)
+    except (ConfigMismatch, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"imported {n} clips -> {path}")
+
+
+@main.command()
+@click.argument("dataset")
+@click.argument("feature")
+@CACHE
+def rm(dataset, feature, cache):
+    """Delete a cached feature (its file and any unfinished parts)."""
+    writer = FeatureWriter(cache, dataset, feature, "", {})
+    if not writer.committed_files():
+        raise click.ClickException(f"nothing cached for {dataset}/{feature} under {cache_root(cache)}")
+    writer.remove()
+    click.echo(f"removed {feature_path(cache, dataset, feature)}")
+
+
+def _open(dataset, feature, cache) -> FeatureReader:
+    try:
+        return FeatureReader(feature_path(cache, dataset, feature))
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Integrity checks of one feature file or part."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from .store import FAILED, FORMAT
+
+
+def verify_file(path) -> list[str]:
+    """Problems found in `path` (empty when it is sound)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _check(f)
+    except (OSError, KeyError) as err:
+        return [f"unreadable: {err}"]
+
+
+def _check(f: h5py.File) -> list[str]:
+    problems = []
+    if f.attrs.get("format") != FORMAT:
+        problems.append(f"format {f.attrs.get('format')!r}, expected {FORMAT!r}")
+    for attr in ("feature", "fingerprint", "provenance"):
+        if attr not in f.attrs:
+            problems.append(f"attribute '{attr}' missing")
+    ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
+    n, failed = len(ids), f["status"][()] == FAILED
+    if len(set(ids)) != n:
+        problems.append("duplicate clip ids")
+    if ids != sorted(ids):
+        problems.append("clip ids not sorted")
+    if len(failed) != n or len(f["reason"]) != n:
+        problems.append("status / reason length differs from ids")
+    for key, dset in f.get("arrays", {}).items():
+        if dset.shape[0] != n:
+            problems.append(f"array {key}: {dset.shape[0]} rows for {n} clips")
+        elif np.issubdtype(dset.dtype, np.floating):
+            bad = ~np.isfinite(dset[()].reshape(n, -1)).all(axis=1) & ~failed
+            if bad.any():
+                problems.append(f"array {key}: non-finite values for clips not marked failed: "
+                                f"{[ids[i] for i in np.flatnonzero(bad)[:3]]}")
+    for key, group in f.get("ragged", {}).items():
+        offsets = group["offsets"][()]
+        if len(offsets) != n + 1 or (np.diff(offsets) < 0).any() or offsets[-1] != len(group["values"]):
+            problems.append(f"sequence {key}: offsets inconsistent with values")
+    return problems

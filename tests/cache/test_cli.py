@@ -1,0 +1,70 @@
+"""`python -m cache`: ls, info, verify, import-npy, rm."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cache import FeatureWriter, feature_path, open_feature
+from cache.__main__ import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def cache(tmp_path):
+    w = FeatureWriter(tmp_path, "demo", "is09", "f1", {"extractor": "is09", "config": {}})
+    w.put("a", {"functionals": np.ones(384, np.float32)})
+    w.put("b", status="failed", reason="no audio stream in b.mp4")
+    w.merge()
+    return tmp_path
+
+
+def test_ls_and_info(cache):
+    out = run("ls", "--cache", cache).output
+    row = next(line for line in out.splitlines() if line.startswith("demo"))
+    cols = row.split()
+    assert cols[:5] == ["demo", "is09", "2", "384", "float32"]  # dataset, feature, clips, dims, dtype
+    assert cols[-2:] == ["1", "is09"]  # one failure, made by is09
+    info = run("info", "demo", "is09", "--cache", cache).output
+    assert "(2, 384)" in info and "1 ok, 0 flagged, 1 failed" in info
+    assert "FAILED   b: no audio stream in b.mp4" in info and '"extractor": "is09"' in info
+
+
+def test_verify_finds_a_damaged_file(cache):
+    good = run("verify", "--cache", cache)
+    assert good.exit_code == 0 and "0 problems" in good.output
+    path = feature_path(cache, "demo", "is09")
+    path.write_bytes(path.read_bytes()[:1000])  # damaged outside our control, e.g. a disk error
+    bad = run("verify", "--cache", cache)
+    assert bad.exit_code == 1 and "BAD" in bad.output and "unreadable" in bad.output
+
+
+def test_import_npy_utterance_and_frame_level(tmp_path):
+    rng = np.random.default_rng(0)
+    utt, frames = tmp_path / "utt", tmp_path / "frames"
+    utt.mkdir(), frames.mkdir()
+    vectors = {f"sample_{i}": rng.normal(size=768).astype(np.float32) for i in range(3)}
+    seqs = {f"sample_{i}": rng.normal(size=(10 + i, 16)).astype(np.float32) for i in range(3)}
+    for cid in vectors:
+        np.save(utt / f"{cid}.npy", vectors[cid])
+        np.save(frames / f"{cid}.npy", seqs[cid])
+    root = tmp_path / "cache"
+    assert run("import-npy", utt, "--dataset", "mer", "--feature", "hubert", "--cache", root).exit_code == 0
+    assert run("import-npy", frames, "--dataset", "mer", "--feature", "hubert-frames", "--cache", root).exit_code == 0
+    feat = open_feature("mer", "hubert", root)
+    np.testing.assert_array_equal(feat.array(ids=["sample_1"])[0], vectors["sample_1"])
+    seq = open_feature("mer", "hubert-frames", root)
+    np.testing.assert_array_equal(seq.sequence("sample_2"), seqs["sample_2"])
+    np.testing.assert_allclose(seq.array(ids=["sample_2"])[0], seqs["sample_2"].mean(0), rtol=1e-6)
+    # the same folder again is a no-op; other content under the same name is refused
+    assert run("import-npy", utt, "--dataset", "mer", "--feature", "hubert", "--cache", root).exit_code == 0
+    np.save(utt / "sample_0.npy", np.zeros(768, np.float32))
+    refused = run("import-npy", utt, "--dataset", "mer", "--feature", "hubert", "--cache", root)
+    assert refused.exit_code == 1 and "another config" in refused.output
+
+
+def test_rm(cache):
+    assert run("rm", "demo", "is09", "--cache", cache).exit_code == 0
+    assert not feature_path(cache, "demo", "is09").exists()
+    assert run("rm", "demo", "is09", "--cache", cache).exit_code == 1
