@@ -42,6 +42,7 @@ class Extractor:
     dims: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoConfig
+    batched: ClassVar[bool] = False
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
@@ -60,6 +61,34 @@ class Extractor:
         return {"extractor": self.name, "version": self.version,
                 "config": dataclasses.asdict(self.config), "fingerprint": self.fingerprint,
                 "libraries": library_versions()}
+
+
+class BatchExtractor(Extractor):
+    """A model run on batches of clips in the main process (where the GPU is).
+
+    Workers decode each clip and call `prepare(clip, media) -> payload` (picklable; e.g. the audio,
+    or aligned face crops); the main process groups payloads of similar `cost` (seconds of audio,
+    number of crops) into batches of at most `batch_budget` and calls
+    `extract_batch(clips, payloads) -> [Output]`. `setup()` runs in the main process only.
+    """
+
+    batched: ClassVar[bool] = True
+
+    def setup_worker(self):
+        """Resources `prepare` needs, once per worker process."""
+
+    def prepare(self, clip, media):
+        return media.audio
+
+    def cost(self, payload) -> float:
+        return len(payload) / 16000
+
+    @property
+    def batch_budget(self) -> float:
+        return float(getattr(self.config, "batch_seconds", 60.0))
+
+    def extract_batch(self, clips: list, payloads: list) -> list[Output]:
+        raise NotImplementedError
 
 
 def known_names() -> list[str]:

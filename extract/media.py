@@ -1,7 +1,7 @@
 """Decoding with PyAV: audio as 16 kHz mono float32, frames at a requested rate, one open per clip."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -29,6 +29,7 @@ class Media:
     frame_times: np.ndarray | None = None
     source_rate: int | None = None
     source_channels: int | None = None
+    extras: dict = field(default_factory=dict)  # per-clip results shared between extractors (e.g. a face track)
 
     @property
     def duration(self) -> float:

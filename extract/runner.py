@@ -1,7 +1,9 @@
 """The extraction run: decode each clip once, run every requested extractor, write to the cache.
 
-Clips are processed on `workers` processes; the main process alone writes HDF5. A bad clip is
-recorded as failed with its reason and the run goes on.
+Clips are decoded on `workers` processes, where per-clip (CPU-bound) extractors also run. Batched
+extractors (models) run in the main process on batches of similar-length clips, while the workers
+keep decoding ahead. The main process alone writes HDF5. A bad clip is recorded as failed with its
+reason and the run goes on.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .media import MediaError, decode
 
 log = logging.getLogger("extract")
 _EXTRACTORS: dict = {}  # per-process extractors, set up once by _init_worker
+PREFETCH_BATCHES = 4     # batched features gather this many batches' worth, then sort by length
 
 
 @dataclass
@@ -39,17 +42,20 @@ class Summary:
 
 
 def process_clip(clip, extractors: dict, features: list[str]) -> tuple[str, dict, float]:
-    """Run `features` on one clip: {feature: (status, reason, Output | None)} and its audio seconds."""
+    """Decode one clip and run `features` on it.
+
+    Returns (clip id, {feature: (status, reason, Output or batch payload or None)}, audio seconds).
+    """
     if clip.error:
         return clip.id, {f: ("failed", clip.error, None) for f in features}, 0.0
     needs = set().union(*(extractors[f].needs for f in features))
-    results, media, decode_error = {}, None, None
-    try:
-        media = decode(clip.media, audio="audio" in needs, fps=_fps(extractors, features))
-    except MediaError as err:
-        decode_error = str(err)
-    for name in features:
-        results[name] = _run_one(clip, extractors[name], media, decode_error)
+    media, decode_error = None, None
+    if needs & {"audio", "frames"}:
+        try:
+            media = decode(clip.media, audio="audio" in needs, fps=_fps(extractors, features))
+        except MediaError as err:
+            decode_error = str(err)
+    results = {name: _run_one(clip, extractors[name], media, decode_error) for name in features}
     return clip.id, results, media.duration if media else 0.0
 
 
@@ -64,7 +70,7 @@ def _run_one(clip, extractor, media, decode_error):
     if decode_error and extractor.needs & {"audio", "frames"}:
         return "failed", decode_error, None
     try:
-        out = extractor.extract(clip, media)
+        out = extractor.prepare(clip, media) if extractor.batched else extractor.extract(clip, media)
     except Exception as err:  # a bad clip must not stop the run; the log keeps the traceback
         log.debug("clip %s, %s:\n%s", clip.id, extractor.name, traceback.format_exc())
         return "failed", f"{extractor.name} failed: {type(err).__name__}: {err}", None
@@ -73,13 +79,16 @@ def _run_one(clip, extractor, media, decode_error):
     return "ok", "", out
 
 
-def _init_worker(specs, one_thread=False):
-    if one_thread:  # one clip per core: intra-op threads would oversubscribe
+def _init_worker(specs, in_worker=False):
+    if in_worker:  # one clip per core: intra-op threads would oversubscribe
         os.environ["OMP_NUM_THREADS"] = "1"
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
     for name, extractor in specs.items():
-        extractor.setup()
+        if extractor.batched:
+            extractor.setup_worker()
+        else:
+            extractor.setup()
         _EXTRACTORS[name] = extractor
 
 
@@ -94,13 +103,19 @@ def run(manifest, extractors: dict, writers: dict[str, FeatureWriter], todo: dic
     summary, start = Summary(), time.monotonic()
     jobs = [(manifest[cid], feats) for cid, feats in todo.items() if feats]
     summary.skipped = sum(1 for feats in todo.values() if not feats)
+    batches = {name: Batcher(name, ex, writers[name], summary, manifest)
+               for name, ex in extractors.items() if ex.batched}
+    for batcher in batches.values():
+        batcher.extractor.setup()
     bar = tqdm(total=len(jobs), unit="clip", disable=not progress, dynamic_ncols=True)
     try:
         for clip_id, results, seconds in _results(jobs, extractors, workers):
-            _record(clip_id, results, writers, summary)
+            _record(clip_id, results, writers, summary, batches)
             summary.audio_seconds += seconds
             bar.update(1)
             bar.set_postfix(failed=summary.n_failed, refresh=False)
+        for batcher in batches.values():
+            batcher.drain(final=True)
     finally:
         bar.close()
         for writer in writers.values():
@@ -123,14 +138,65 @@ def _results(jobs, extractors, workers):
         yield from pool.imap_unordered(_work, jobs, chunksize=1)
 
 
-def _record(clip_id, results, writers, summary):
+def _record(clip_id, results, writers, summary, batches):
     summary.done += 1
     for name, (status, reason, out) in results.items():
-        if out is None:
-            writers[name].put(clip_id, status="failed", reason=reason)
-        else:
-            writers[name].put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
-        if status == "failed":
-            summary.failed.setdefault(name, {})[clip_id] = reason
-        elif status == "flagged":
-            summary.flagged += 1
+        if out is not None and name in batches:
+            batches[name].add(clip_id, out, status, reason)
+            continue
+        record(writers[name], summary, name, clip_id, status, reason, out)
+
+
+def record(writer, summary, name, clip_id, status, reason, out):
+    if out is None or status == "failed":
+        writer.put(clip_id, status="failed", reason=reason)
+        summary.failed.setdefault(name, {})[clip_id] = reason
+        return
+    writer.put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
+    summary.flagged += status == "flagged"
+
+
+class Batcher:
+    """Gathers prepared clips of one batched feature and runs them in length-sorted batches."""
+
+    def __init__(self, name, extractor, writer, summary, manifest):
+        self.name, self.extractor, self.writer, self.summary, self.manifest = name, extractor, writer, summary, manifest
+        self.pending: list[tuple[float, str, object, str, str]] = []
+
+    def add(self, clip_id, payload, status, reason):
+        self.pending.append((self.extractor.cost(payload), clip_id, payload, status, reason))
+        if sum(p[0] for p in self.pending) >= PREFETCH_BATCHES * self.extractor.batch_budget:
+            self.drain()
+
+    def drain(self, final=False):
+        self.pending.sort(key=lambda p: p[0])
+        batch, total = [], 0.0
+        for item in self.pending:
+            if batch and total + item[0] > self.extractor.batch_budget:
+                self._run(batch)
+                batch, total = [], 0.0
+            batch.append(item)
+            total += item[0]
+        self.pending = [] if final else batch  # the last, partial batch waits for more clips
+        if final and batch:
+            self._run(batch)
+
+    def _run(self, batch):
+        clips = [self.manifest[item[1]] for item in batch]
+        try:
+            outputs = self.extractor.extract_batch(clips, [item[2] for item in batch])
+        except Exception:
+            if len(batch) == 1:
+                return self._fail(batch[0])
+            log.debug("batch of %d failed, retrying one clip at a time:\n%s", len(batch), traceback.format_exc())
+            for item in batch:  # one bad clip must not take its batch down with it
+                self._run([item])
+            return
+        for item, out in zip(batch, outputs):
+            record(self.writer, self.summary, self.name, item[1], item[3], item[4], out)
+
+    def _fail(self, item):
+        err = sys.exc_info()[1]
+        log.debug("clip %s, %s:\n%s", item[1], self.extractor.name, traceback.format_exc())
+        reason = f"{self.extractor.name} failed: {type(err).__name__}: {err}"
+        record(self.writer, self.summary, self.name, item[1], "failed", reason, None)

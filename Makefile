@@ -1,0 +1,47 @@
+# Two-stage feature cache for multimodal emotion recognition.
+#   make setup && make demo     install, then the whole job on the built-in demo corpus
+#   make test
+#   make extract DATASET=mer2023 DATA=/path/to/dataset-release [FEATURES=is09,mfcc] [CACHE=dir]
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+# a GPU box picks its own build, e.g. TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH    ?= torch==2.13.0
+DATASET  ?= demo
+DATA     ?=
+FEATURES ?= is09,is10,egemaps,mfcc,e2el-spectrogram
+CACHE    ?= data/cache
+WORKERS  ?= 2
+DEMO_DIR ?= data/demo
+DEMO_CLIPS ?= 96
+
+.PHONY: setup test demo demo-corpus extract bench clean-cache
+
+setup:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@echo "set up: activate with '. $(VENV)/bin/activate' (or use make targets)"
+
+test:
+	$(PY) -m pytest -q
+
+demo-corpus:
+	$(PY) -m manifests.demo --out $(DEMO_DIR) --clips $(DEMO_CLIPS)
+
+demo: demo-corpus
+	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(FEATURES) --cache $(CACHE) --workers $(WORKERS)
+	$(PY) -m cache ls --dataset demo --cache $(CACHE)
+
+# DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)
+extract:
+	$(PY) -m extract --dataset $(DATASET) \
+	  $(if $(DATA),$(if $(filter %.csv,$(DATA)),--clips,--root) $(DATA)) \
+	  --features $(FEATURES) --cache $(CACHE) --workers $(WORKERS)
+
+bench:
+	$(PY) bench/extract_speed.py --clips $(DEMO_CLIPS)
+
+clean-cache:
+	rm -rf $(CACHE)
