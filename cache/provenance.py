@@ -7,6 +7,8 @@ import json
 import platform
 from importlib import metadata
 
+# options that change how fast, not what: never part of a fingerprint
+RUNTIME_FIELDS = frozenset({"device", "batch_seconds"})
 LIBRARIES = ("numpy", "h5py", "av", "opensmile", "librosa", "torch", "transformers", "dlib-bin")
 
 
@@ -17,6 +19,8 @@ def non_default_config(config) -> dict:
     """
     out = {}
     for f in dataclasses.fields(config):
+        if f.name in RUNTIME_FIELDS:
+            continue
         value = getattr(config, f.name)
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
@@ -26,9 +30,14 @@ def non_default_config(config) -> dict:
 
 
 def config_fingerprint(extractor: str, version: str, config) -> str:
-    """Hash of extractor name, version and non-default config (never a path of this machine)."""
-    blob = json.dumps({"extractor": extractor, "version": version,
-                       "config": non_default_config(config)}, sort_keys=True, default=str)
+    """Hash of extractor name, version and non-default config (never a path of this machine).
+
+    `config` is a config dataclass, or the dict an extractor builds from it (see
+    Extractor.identity, where a model folder is replaced by its weights hash)."""
+    if dataclasses.is_dataclass(config):
+        config = non_default_config(config)
+    blob = json.dumps({"extractor": extractor, "version": version, "config": config},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -3,8 +3,24 @@
     python -m extract --list
     python -m extract --dataset demo --features is09,is10,egemaps,mfcc,e2el-spectrogram
 """
-from . import acoustic  # noqa: F401  (registers the extractors)
-from .base import KINDS, REGISTRY, Extractor, Output, build, register
+import importlib
+from pathlib import Path
+
+from .base import KINDS, REGISTRY, BatchExtractor, Extractor, Output, build, register
 from .media import Media, MediaError, decode
 
-__all__ = ["Extractor", "Output", "REGISTRY", "KINDS", "build", "register", "decode", "Media", "MediaError"]
+# modules that register extractors when imported
+EXTRACTOR_MODULES = ("acoustic", "speech_models", "visual", "lexical")
+
+__all__ = ["Extractor", "BatchExtractor", "Output", "REGISTRY", "KINDS", "build", "register",
+           "decode", "Media", "MediaError", "load_all_extractors"]
+
+
+def load_all_extractors():
+    here = Path(__file__).parent
+    for name in EXTRACTOR_MODULES:
+        if (here / f"{name}.py").exists():  # families land one by one
+            importlib.import_module(f"{__name__}.{name}")
+
+
+load_all_extractors()

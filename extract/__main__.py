@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import zlib
@@ -37,8 +38,11 @@ def _print_list(ctx, _param, value):
     ctx.exit()
 
 
-def parse_features(text: str, settings: tuple[str, ...]) -> dict[str, base.Extractor]:
-    """'a,b,alias=c' plus ('c.option=value', ...) -> {cache name: extractor}; refuses unknown names."""
+def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = None) -> dict[str, base.Extractor]:
+    """'a,b,alias=c' plus ('c.option=value', ...) -> {cache name: extractor}; refuses unknown names.
+
+    `runtime` ({"device": ..., "dtype": ..., "batch_seconds": ...}) applies to every extractor whose
+    Config has that field, unless a --set names it."""
     options: dict[str, dict[str, str]] = {}
     for item in settings:
         key, eq, value = item.partition("=")
@@ -50,10 +54,16 @@ def parse_features(text: str, settings: tuple[str, ...]) -> dict[str, base.Extra
     for item in filter(None, (s.strip() for s in text.split(","))):
         alias, eq, spec = item.partition("=")
         name, spec = (alias, spec) if eq else (item, item)
+        own = options.get(name, options.get(spec)) or {}
         try:
-            extractors[name] = base.build(spec, options.get(name, options.get(spec)))
+            extractor = base.build(spec, own)
         except base.UnknownFeature as err:
             raise click.BadParameter(str(err), param_hint="--features") from None
+        fields = {f.name for f in dataclasses.fields(extractor.config)}
+        shared = {k: v for k, v in (runtime or {}).items() if v is not None and k in fields and k not in own}
+        if shared:
+            extractor.config = dataclasses.replace(extractor.config, **shared)
+        extractors[name] = extractor
     if not extractors:
         raise click.BadParameter("no feature named", param_hint="--features")
     return extractors
@@ -82,16 +92,23 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 @click.option("--set", "settings", multiple=True, metavar="FEATURE.OPTION=VALUE", help="Override an extractor option.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes for CPU-bound extractors.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where models run (default auto: cuda when available).")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+              help="Compute precision of models (autocast on GPU).")
+@click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=None,
+              help="Batch budget of model extractors, in seconds of audio (or their own unit).")
 @click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by id).")
 @click.option("--overwrite", is_flag=True, help="Delete the cached features named and extract them again.")
 @click.option("--retry-failed", is_flag=True, help="Extract clips recorded as failed again.")
 @click.option("--flush-every", default=32, show_default=True, type=click.IntRange(1), help="Clips per committed part.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(dataset, layout, root, clips, features, settings, cache, workers, shard, limit, overwrite,
-         retry_failed, flush_every, quiet):
+def main(dataset, layout, root, clips, features, settings, cache, workers, device, dtype, batch_seconds,
+         shard, limit, overwrite, retry_failed, flush_every, quiet):
     """Extract features of every clip of a dataset into the HDF5 cache (resumable)."""
-    extractors = parse_features(features, settings)
+    runtime = {"device": device, "dtype": dtype, "batch_seconds": batch_seconds}
+    extractors = parse_features(features, settings, runtime)
     shard = parse_shard(shard)
     try:
         manifest = load_manifest(dataset, layout=layout, root=root, clips=clips)

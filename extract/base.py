@@ -7,7 +7,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from cache import config_fingerprint, library_versions
+from cache import config_fingerprint, library_versions, non_default_config
 
 # name -> extractor class; kind prefix ("ssl", "text", "vision") -> factory(argument) -> extractor
 REGISTRY: dict[str, type["Extractor"]] = {}
@@ -53,9 +53,14 @@ class Extractor:
     def extract(self, clip, media) -> Output:
         raise NotImplementedError
 
+    def identity(self) -> dict:
+        """What the output depends on: the non-default config (model extractors replace a local
+        folder by its weights hash here, so moving a model folder keeps the cache valid)."""
+        return non_default_config(self.config)
+
     @property
     def fingerprint(self) -> str:
-        return config_fingerprint(self.name, self.version, self.config)
+        return config_fingerprint(self.name, self.version, self.identity())
 
     def provenance(self) -> dict:
         return {"extractor": self.name, "version": self.version,

@@ -1,0 +1,135 @@
+"""The one code path every model loads through: a hub id or a local folder, on a chosen device.
+
+    model, processor = load_pretrained("TencentGameMate/chinese-hubert-large", AutoModel, AutoFeatureExtractor)
+    model, processor = load_pretrained("data/models/tiny-hubert", AutoModel, AutoFeatureExtractor)
+
+Tiny random-initialised stand-ins for tests and the demo are built by `python -m extract.models
+--out data/models` (`make models`); each model family registers its builder in STAND_INS.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import click
+
+# stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
+STAND_INS: dict[str, Callable[[Path], None]] = {}
+STAND_IN_NOTE = "random-initialised stand-in, NOT pretrained: its features carry no learned meaning"
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def stand_in(name: str):
+    def register(builder):
+        STAND_INS[name] = builder
+        return builder
+    return register
+
+
+def is_local(source: str) -> bool:
+    return Path(source).is_dir()
+
+
+def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
+    """(model in eval mode, processor or None) from a hub id or a local folder.
+
+    A local folder never touches the network; a hub id uses the local HF cache first.
+    """
+    local = is_local(source)
+    if not local and os.environ.get("HF_HUB_OFFLINE") == "1":
+        kwargs.setdefault("local_files_only", True)
+    try:
+        model = model_cls.from_pretrained(source, **kwargs).eval()
+        processor = processor_cls.from_pretrained(source) if processor_cls else None
+    except OSError as err:
+        where = "folder" if local else "hub id (and no local copy in the HF cache)"
+        raise OSError(f"cannot load model {source!r} as a {where}: {err}") from None
+    return model, processor
+
+
+def weights_sha256(source: str) -> str | None:
+    """Hash of a local model folder's weight files (stands for the revision of a hub model)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(source: str, model=None) -> dict:
+    """What identifies a model in a fingerprint and in provenance: never a path of this machine.
+
+    Hub id and revision (commit hash) for a hub model; folder name and weights hash for a folder.
+    A folder built by `make models` says it is a random stand-in.
+    """
+    if is_local(source):
+        identity = {"model": Path(source).name, "weights_sha256": weights_sha256(source)}
+        if (Path(source) / "STAND_IN").exists():
+            identity["stand_in"] = STAND_IN_NOTE
+    else:
+        identity = {"model": source,
+                    "revision": getattr(getattr(model, "config", None), "_commit_hash", None)}
+    return identity
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose one of {DTYPES}")
+    return getattr(torch, dtype)
+
+
+def autocast(device, dtype: str):
+    """Mixed precision on a GPU (or bfloat16 on CPU); float32 runs as is."""
+    import torch
+
+    if dtype == "float32":
+        return nullcontext()
+    if device.type == "cpu" and dtype == "float16":
+        raise ValueError("float16 autocast is not supported on CPU: use bfloat16 or float32")
+    return torch.autocast(device.type, dtype=resolve_dtype(dtype))
+
+
+def mark_stand_in(folder: Path, description: str):
+    """Label a saved folder as a random stand-in, for people and for provenance."""
+    (Path(folder) / "STAND_IN").write_text(f"{description}\n{STAND_IN_NOTE}\n")
+
+
+@click.command()
+@click.option("--out", default="data/models", show_default=True, type=click.Path(file_okay=False))
+@click.option("--only", multiple=True, help="Build only these stand-ins.")
+def main(out, only):
+    """Build the tiny random-initialised stand-in models (for tests and the demo corpus)."""
+    from . import load_all_extractors
+
+    load_all_extractors()
+    for name, builder in sorted(STAND_INS.items()):
+        if only and name not in only:
+            continue
+        folder = Path(out) / name
+        if (folder / "STAND_IN").exists():
+            click.echo(f"{folder}: already there")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        builder(folder)
+        click.echo(f"{folder}: {STAND_IN_NOTE}")
+
+
+if __name__ == "__main__":
+    main()
