@@ -118,8 +118,10 @@ def main(out, only):
     """Build the tiny random-initialised stand-in models (for tests and the demo corpus)."""
     from . import load_all_extractors
 
+    from .models import STAND_INS as registered  # under `python -m` this file is __main__, not extract.models
+
     load_all_extractors()
-    for name, builder in sorted(STAND_INS.items()):
+    for name, builder in sorted(registered.items()):
         if only and name not in only:
             continue
         folder = Path(out) / name

@@ -1,0 +1,284 @@
+"""Every hidden layer of a self-supervised speech encoder (HuBERT, wav2vec 2.0, WavLM, data2vec-audio).
+
+    python -m extract --dataset mer2023 --features hubert-large
+    python -m extract --dataset demo --features ssl:data/models/tiny-hubert --set ssl:data/models/tiny-hubert.std=true
+
+Stores, per clip, the mean (and optionally std) over valid frames of every hidden state (CNN output
+projection + each transformer layer): "mean" float16 [L, D], L = num_hidden_layers + 1. Layers are
+chosen at fusion time (fuse/layers.py: `hubert-large@18,19,20`). Batches are exact: a clip's features
+do not depend on its batch mates (see `SpeechModelFeatures.extract_batch`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import models
+from .base import KINDS, BatchExtractor, Output, register
+from .media import SAMPLE_RATE
+from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
+
+STORE_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class SpeechModelConfig:
+    std: bool = False                  # also store the std over frames ("std" [L, D])
+    store_dtype: str = "float16"       # float16 or float32 in the cache
+    frame_layers: tuple = ()           # layers also stored frame by frame (ragged "layer<i>" [T, D]), e.g. 18+19
+    frame_pool: int = 1                # average-pool the stored frames by this factor in time
+    window_seconds: float = 30.0       # longer clips run as near-equal windows, pooled back frame-weighted
+    device: str = "auto"
+    dtype: str = "float32"             # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    batch_seconds: float = 60.0        # audio per forward pass, summed over the batch
+
+    def __post_init__(self):
+        object.__setattr__(self, "frame_layers", tuple(int(i) for i in self.frame_layers))
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype {self.store_dtype!r}: choose one of {STORE_DTYPES}")
+        if self.dtype not in models.DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: choose one of {models.DTYPES}")
+        if self.frame_pool < 1 or self.window_seconds <= 0:
+            raise ValueError("frame_pool must be >= 1 and window_seconds > 0")
+
+
+class SpeechModelFeatures(BatchExtractor):
+    """Hidden states of a HuggingFace speech encoder (`AutoModel` + `AutoFeatureExtractor`), pooled per clip."""
+
+    name, version, dims = "ssl", "1", "[L, D] per clip (L = layers + 1)"
+    description = "every hidden layer of a HF speech encoder (hub id or folder), mean over frames"
+    Config = SpeechModelConfig
+    primary = "mean"
+    source = ""  # hub id or local folder; presets set it, `ssl:<source>` passes it
+
+    def __init__(self, config=None, source: str | None = None):
+        super().__init__(config)
+        self.source = source or self.source
+        self._model = self._processor = self._model_config = None
+
+    def __getstate__(self):  # workers get the recipe, never the loaded model
+        return self.__dict__ | {"_model": None, "_processor": None}
+
+    # -- what the output depends on -------------------------------------------------------------
+    @property
+    def model_config(self):
+        if self._model_config is None:
+            from transformers import AutoConfig
+
+            try:
+                self._model_config = AutoConfig.from_pretrained(self.source)
+            except OSError as err:
+                raise OSError(f"cannot load the config of model {self.source!r}: {err}") from None
+        return self._model_config
+
+    def identity(self) -> dict:
+        model = SimpleNamespace(config=self.model_config)
+        return super().identity() | {"model": models.model_identity(self.source, model)}
+
+    def provenance(self) -> dict:
+        config = self.model_config
+        return super().provenance() | {
+            "model": models.model_identity(self.source, SimpleNamespace(config=config)),
+            "model_config": config.to_diff_dict(), "layers": self.n_layers, "hidden_size": config.hidden_size,
+            "feat_extract_norm": self.feat_extract_norm, "compute_dtype": self.config.dtype,
+            "store_dtype": self.config.store_dtype,
+            "pooling": "mean" + (" and std" if self.config.std else "") + " over valid frames",
+            "config": dataclasses.asdict(self.config)}
+
+    @property
+    def n_layers(self) -> int:
+        return self.model_config.num_hidden_layers + 1
+
+    @property
+    def feat_extract_norm(self) -> str:
+        return getattr(self.model_config, "feat_extract_norm", "layer")  # data2vec-audio: layer norm
+
+    @property
+    def exact_when_padded(self) -> bool:
+        """Layer-norm front ends with an attention mask give the same features padded or not;
+        group-norm ones normalise over the padding too, so they only batch equal lengths."""
+        return self.feat_extract_norm == "layer"
+
+    # -- per clip, in workers -------------------------------------------------------------------
+    def setup_worker(self):
+        self.min_samples  # loads the config once per worker
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest audio that gives one frame: the CNN front end's receptive field."""
+        field, hop = 1, 1
+        for kernel, stride in zip(self.model_config.conv_kernel, self.model_config.conv_stride):
+            field += (kernel - 1) * hop
+            hop *= stride
+        return field
+
+    def prepare(self, clip, media):
+        audio = media.audio
+        if len(audio) < self.min_samples:
+            raise ValueError(f"clip too short for {self.source.rstrip('/').split('/')[-1]}: "
+                             f"{len(audio) / SAMPLE_RATE:.3f} s gives no frame "
+                             f"(needs at least {self.min_samples / SAMPLE_RATE:.3f} s)")
+        return audio
+
+    # -- batches, in the main process -----------------------------------------------------------
+    def setup(self):
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.device = models.resolve_device(self.config.device)
+        models.autocast(self.device, self.config.dtype)  # refuses float16 on CPU before any work
+        self._model, self._processor = models.load_pretrained(
+            self.source, AutoModel, AutoFeatureExtractor)
+        self._model.to(self.device)
+        self._model_config = self._model.config
+
+    def extract_batch(self, clips, payloads) -> list[Output]:
+        window = int(self.config.window_seconds * SAMPLE_RATE)
+        segments = [(i, audio[a:b]) for i, audio in enumerate(payloads) for a, b in window_bounds(len(audio), window)]
+        moments, frames = [[] for _ in payloads], [[] for _ in payloads]
+        for group in self._forward_groups(segments):
+            for (i, _), m, f in zip(group, *self.forward([audio for _, audio in group])):
+                moments[i].append(m)
+                frames[i].append(f)
+        return [self._output(combine(m), f) for m, f in zip(moments, frames)]
+
+    def _forward_groups(self, segments):
+        """Segments in forward passes of at most `batch_seconds` of audio, equal lengths only for
+        group-norm models; the order inside a clip is kept (windows are concatenated in time)."""
+        budget = self.config.batch_seconds * SAMPLE_RATE
+        ordered = sorted(segments, key=lambda s: len(s[1]))
+        group, total = [], 0
+        for segment in ordered:
+            size = len(segment[1])
+            if group and not (total + size <= budget and (self.exact_when_padded or size == len(group[0][1]))):
+                yield group
+                group, total = [], 0
+            group.append(segment)
+            total += size
+        if group:
+            yield group
+
+    def forward(self, audios: list[np.ndarray]) -> tuple[list[Moments], list[dict]]:
+        """One forward pass over padded `audios` -> per row: Moments over its valid frames, and
+        {layer: float32 [T, D]} of the layers in `frame_layers`."""
+        import torch
+
+        inputs = self._processor(audios, sampling_rate=SAMPLE_RATE, padding=True,
+                                 return_attention_mask=True, return_tensors="pt")
+        values, mask = inputs["input_values"].to(self.device), inputs["attention_mask"].to(self.device)
+        with torch.inference_mode(), models.autocast(self.device, self.config.dtype):
+            out = self._model(values, attention_mask=mask, output_hidden_states=True)
+        hidden = torch.stack(out.hidden_states)                                   # [L, B, T, D]
+        lengths = self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=hidden.shape[2])
+        layers = [self._layer_index(i) for i in self.config.frame_layers]
+        frames = [{i: hidden[i, b, :lengths[b]].float().cpu().numpy() for i in layers}
+                  for b in range(len(audios))]
+        return masked_moments(hidden, lengths.cpu()), frames
+
+    def _layer_index(self, layer: int) -> int:
+        if not -self.n_layers <= layer < self.n_layers:
+            raise ValueError(f"frame_layers: layer {layer} out of range for {self.n_layers} hidden states")
+        return layer % self.n_layers
+
+    def _output(self, moments: Moments, frames: list[dict]) -> Output:
+        dtype = np.dtype(self.config.store_dtype)
+        arrays = {"mean": moments.mean.astype(dtype), "n_frames": np.int32(moments.n)}
+        if self.config.std:
+            arrays["std"] = moments.std.astype(dtype)
+        ragged = {f"layer{i}": average_pool_time(np.concatenate([f[i] for f in frames]),
+                                                 self.config.frame_pool).astype(dtype)
+                  for i in (frames[0] if frames else {})}
+        return Output(arrays=arrays, ragged=ragged)
+
+
+def speech_model(argument: str, options: dict[str, str]) -> SpeechModelFeatures:
+    """every hidden layer of a HF speech encoder (HuBERT, wav2vec 2.0, WavLM, data2vec-audio)"""
+    from .base import _config
+
+    return SpeechModelFeatures(_config(SpeechModelConfig, options, f"ssl:{argument}"), source=argument)
+
+
+KINDS["ssl"] = speech_model
+
+
+# -- presets: the names users know ------------------------------------------------------------------
+@register
+class HubertBase(SpeechModelFeatures):
+    name, source, dims = "hubert-base", "TencentGameMate/chinese-hubert-base", "13 x 768 per clip"
+    description = "Chinese HuBERT base (as the MER 2023 baseline), every layer; group norm: one length per batch"
+
+
+@register
+class HubertLarge(SpeechModelFeatures):
+    name, source, dims = "hubert-large", "TencentGameMate/chinese-hubert-large", "25 x 1024 per clip"
+    description = "Chinese HuBERT large (as the MER 2023 baseline), every layer"
+
+
+@register
+class Wav2Vec2Base(SpeechModelFeatures):
+    name, source, dims = "wav2vec2-base", "facebook/wav2vec2-base", "13 x 768 per clip"
+    description = "wav2vec 2.0 base (LibriSpeech), every layer; group norm: one length per batch"
+
+
+@register
+class Wav2Vec2Large(SpeechModelFeatures):
+    name, source, dims = "wav2vec2-large", "facebook/wav2vec2-large-lv60", "25 x 1024 per clip"
+    description = "wav2vec 2.0 large (LibriLight 60k h), every layer"
+
+
+@register
+class WavLMBasePlus(SpeechModelFeatures):
+    name, source, dims = "wavlm-base-plus", "microsoft/wavlm-base-plus", "13 x 768 per clip"
+    description = "WavLM base+, every layer; group norm: one length per batch"
+
+
+@register
+class WavLMLarge(SpeechModelFeatures):
+    name, source, dims = "wavlm-large", "microsoft/wavlm-large", "25 x 1024 per clip"
+    description = "WavLM large, every layer"
+
+
+# -- tiny random-initialised stand-ins (python -m extract.models --out data/models) ---------------
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def _save_stand_in(folder, model_cls, config, description, return_attention_mask):
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    model_cls(config).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=return_attention_mask).save_pretrained(folder)
+    models.mark_stand_in(folder, description)
+
+
+@models.stand_in("tiny-hubert")
+def tiny_hubert(folder):
+    """Layer-norm front end, like hubert-large: exact when padded."""
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(**TINY, feat_extract_norm="layer", do_stable_layer_norm=True)
+    _save_stand_in(folder, HubertModel, config, "tiny HuBERT (layer-norm front end, 32 x 2 layers)", True)
+
+
+@models.stand_in("tiny-wav2vec2")
+def tiny_wav2vec2(folder):
+    """Group-norm front end, like hubert-base and wav2vec2-base: not exact when padded."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(**TINY, feat_extract_norm="group", do_stable_layer_norm=False)
+    _save_stand_in(folder, Wav2Vec2Model, config, "tiny wav2vec 2.0 (group-norm front end, 32 x 2 layers)", False)
+
+
+@models.stand_in("tiny-wavlm")
+def tiny_wavlm(folder):
+    """Layer-norm WavLM (gated relative position bias), like wavlm-large."""
+    from transformers import WavLMConfig, WavLMModel
+
+    config = WavLMConfig(**TINY, feat_extract_norm="layer", do_stable_layer_norm=True, num_buckets=32,
+                         max_bucket_distance=100)
+    _save_stand_in(folder, WavLMModel, config, "tiny WavLM (layer-norm front end, 32 x 2 layers)", True)
