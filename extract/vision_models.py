@@ -1,0 +1,109 @@
+"""`vision:<hub id or folder>`: any HF transformers vision encoder on the clip's aligned faces.
+
+    python -m extract --dataset demo --features vision:google/vit-base-patch16-224-in21k
+    python -m extract --dataset demo --features rafdb=vision:/models/my-rafdb-vit
+
+Every hidden layer (embeddings output included) is mean-pooled over tokens (ViT, CLIP vision) or
+over the spatial grid (ResNet, ConvNeXt stages), then over the clip's detected frames:
+`layers` [L, D] per clip, float16 by default. CNN stages of different widths are zero-padded to the
+widest and `layer_dims` [L] says how many values of each row are real.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .base import KINDS, _config
+from .models import STAND_IN_NOTE, autocast, load_pretrained, mark_stand_in, model_identity, resolve_device, stand_in
+from .visual import FaceEmbedder, FaceEmbeddingConfig
+
+
+@dataclass(frozen=True)
+class VisionConfig(FaceEmbeddingConfig):
+    model: str = ""
+    chip_size: int = 224        # aligned chip side fed to the image processor
+    storage: str = "float16"    # float16 or float32
+    batch_seconds: float = 64.0  # face crops per batch
+
+
+class VisionLayers(FaceEmbedder):
+    """Per-layer pooled hidden states of an HF vision model on aligned face chips."""
+
+    version = "1"
+    dims = "[L, D] per model"
+    description = "every layer of an HF vision encoder (ViT, CLIP vision, ResNet, ConvNeXt), pooled"
+    Config = VisionConfig
+    chip_padding = 0.25
+    primary = "layers"
+
+    @property
+    def name(self) -> str:  # one extractor class serves every model
+        return f"vision:{self.config.model}"
+
+    @property
+    def chip_size(self) -> int:
+        return self.config.chip_size
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        ident.pop("model", None)
+        return ident | model_identity(self.config.model)
+
+    def setup(self):
+        from transformers import AutoImageProcessor, AutoModel
+
+        self._device = resolve_device(self.config.device)
+        self._model, self._processor = load_pretrained(self.config.model, AutoModel, AutoImageProcessor)
+        self._model.to(self._device)
+
+    def embed(self, chips):
+        import torch
+
+        inputs = self._processor(images=list(chips), return_tensors="pt").to(self._device)
+        with torch.inference_mode(), autocast(self._device, self.config.dtype):
+            out = self._vision_forward(inputs["pixel_values"])
+        pooled = [h.float().mean(dim=1) if h.dim() == 3 else h.float().mean(dim=(2, 3))
+                  for h in out.hidden_states]
+        width = max(p.shape[1] for p in pooled)
+        layers = torch.stack([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in pooled], 1)
+        self._layer_dims = np.array([p.shape[1] for p in pooled], np.int32)
+        return {"layers": layers.cpu().numpy()}
+
+    def _vision_forward(self, pixel_values):
+        model = getattr(self._model, "vision_model", self._model)  # CLIP: the image tower only
+        return model(pixel_values=pixel_values, output_hidden_states=True)
+
+    def extract_batch(self, clips, payloads):
+        outputs = super().extract_batch(clips, payloads)
+        dtype = np.float16 if self.config.storage == "float16" else np.float32
+        for out in outputs:
+            out.arrays["layers"] = out.arrays["layers"].astype(dtype)
+            out.arrays["layer_dims"] = self._layer_dims
+        return outputs
+
+    def provenance(self) -> dict:
+        return super().provenance() | {"model": model_identity(self.config.model)}
+
+
+def vision_extractor(argument: str, options: dict[str, str]) -> VisionLayers:
+    """any HF vision encoder (ViT, CLIP vision, ResNet, ConvNeXt): every layer pooled, [L, D] per clip"""
+    config = _config(VisionConfig, {k: v for k, v in options.items() if k != "model"}, f"vision:{argument}")
+    return VisionLayers(replace(config, model=argument))
+
+
+vision_extractor.__doc__ = vision_extractor.__doc__.strip()
+KINDS["vision"] = vision_extractor
+
+
+@stand_in("tiny-vit")
+def build_tiny_vit(folder: Path):
+    """A 2-layer 32-d ViT on 32 px images, random weights (a stand-in, NOT pretrained)."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64)
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    mark_stand_in(folder, f"tiny-vit: ViT 2 layers, hidden 32, random weights ({STAND_IN_NOTE})")

