@@ -98,6 +98,9 @@ class FeatureReader:
     def array(self, key: str | None = None, ids=None) -> np.ndarray:
         """[n, ...] array of `key` (default: the primary array) for `ids` (default: all, in file order)."""
         dset = self._file[f"arrays/{key or self.primary}"]
+        if h5py.check_string_dtype(dset.dtype):  # str arrays (e.g. transcripts) come back as str
+            values = dset.asstr()[()]
+            return values if ids is None else values[np.asarray(self._rows(ids), dtype=int)]
         if ids is None:
             return dset[()]
         rows = self._rows(ids)

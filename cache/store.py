@@ -6,7 +6,7 @@ Layout of a feature file (and of each part, which is a small feature file):
     /status               uint8 [N]       0 ok, 1 flagged (processed, see reason), 2 failed
     /reason               str [N]         why a clip is flagged or failed ('' when ok)
     /arrays/<key>         [N, ...]        utterance-level ([N, D]) or per-layer ([N, L, D]) arrays;
-                                          rows of failed clips are NaN (float) or 0 (int)
+                                          rows of failed clips are NaN (float), 0 (int) or '' (str)
     /ragged/<key>/values  [sum T, ...]    frame-level sequences, concatenated
     /ragged/<key>/offsets int64 [N + 1]   clip i is values[offsets[i]:offsets[i+1]]
     attrs                 feature, dataset, fingerprint, provenance (JSON), primary, format
@@ -91,7 +91,8 @@ def write_records(path: Path, records: Records, attrs: dict, primary: str | None
         f.create_dataset("status", data=np.array([records.status[i] for i in order], np.uint8))
         f.create_dataset("reason", data=np.array([records.reason[i] for i in order], dtype=object), dtype=STR)
         for key, values in records.arrays.items():
-            f.create_dataset(f"arrays/{key}", data=_stack(key, ids, values))
+            data = _stack(key, ids, values)
+            f.create_dataset(f"arrays/{key}", data=data, dtype=STR if data.dtype == object else None)
         for key, values in records.ragged.items():
             _write_ragged(f, key, ids, values)
         for name, value in attrs.items():
@@ -106,6 +107,12 @@ def _stack(key: str, ids: list[str], values: dict[str, np.ndarray]) -> np.ndarra
     if len(shapes) > 1:
         raise ValueError(f"array '{key}' has different shapes across clips: {sorted(shapes)[:3]}")
     sample = next(iter(values.values()))
+    if sample.dtype.kind in "OUS":  # strings (e.g. transcripts): variable-length UTF-8
+        out = np.full((len(ids),) + sample.shape, "", dtype=object)
+        for row, cid in enumerate(ids):
+            if cid in values:
+                out[row, ...] = np.asarray(values[cid]).astype(object)  # `...`: a 0-d row takes the str
+        return out
     fill = np.nan if np.issubdtype(sample.dtype, np.floating) else 0
     out = np.full((len(ids),) + sample.shape, fill, dtype=sample.dtype)
     for row, cid in enumerate(ids):
@@ -133,6 +140,10 @@ def read_records(path: Path) -> tuple[Records, dict]:
         rec.reason = [s.decode() if isinstance(s, bytes) else s for s in f["reason"][()]]
         ok = [s != FAILED for s in rec.status]
         for key, dset in f.get("arrays", {}).items():
+            if h5py.check_string_dtype(dset.dtype):  # str rows stay arrays (0-d for a scalar string)
+                data = dset.asstr()[()]
+                rec.arrays[key] = {cid: np.asarray(data[i], dtype=object) for i, cid in enumerate(rec.ids) if ok[i]}
+                continue
             data = dset[()]
             rec.arrays[key] = {cid: data[i] for i, cid in enumerate(rec.ids) if ok[i]}
         for key, group in f.get("ragged", {}).items():

@@ -112,6 +112,8 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
     shard = parse_shard(shard)
     try:
         manifest = load_manifest(dataset, layout=layout, root=root, clips=clips)
+        for extractor in extractors.values():
+            extractor.attach_cache(dataset, cache_root(cache))
     except (ValueError, FileNotFoundError) as err:
         raise Refused(str(err)) from None
     run_ids = manifest.ids[:limit] if limit else manifest.ids

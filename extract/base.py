@@ -25,6 +25,7 @@ class Output:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     ragged: dict[str, np.ndarray] = field(default_factory=dict)
+    flag: str = ""  # why a processed clip is flagged (e.g. a truncated transcript); '' when not
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Extractor:
 
     def extract(self, clip, media) -> Output:
         raise NotImplementedError
+
+    def attach_cache(self, dataset: str, root):
+        """Called once before a run with where its cache lives, for extractors that read another
+        cached feature of the dataset (e.g. ASR transcripts). Raise ValueError to refuse the run."""
 
     def identity(self) -> dict:
         """What the output depends on: the non-default config (model extractors replace a local

@@ -152,6 +152,8 @@ def record(writer, summary, name, clip_id, status, reason, out):
         writer.put(clip_id, status="failed", reason=reason)
         summary.failed.setdefault(name, {})[clip_id] = reason
         return
+    if out.flag:
+        status, reason = "flagged", "; ".join(r for r in (reason, out.flag) if r)
     writer.put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
     summary.flagged += status == "flagged"
 

