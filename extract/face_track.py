@@ -5,7 +5,7 @@
 
 Detection is dlib's HOG detector (the MMOD CNN with `detector="cnn"`, for GPU builds of dlib).
 Detections are linked frame to frame by overlap into tracks; the dominant track (largest total
-face area: large and present in most frames) is the clip's face, so a second person never takes
+face area weighted by confidence: large, clear, present in most frames) is the clip's face, so a second person never takes
 over a frame. Alignment uses dlib's 5-point landmarks and `get_face_chip` (eyes and nose moved to
 dlib's mean-face template); the 68 iBUG points are kept for the cache.
 """
@@ -137,10 +137,12 @@ def link_tracks(found: list[list[tuple[np.ndarray, float]]]) -> list[dict[int, t
 
 
 def dominant_track(tracks: list[dict]) -> dict[int, tuple[np.ndarray, float]]:
-    """The track with the largest total face area (large and present in most frames)."""
-    def total_area(track):
-        return sum(float((box[2:] - box[:2]).prod()) for box, _ in track.values())
-    return max(tracks, key=total_area) if tracks else {}
+    """The track with the largest total face area (large and present in most frames), each box
+    weighted by the detector's confidence capped at 1: a weak false detection (a patch, a
+    poster) of face size must not beat a clear face."""
+    def weight(track):
+        return sum(float((box[2:] - box[:2]).prod()) * min(max(score, 0.0), 1.0) for box, score in track.values())
+    return max(tracks, key=weight) if tracks else {}
 
 
 def _landmarks(frame: np.ndarray, box: np.ndarray, kind: str) -> np.ndarray:
