@@ -80,9 +80,11 @@ class FaceCrops(Extractor):
                   "times": media.frame_times[indices].astype(np.float32),
                   "boxes": track.boxes, "landmarks68": track.landmarks68}
         fraction = np.array([track.detected.mean()], np.float32)
+        flag = "" if track.detected.any() else f"no face in {len(indices)} sampled frames: centre crops only"
         if not c.max_frames:
-            return Output(arrays={"face_fraction": fraction}, ragged=frames)
-        return Output(arrays={k: _pad(v, c.max_frames) for k, v in frames.items()} | {"face_fraction": fraction})
+            return Output(arrays={"face_fraction": fraction}, ragged=frames, flag=flag)
+        arrays = {k: _pad(v, c.max_frames) for k, v in frames.items()} | {"face_fraction": fraction}
+        return Output(arrays=arrays, flag=flag)
 
 
 def _pad(values: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,114 @@
+"""`python -m extract` with the visual features on small real clips."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cache import open_feature
+from extract.__main__ import main
+from extract.fer2013 import fer2013_predict
+from extract.vision_models import build_tiny_vit
+from tests.conftest import write_table
+from tests.extract.visual.conftest import lfw_rgb, no_face_frames, two_face_frames
+from tests.media import face_frames, write_clip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, astronaut, lfw):
+    """face (12 frames at 10 fps), two people, no face, and an audio-only clip."""
+    root = tmp_path_factory.mktemp("visual")
+    write_clip(root / "face.mp4", None, frames=face_frames(12, size=160), fps=10)
+    write_clip(root / "two.mp4", None, frames=two_face_frames(astronaut, lfw_rgb(lfw[0][0]), n=6), fps=5)
+    write_clip(root / "noface.mp4", None, frames=no_face_frames(6), fps=5)
+    write_clip(root / "audio.wav", np.sin(np.arange(16000) / 8).astype(np.float32) * 0.3)
+    rows = [dict(id=i, path=f"{i}.{'wav' if i == 'audio' else 'mp4'}", split="train")
+            for i in ("face", "two", "noface", "audio")]
+    return write_table(root / "clips.csv", rows)
+
+
+def extract(corpus, cache, features, *settings):
+    args = ["--dataset", "v", "--clips", str(corpus), "--features", features, "--cache", str(cache), "--quiet"]
+    for s in settings:
+        args += ["--set", s]
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def cached(corpus, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    result = extract(corpus, cache, "face-crops,face-crops-crossbert,face-dlib,face-fer2013",
+                     "face-fer2013.frame_level=true", "face-dlib.pool_std=true")
+    assert result.exit_code == 1, result.output  # noface and audio fail
+    return cache
+
+
+def test_crops_have_preset_shapes_and_masks(cached):
+    crops = open_feature("v", "face-crops", cached)
+    assert crops.shape == (4, 16, 48, 48, 3) and crops.array().dtype == np.uint8
+    face = crops.array("mask", ids=["face"])[0]
+    assert face.tolist() == [1] * 6 + [0] * 10  # 1.2 s at 5 fps: 6 real faces, then padding
+    assert (crops.array(ids=["face"])[0][6:] == 0).all() and crops.array(ids=["face"])[0][:6].std() > 20
+    # E2E-L's centre-crop fallback on the no-face clip is marked 2 and the clip flagged
+    assert crops.array("mask", ids=["noface"])[0].tolist() == [2] * 6 + [0] * 10
+    assert crops.status_of("noface")[0] == "flagged"
+    assert crops.array("landmarks68", ids=["face"]).shape == (1, 16, 68, 2)
+    gray = open_feature("v", "face-crops-crossbert", cached)
+    assert gray.sequence("face", "crops").shape == (6, 64, 64)
+    assert gray.sequence("face", "mask").tolist() == [1] * 6
+
+
+def test_two_face_clip_crops_only_the_dominant_face(cached):
+    crops = open_feature("v", "face-crops", cached)
+    assert crops.array("mask", ids=["two"])[0][:6].tolist() == [2, 2, 1, 1, 1, 1]
+    boxes = crops.array("boxes", ids=["two"])[0][2:6]
+    assert ((boxes[:, 0] + boxes[:, 2]) / 2 < 300).all()  # the astronaut, on the left
+
+
+def test_no_face_and_no_video_are_recorded_failures(cached):
+    for name in ("face-dlib", "face-fer2013", "face-crops-crossbert"):
+        feat = open_feature("v", name, cached)
+        failures = feat.failures()
+        assert set(failures) == {"noface", "audio"}, name
+        assert "NoFaceError: no face detected in 6 sampled frames" in failures["noface"]
+        assert "no video stream in audio.wav" in failures["audio"]
+        assert np.isnan(feat.array(ids=["noface"])).all()  # never zeros
+
+
+def test_fer2013_feature_equals_the_public_function_on_its_crops(cached):
+    fer = open_feature("v", "face-fer2013", cached)
+    gray = open_feature("v", "face-crops-crossbert", cached).sequence("face", "crops")
+    probs, embedding = fer2013_predict(gray)  # same track and 64 px chips, padding 0.25
+    np.testing.assert_allclose(fer.array("embedding", ids=["face"])[0], embedding.mean(0), atol=1e-4)
+    np.testing.assert_allclose(fer.array("probs", ids=["face"])[0], probs.mean(0), atol=1e-5)
+    assert fer.sequence("face", "frame_embedding").shape == (6, 128)
+    np.testing.assert_allclose(fer.array("face_fraction", ids=["face", "two"])[:, 0], [1.0, 4 / 6], atol=1e-6)
+
+
+def test_dlib_descriptor_tells_the_tracked_person_from_the_other(cached, lfw):
+    import dlib
+
+    from extract.face_track import align_face, face_track, model_path
+
+    dlib_feat = open_feature("v", "face-dlib", cached)
+    face, two = dlib_feat.array(ids=["face", "two"])
+    assert dlib_feat.shape[1:] == (128,) and dlib_feat.array("descriptor_std", ids=["face"]).shape == (1, 128)
+    other = lfw_rgb(lfw[0][0])
+    track = face_track(other[None])
+    model = dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    stranger = np.array(model.compute_face_descriptor(align_face(other, track.boxes[0], track.landmarks5[0], 150)))
+    # dlib's "same person" threshold is a Euclidean distance of 0.6
+    assert np.linalg.norm(face - two) < 0.6 < np.linalg.norm(two - stranger)
+
+
+def test_vision_model_stores_every_layer_in_float16(corpus, tmp_path):
+    build_tiny_vit(tmp_path / "tiny-vit")
+    result = extract(corpus, tmp_path / "cache", f"tinyvit=vision:{tmp_path / 'tiny-vit'}",
+                     "tinyvit.max_frames=3", "tinyvit.chip_size=64")
+    assert result.exit_code == 1, result.output
+    feat = open_feature("v", "tinyvit", tmp_path / "cache")
+    assert feat.shape == (4, 3, 32) and feat.array().dtype == np.float16  # embeddings + 2 layers
+    assert set(feat.failures()) == {"noface", "audio"}
+    assert np.isfinite(feat.array(ids=["face", "two"])).all()
+    provenance = feat.provenance
+    assert "random-initialised" in str(provenance) and str(tmp_path) not in str(provenance.get("model"))
