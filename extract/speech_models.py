@@ -137,26 +137,25 @@ class SpeechModelFeatures(BatchExtractor):
     def extract_batch(self, clips, payloads) -> list[Output]:
         window = int(self.config.window_seconds * SAMPLE_RATE)
         segments = [(i, audio[a:b]) for i, audio in enumerate(payloads) for a, b in window_bounds(len(audio), window)]
-        moments, frames = [[] for _ in payloads], [[] for _ in payloads]
-        for group in self._forward_groups(segments):
-            for (i, _), m, f in zip(group, *self.forward([audio for _, audio in group])):
-                moments[i].append(m)
-                frames[i].append(f)
-        return [self._output(combine(m), f) for m, f in zip(moments, frames)]
+        results = {}  # segment index -> (Moments, frames): forward passes take segments out of time order
+        for group in self._forward_groups(list(enumerate(segments))):
+            for k, m, f in zip(group, *self.forward([segments[k][1] for k in group])):
+                results[k] = m, f
+        per_clip = [[results[k] for k, (i, _) in enumerate(segments) if i == clip] for clip in range(len(payloads))]
+        return [self._output(combine([m for m, _ in parts]), [f for _, f in parts]) for parts in per_clip]
 
     def _forward_groups(self, segments):
-        """Segments in forward passes of at most `batch_seconds` of audio, equal lengths only for
-        group-norm models; the order inside a clip is kept (windows are concatenated in time)."""
+        """[(index, (clip, audio))] -> lists of indices, one per forward pass: at most `batch_seconds`
+        of audio, similar lengths together, and equal lengths only for group-norm models."""
         budget = self.config.batch_seconds * SAMPLE_RATE
-        ordered = sorted(segments, key=lambda s: len(s[1]))
-        group, total = [], 0
-        for segment in ordered:
-            size = len(segment[1])
-            if group and not (total + size <= budget and (self.exact_when_padded or size == len(group[0][1]))):
+        group, total, size_of_group = [], 0, None
+        for k, (_, audio) in sorted(segments, key=lambda s: len(s[1][1])):
+            size = len(audio)
+            if group and not (total + size <= budget and (self.exact_when_padded or size == size_of_group)):
                 yield group
                 group, total = [], 0
-            group.append(segment)
-            total += size
+            group.append(k)
+            total, size_of_group = total + size, size
         if group:
             yield group
 
