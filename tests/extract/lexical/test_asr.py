@@ -86,3 +86,44 @@ def _clip(cid, text):
     from manifests.table import Clip
 
     return Clip(id=cid, split="train", text=text)
+
+
+def tiny_whisper(folder):
+    """A random-initialised Whisper (1 + 1 layers, width 32, letters a-z): its transcripts are random."""
+    import json
+
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+
+    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyzĠ")} | {"<|endoftext|>": 27}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    specials = ["<|startoftranscript|>", "<|en|>", "<|zh|>", "<|transcribe|>", "<|translate|>", "<|notimestamps|>"]
+    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token="<|endoftext|>",
+                                 bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    ids = dict(zip(specials, tokenizer.convert_tokens_to_ids(specials)))
+    special = dict(decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=27, pad_token_id=27, bos_token_id=27)
+    WhisperForConditionalGeneration(WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_target_positions=64, **special),
+    ).save_pretrained(folder)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
+    GenerationConfig(**special, is_multilingual=True, no_timestamps_token_id=ids["<|notimestamps|>"],
+                     lang_to_id={k: ids[k] for k in ("<|en|>", "<|zh|>")},
+                     task_to_id={k: ids[f"<|{k}|>"] for k in ("transcribe", "translate")}).save_pretrained(folder)
+
+
+def test_whisper_style_models_generate_transcripts(tmp_path, speech_16k):
+    from extract import base
+
+    tiny_whisper(tmp_path)
+    for language in ("en", ""):  # a given language, or Whisper's own detection
+        asr = base.build(f"asr:{tmp_path}", {"language": language, "max_new_tokens": "12"})
+        asr.setup()
+        spoken, silent = asr.extract_batch([None, None], [speech_16k, np.zeros(16000, np.float32)])
+        text = spoken.arrays["transcript"].item()  # random-initialised: random letters, maybe none
+        assert isinstance(text, str) and len(text) <= 12 and set(text) <= set("abcdefghijklmnopqrstuvwxyz ")
+        assert spoken.flag == ("" if text else "empty transcript")
+        assert silent.arrays["transcript"].item() == "" and silent.flag == "empty transcript (no speech)"
+        assert asr.transcribe([speech_16k]) == [text]  # batch of one, same text
