@@ -57,7 +57,7 @@ class SpeechModelFeatures(BatchExtractor):
     def __init__(self, config=None, source: str | None = None):
         super().__init__(config)
         self.source = source or self.source
-        self._model = self._processor = self._model_config = None
+        self._model = self._processor = self._model_config = self._model_identity = None
 
     def __getstate__(self):  # workers get the recipe, never the loaded model
         return self.__dict__ | {"_model": None, "_processor": None}
@@ -74,14 +74,20 @@ class SpeechModelFeatures(BatchExtractor):
                 raise OSError(f"cannot load the config of model {self.source!r}: {err}") from None
         return self._model_config
 
+    @property
+    def model_identity(self) -> dict:
+        """Hub id and revision, or folder name and weights hash (hashed once: large files)."""
+        if self._model_identity is None:
+            self._model_identity = models.model_identity(self.source, SimpleNamespace(config=self.model_config))
+        return self._model_identity
+
     def identity(self) -> dict:
-        model = SimpleNamespace(config=self.model_config)
-        return super().identity() | {"model": models.model_identity(self.source, model)}
+        return super().identity() | {"model": self.model_identity}
 
     def provenance(self) -> dict:
         config = self.model_config
         return super().provenance() | {
-            "model": models.model_identity(self.source, SimpleNamespace(config=config)),
+            "model": self.model_identity,
             "model_config": config.to_diff_dict(), "layers": self.n_layers, "hidden_size": config.hidden_size,
             "feat_extract_norm": self.feat_extract_norm, "compute_dtype": self.config.dtype,
             "store_dtype": self.config.store_dtype,
