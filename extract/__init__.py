@@ -13,7 +13,7 @@ from .media import Media, MediaError, decode
 EXTRACTOR_MODULES = ("acoustic", "speech_models", "visual", "lexical")
 
 __all__ = ["Extractor", "BatchExtractor", "Output", "REGISTRY", "KINDS", "build", "register",
-           "decode", "Media", "MediaError", "load_all_extractors"]
+           "decode", "Media", "MediaError", "load_all_extractors", "fer2013_predict"]
 
 
 def load_all_extractors():
@@ -24,3 +24,5 @@ def load_all_extractors():
 
 
 load_all_extractors()
+
+from .fer2013 import fer2013_predict  # noqa: E402  (public: embed your own face crops)

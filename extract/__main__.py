@@ -30,11 +30,13 @@ class Refused(click.ClickException):
 def _print_list(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
-    for name in sorted(base.REGISTRY):
-        cls = base.REGISTRY[name]
-        click.echo(f"{name:<18} {cls.dims:<34} {cls.description}")
-    for kind in sorted(base.KINDS):
-        click.echo(f"{kind + ':<id or folder>':<18} {'per model':<34} {base.KINDS[kind].__doc__ or ''}")
+    rows = [(name, cls.dims, cls.description) for name, cls in sorted(base.REGISTRY.items())]
+    rows += [(f"{kind}:<id or folder>", "per model", factory.__doc__ or "")
+             for kind, factory in sorted(base.KINDS.items())]
+    width = max(len(r[0]) for r in rows)
+    dims = max(len(r[1]) for r in rows)
+    for name, dim, description in rows:
+        click.echo(f"{name:<{width}}  {dim:<{dims}}  {description.strip()}")
     ctx.exit()
 
 

@@ -36,9 +36,9 @@ def command(corpus, cache):
 def test_kill_9_mid_run_then_resume(wav_corpus, tmp_path):
     cache = tmp_path / "cache"
     proc = subprocess.Popen(command(wav_corpus, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts = cache / "crash" / "is10.parts"
+    parts = [cache / "crash" / f"{feature}.parts" for feature in ("is10", "mfcc")]
     deadline = time.monotonic() + 120
-    while not list(parts.glob("*.h5")) and time.monotonic() < deadline:
+    while not all(list(p.glob("*.h5")) for p in parts) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -53,7 +53,7 @@ def test_kill_9_mid_run_then_resume(wav_corpus, tmp_path):
     resumed = subprocess.run(command(wav_corpus, cache), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     skipped = int(resumed.stdout.split(";")[1].split()[0])
-    assert skipped >= 2  # committed clips were not extracted again
+    assert skipped >= 2  # clips committed for both features were not extracted again
     for feature in ("is10", "mfcc"):
         feat = open_feature("crash", feature, cache)
         assert feat.ids == [f"clip{i:02d}" for i in range(N_CLIPS)]  # each clip exactly once
