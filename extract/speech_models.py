@@ -22,6 +22,7 @@ from .media import SAMPLE_RATE
 from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
 
 STORE_DTYPES = ("float16", "float32")
+PADDING_LEAKS = {"data2vec-audio"}  # model types whose encoder mixes padded frames into valid ones
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ class SpeechModelFeatures(BatchExtractor):
     @property
     def exact_when_padded(self) -> bool:
         """Layer-norm front ends with an attention mask give the same features padded or not;
-        group-norm ones normalise over the padding too, so they only batch equal lengths."""
-        return self.feat_extract_norm == "layer"
+        group-norm ones normalise over the padding too, and data2vec-audio's stacked positional
+        convolutions read it, so those only batch equal lengths."""
+        return self.feat_extract_norm == "layer" and self.model_config.model_type not in PADDING_LEAKS
 
     # -- per clip, in workers -------------------------------------------------------------------
     def setup_worker(self):
@@ -287,3 +289,12 @@ def tiny_wavlm(folder):
     config = WavLMConfig(**TINY, feat_extract_norm="layer", do_stable_layer_norm=True, num_buckets=32,
                          max_bucket_distance=100)
     _save_stand_in(folder, WavLMModel, config, "tiny WavLM (layer-norm front end, 32 x 2 layers)", True)
+
+
+@models.stand_in("tiny-data2vec-audio")
+def tiny_data2vec_audio(folder):
+    """data2vec-audio: layer-norm CNN, but stacked positional convolutions that read the padding."""
+    from transformers import Data2VecAudioConfig, Data2VecAudioModel
+
+    config = Data2VecAudioConfig(**TINY | {"num_conv_pos_embeddings": 2, "conv_pos_kernel_size": 5})
+    _save_stand_in(folder, Data2VecAudioModel, config, "tiny data2vec-audio (32 x 2 layers)", True)

@@ -6,7 +6,7 @@ import torch
 
 from extract import models
 
-STAND_INS = ("tiny-hubert", "tiny-wav2vec2", "tiny-wavlm")
+STAND_INS = ("tiny-hubert", "tiny-wav2vec2", "tiny-wavlm", "tiny-data2vec-audio")
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def clips(speech_16k):
     return [speech_16k[int(0.05 * i * 16000):][: int(s * 16000)] for i, s in enumerate(LENGTHS)]
 
 
-@pytest.mark.parametrize("name", ["tiny-hubert", "tiny-wavlm", "tiny-wav2vec2"])
+@pytest.mark.parametrize("name", ["tiny-hubert", "tiny-wavlm", "tiny-wav2vec2", "tiny-data2vec-audio"])
 def test_every_layer_matches_an_independent_unbatched_run(model_dir, clips, name):
     ex = extractor(model_dir[name], std=True)
     outputs = ex.extract_batch([None] * len(clips), clips)
@@ -38,7 +38,7 @@ def test_every_layer_matches_an_independent_unbatched_run(model_dir, clips, name
         np.testing.assert_allclose(out.arrays["std"], hidden.std(1), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["tiny-hubert", "tiny-wav2vec2"])
+@pytest.mark.parametrize("name", ["tiny-hubert", "tiny-wav2vec2", "tiny-data2vec-audio"])
 def test_batch_composition_does_not_change_a_clips_features(model_dir, clips, name):
     ex = extractor(model_dir[name])
     alone = [ex.extract_batch([None], [audio])[0].arrays["mean"] for audio in clips]
@@ -48,12 +48,13 @@ def test_batch_composition_does_not_change_a_clips_features(model_dir, clips, na
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_group_norm_models_batch_only_equal_lengths(model_dir, clips):
-    ex = extractor(model_dir["tiny-wav2vec2"])
-    assert ex.feat_extract_norm == "group" and not ex.exact_when_padded
+@pytest.mark.parametrize("name, norm", [("tiny-wav2vec2", "group"), ("tiny-data2vec-audio", "layer")])
+def test_models_inexact_when_padded_batch_only_equal_lengths(model_dir, clips, name, norm):
+    ex = extractor(model_dir[name])
+    assert ex.feat_extract_norm == norm and not ex.exact_when_padded
     groups = list(ex._forward_groups(segments(clips)))
     assert groups == [[0], [1], [2], [3, 4]]
-    # what the grouping avoids: padding a group-norm front end changes the short clip's features
+    # what the grouping avoids: padding changes the short clip's features
     padded, _ = ex.forward([clips[0], clips[3]])
     alone, _ = ex.forward([clips[0]])
     assert np.abs(padded[0].mean - alone[0].mean).max() > 1e-2
