@@ -18,7 +18,7 @@ from cache import ConfigMismatch, FeatureWriter, cache_root
 from manifests import load_manifest
 
 from . import base
-from .runner import run
+from .runner import load_models, run
 
 
 class Refused(click.ClickException):
@@ -127,10 +127,22 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
     for cid in shard_ids:
         todo[cid] = [name for name in extractors if cid not in done[name]]
     click.echo(f"{manifest.summary()}; shard {shard[0]}/{shard[1]}: {len(shard_ids)} clips", err=True)
+    _load_models(extractors, todo)
     summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
                   progress=not quiet)
     _report(summary, writers, run_ids)
     sys.exit(1 if _failed_in_cache(writers, run_ids) else 0)
+
+
+def _load_models(extractors, todo):
+    """Load the models that have work before any clip, so a bad model id, device or dtype is a
+    clear refusal, not a traceback mid-run."""
+    busy = {name for feats in todo.values() for name in feats}
+    for name in sorted(busy):
+        try:
+            load_models({name: extractors[name]})
+        except (OSError, ValueError, RuntimeError) as err:
+            raise Refused(f"{name}: {err}") from None
 
 
 def _shard_of(clip_id: str, n: int) -> int:

@@ -92,6 +92,14 @@ def _init_worker(specs, in_worker=False):
         _EXTRACTORS[name] = extractor
 
 
+def load_models(extractors: dict):
+    """Set up batched extractors (load their models) once, in this process."""
+    for extractor in extractors.values():
+        if extractor.batched and not getattr(extractor, "_loaded", False):
+            extractor.setup()
+            extractor._loaded = True
+
+
 def _work(job):
     clip, features = job
     return process_clip(clip, _EXTRACTORS, features)
@@ -105,8 +113,7 @@ def run(manifest, extractors: dict, writers: dict[str, FeatureWriter], todo: dic
     summary.skipped = sum(1 for feats in todo.values() if not feats)
     batches = {name: Batcher(name, ex, writers[name], summary, manifest)
                for name, ex in extractors.items() if ex.batched}
-    for batcher in batches.values():
-        batcher.extractor.setup()
+    load_models({name: extractors[name] for name in batches})
     bar = tqdm(total=len(jobs), unit="clip", disable=not progress, dynamic_ncols=True)
     try:
         for clip_id, results, seconds in _results(jobs, extractors, workers):
