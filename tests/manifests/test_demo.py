@@ -1,0 +1,119 @@
+"""The demo corpus: MER 2023 layout, real media, labels consistent with cues, deterministic."""
+import csv
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from manifests import MER_CLASSES, load_manifest
+from manifests.demo import generate
+from manifests.demo_design import split_sizes
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("demo") / "demo", n_clips=N, seed=3)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def decode(path):
+    with av.open(str(path)) as c:
+        audio = np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)])
+        c.seek(0)
+        frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+        return audio, frames, c.streams.audio[0].rate
+
+
+def test_layout_and_tables(corpus):
+    sizes = split_sizes(N)
+    for split, n in sizes.items():
+        assert len(list((corpus / split).glob("sample_*.mp4"))) == n
+    train = read_csv(corpus / "train-label.csv")
+    assert list(train[0]) == ["name", "discrete", "valence"] and len(train) == sizes["train"]
+    assert not (corpus / "test3-label.csv").exists()  # test3 is unlabelled, as in MER 2023
+    texts = read_csv(corpus / "transcription.csv")
+    assert list(texts[0]) == ["name", "sentence"] and len(texts) == N
+    manifest = load_manifest("demo", root=corpus)  # the mer2023 loader reads it as is
+    assert len(manifest) == N and not [c for c in manifest if c.error]
+    assert {c.label for c in manifest if c.split != "test3"} <= set(MER_CLASSES)
+
+
+def test_valence_follows_the_class(corpus):
+    rows = read_csv(corpus / "train-label.csv") + read_csv(corpus / "test1-label.csv")
+    for row in rows:
+        v = float(row["valence"])
+        assert -5 <= v <= 5
+        if row["discrete"] == "happy":
+            assert v > 0
+        if row["discrete"] in ("angry", "sad"):
+            assert v < 0
+
+
+def test_clips_are_real_video_with_speech(corpus):
+    info = json.loads((corpus / "demo-info.json").read_text())
+    rates = set()
+    for design in info["clip_designs"]:
+        path = corpus / design["split"] / f"{design['id']}.mp4"
+        with av.open(str(path)) as c:
+            assert c.streams.video and c.streams.audio
+            assert c.streams.video[0].codec_context.name == "h264"
+            assert 2.0 <= float(c.duration / av.time_base) <= 5.3
+            rates.add(c.streams.audio[0].rate)
+        audio, frames, _ = decode(path)
+        assert np.abs(audio).max() > 0.05 and len(frames) >= 28
+    assert len(rates) >= 3  # resampling downstream gets exercised
+
+
+def test_same_seed_same_corpus(corpus, tmp_path):
+    again = generate(tmp_path / "again", n_clips=N, seed=3)
+    other = generate(tmp_path / "other", n_clips=N, seed=4)
+    assert (again / "train-label.csv").read_text() == (corpus / "train-label.csv").read_text()
+    assert (other / "transcription.csv").read_text() != (corpus / "transcription.csv").read_text()
+    a, _, _ = decode(corpus / "train" / "sample_00000001.mp4")
+    b, _, _ = decode(again / "train" / "sample_00000001.mp4")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_test2_is_test1_with_noise_and_blur(corpus):
+    info = json.loads((corpus / "demo-info.json").read_text())
+    by_id = {d["id"]: d for d in info["clip_designs"]}
+    test2 = [d for d in info["clip_designs"] if d["split"] == "test2"]
+    assert any(d["blur_factor"] > 1 for d in test2)  # seed 3 blurs: the check below runs
+    for d in test2:
+        source = by_id[d["source"]]
+        assert (source["label"], source["text"]) == (d["label"], d["text"])
+        clean, clean_frames, _ = decode(corpus / "test1" / f"{source['id']}.mp4")
+        noisy, noisy_frames, _ = decode(corpus / "test2" / f"{d['id']}.mp4")
+        n = min(len(clean), len(noisy))
+        noise = noisy[:n] - clean[:n]  # AAC of both: the difference is mostly the added speech
+        snr = 10 * np.log10(np.mean(clean[:n] ** 2) / np.mean(noise ** 2))
+        assert abs(snr - d["snr_db"]) < 2.5
+        sharp = np.mean([cv2.Laplacian(f, cv2.CV_64F).var() for f in clean_frames])
+        blurred = np.mean([cv2.Laplacian(f, cv2.CV_64F).var() for f in noisy_frames])
+        if d["blur_factor"] > 1:
+            assert blurred < 0.8 * sharp
+
+
+def test_a_real_face_detector_finds_the_face(corpus):
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    _, frames, _ = decode(corpus / "train" / "sample_00000001.mp4")
+    found = [len(detector(f, 1)) >= 1 for f in frames[::6]]
+    assert np.mean(found) >= 0.9
+
+
+def test_rerun_is_a_no_op_and_another_corpus_is_refused(corpus):
+    stamp = (corpus / "demo-info.json").stat().st_mtime_ns
+    generate(corpus, n_clips=N, seed=3)
+    assert (corpus / "demo-info.json").stat().st_mtime_ns == stamp
+    with pytest.raises(Exception, match="--force"):
+        generate(corpus, n_clips=N, seed=5)
