@@ -31,7 +31,7 @@ test:
 
 # tiny random-initialised stand-ins of the model families (tests, and the demo without a model hub)
 models:
-	$(PY) -m extract.models --out data/models
+	$(PY) -m extract.stand_ins --out data/models
 
 demo-corpus:
 	$(PY) -m manifests.demo --out $(DEMO_DIR) --clips $(DEMO_CLIPS)

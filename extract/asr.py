@@ -170,7 +170,7 @@ class TranscriptSource:
                 "asr": {"feature": self.feature, "fingerprint": self.fingerprint} if self.feature else None}
 
 
-# -- tiny random-initialised stand-in (python -m extract.models --out data/models) -----------------
+# -- tiny random-initialised stand-in (python -m extract.stand_ins --out data/models) -----------------
 @models.stand_in("tiny-asr-ctc")
 def tiny_asr_ctc(folder):
     """A wav2vec2-CTC with 2 layers of width 32 over 26 letters: its transcripts are random letters."""

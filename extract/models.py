@@ -3,7 +3,7 @@
     model, processor = load_pretrained("TencentGameMate/chinese-hubert-large", AutoModel, AutoFeatureExtractor)
     model, processor = load_pretrained("data/models/tiny-hubert", AutoModel, AutoFeatureExtractor)
 
-Tiny random-initialised stand-ins for tests and the demo are built by `python -m extract.models
+Tiny random-initialised stand-ins for tests and the demo are built by `python -m extract.stand_ins
 --out data/models` (`make models`); each model family registers its builder in STAND_INS.
 """
 from __future__ import annotations
@@ -13,8 +13,6 @@ import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
-
-import click
 
 # stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
 STAND_INS: dict[str, Callable[[Path], None]] = {}
@@ -109,29 +107,3 @@ def autocast(device, dtype: str):
 def mark_stand_in(folder: Path, description: str):
     """Label a saved folder as a random stand-in, for people and for provenance."""
     (Path(folder) / "STAND_IN").write_text(f"{description}\n{STAND_IN_NOTE}\n")
-
-
-@click.command()
-@click.option("--out", default="data/models", show_default=True, type=click.Path(file_okay=False))
-@click.option("--only", multiple=True, help="Build only these stand-ins.")
-def main(out, only):
-    """Build the tiny random-initialised stand-in models (for tests and the demo corpus)."""
-    from . import load_all_extractors
-
-    from .models import STAND_INS as registered  # under `python -m` this file is __main__, not extract.models
-
-    load_all_extractors()
-    for name, builder in sorted(registered.items()):
-        if only and name not in only:
-            continue
-        folder = Path(out) / name
-        if (folder / "STAND_IN").exists():
-            click.echo(f"{folder}: already there")
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        builder(folder)
-        click.echo(f"{folder}: {STAND_IN_NOTE}")
-
-
-if __name__ == "__main__":
-    main()

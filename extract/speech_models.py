@@ -247,7 +247,7 @@ class WavLMLarge(SpeechModelFeatures):
     description = "WavLM large, every layer"
 
 
-# -- tiny random-initialised stand-ins (python -m extract.models --out data/models) ---------------
+# -- tiny random-initialised stand-ins (python -m extract.stand_ins --out data/models) ---------------
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 
