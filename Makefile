@@ -10,7 +10,9 @@ PY       := $(VENV)/bin/python
 TORCH    ?= torch==2.13.0
 DATASET  ?= demo
 DATA     ?=
-FEATURES ?= is09,is10,egemaps,mfcc,e2el-spectrogram
+FEATURES ?= is09,is10,egemaps,mfcc,e2el-spectrogram,face-crops,face-fer2013
+# the demo adds real MiniLM text features and a random-initialised HuBERT stand-in (no model hub here)
+DEMO_FEATURES ?= $(FEATURES),face-dlib,text-minilm,random-tiny-hubert=ssl:data/models/tiny-hubert
 CACHE    ?= data/cache
 WORKERS  ?= 2
 DEMO_DIR ?= data/demo
@@ -36,8 +38,8 @@ models:
 demo-corpus:
 	$(PY) -m manifests.demo --out $(DEMO_DIR) --clips $(DEMO_CLIPS)
 
-demo: demo-corpus
-	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(FEATURES) --cache $(CACHE) --workers $(WORKERS)
+demo: demo-corpus models
+	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(DEMO_FEATURES) --cache $(CACHE) --workers $(WORKERS)
 	$(PY) -m cache ls --dataset demo --cache $(CACHE)
 
 # DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)

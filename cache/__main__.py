@@ -55,6 +55,8 @@ def ls(dataset, cache):
             dims = "x".join(map(str, feat.shape[1:])) or "scalar"
             dtype = feat._file[f"arrays/{feat.primary}"].dtype
             extractor = feat.provenance.get("extractor", "?")
+            if "stand_in" in json.dumps(feat.provenance):
+                extractor += " (random-initialised stand-in)"
             click.echo(f"{path.parent.name:<14} {feat.name:<20} {len(feat.ids):>6} {dims:<18} {str(dtype):<8} "
                        f"{_size(feat.size_on_disk()):>9} {len(feat.failures()):>6}  {extractor}")
 

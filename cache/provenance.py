@@ -8,7 +8,7 @@ import platform
 from importlib import metadata
 
 # options that change how fast, not what: never part of a fingerprint
-RUNTIME_FIELDS = frozenset({"device", "batch_seconds"})
+RUNTIME_FIELDS = frozenset({"device", "batch_seconds", "batch_tokens"})
 LIBRARIES = ("numpy", "h5py", "av", "opensmile", "librosa", "torch", "transformers", "dlib-bin")
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import zlib
@@ -18,6 +19,7 @@ from cache import ConfigMismatch, FeatureWriter, cache_root
 from manifests import load_manifest
 
 from . import base
+from .models import STAND_IN_NOTE
 from .runner import load_models, run
 
 
@@ -191,6 +193,8 @@ def _report(summary, writers, run_ids):
     for name, writer in writers.items():
         state = "complete" if name in summary.merged or writer.path.exists() and not writer.parts.exists() \
             else "waiting for other shards"
+        if "stand_in" in json.dumps(writer.provenance, default=str):
+            state += f"; {STAND_IN_NOTE}"
         click.echo(f"  {name:<18} -> {writer.path} ({state})")
     failed = {}
     for name, clips in summary.failed.items():

@@ -44,9 +44,6 @@ class SpeechRecognition(BatchExtractor):
         self.source = source
         self._model = self._processor = None
 
-    def __getstate__(self):  # workers only decode audio: never the loaded model
-        return self.__dict__ | {"_model": None, "_processor": None}
-
     def identity(self) -> dict:
         return super().identity() | {"model": models.model_identity(self.source)}
 

@@ -83,6 +83,11 @@ class BatchExtractor(Extractor):
     """
 
     batched: ClassVar[bool] = True
+    # loaded in the main process by setup(); never pickled to the workers
+    MAIN_PROCESS_STATE: ClassVar[tuple] = ("_model", "_processor", "_tokenizer", "_loaded")
+
+    def __getstate__(self):  # workers get the recipe, never the loaded model
+        return {k: (None if k in self.MAIN_PROCESS_STATE else v) for k, v in self.__dict__.items()}
 
     def setup_worker(self):
         """Resources `prepare` needs, once per worker process."""

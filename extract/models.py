@@ -36,6 +36,9 @@ def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
 
     A local folder never touches the network; a hub id uses the local HF cache first.
     """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
     local = is_local(source)
     if not local and os.environ.get("HF_HUB_OFFLINE") == "1":
         kwargs.setdefault("local_files_only", True)

@@ -60,9 +60,6 @@ class SpeechModelFeatures(BatchExtractor):
         self.source = source or self.source
         self._model = self._processor = self._model_config = self._model_identity = None
 
-    def __getstate__(self):  # workers get the recipe, never the loaded model
-        return self.__dict__ | {"_model": None, "_processor": None}
-
     # -- what the output depends on -------------------------------------------------------------
     @property
     def model_config(self):

@@ -180,6 +180,10 @@ class FaceDlib(FaceEmbedder):
     dims = "128 (+ 128 std)"
     description = "dlib ResNet 128-d face descriptor, mean over detected frames"
     primary = "descriptor"
+    batched = False  # dlib runs on the CPU only: one clip per worker beats one batch in the main process
+
+    def extract(self, clip, media) -> Output:
+        return self.extract_batch([clip], [self.prepare(clip, media)])[0]
 
     def setup(self):
         import dlib

@@ -2,7 +2,6 @@
 import pytest
 
 from manifests import MER_CLASSES, load_manifest
-from tests.conftest import write_table
 from tests.media import write_clip
 
 
