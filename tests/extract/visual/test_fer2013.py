@@ -7,7 +7,7 @@ import pytest
 from extract.fer2013 import LABELS, fer2013_predict
 from extract.visual import fer2013_predict as public_predict
 
-FIXTURE = Path("/work/shared/fixtures/fer2013_keras_reference.npz")
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "fer2013_keras_reference.npz"
 
 
 @pytest.fixture(scope="module")
