@@ -58,17 +58,17 @@ def astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
 # per expression: (landmarks, dx, dy, dx_is_outward), in face widths (x right, y down)
 _EXPRESSION_MOVES = {
     "neutral": [],
-    "happy": [(_MOUTH_CORNERS, 0.05, -0.07, True), (_LOWER_LIDS, 0.0, -0.02, False)],
-    "sad": [(_MOUTH_CORNERS, -0.01, 0.07, True), (_BROW_INNER, 0.0, -0.05, False),
-            (_BROW_OUTER, 0.0, 0.02, False)],
-    "angry": [(_BROWS, 0.0, 0.05, False), (_BROW_INNER, -0.03, 0.02, True),
-              (_UPPER_LIDS, 0.0, 0.015, False), (_UPPER_LIP, 0.0, 0.015, False),
-              (_LOWER_LIP, 0.0, -0.02, False)],
-    "surprise": [(_BROWS, 0.0, -0.08, False), (_UPPER_LIDS, 0.0, -0.03, False),
-                 (_LOWER_LIDS, 0.0, 0.01, False), (_LOWER_LIP, 0.0, 0.08, False),
-                 (_CHIN, 0.0, 0.06, False), (_MOUTH_CORNERS, -0.02, 0.03, True)],
-    "worried": [(_BROW_INNER, 0.01, -0.06, True), (_BROW_OUTER, 0.0, 0.015, False),
-                (_MOUTH_CORNERS, 0.03, 0.025, True), (_UPPER_LIDS, 0.0, -0.01, False)],
+    "happy": [(_MOUTH_CORNERS, 0.03, -0.05, True), (_LOWER_LIDS, 0.0, -0.015, False)],
+    "sad": [(_MOUTH_CORNERS, -0.005, 0.05, True), (_BROW_INNER, 0.0, -0.04, False),
+            (_BROW_OUTER, 0.0, 0.015, False)],
+    "angry": [(_BROWS, 0.0, 0.04, False), (_BROW_INNER, -0.02, 0.015, True),
+              (_UPPER_LIDS, 0.0, 0.01, False), (_UPPER_LIP, 0.0, 0.01, False),
+              (_LOWER_LIP, 0.0, -0.015, False)],
+    "surprise": [(_BROWS, 0.0, -0.06, False), (_UPPER_LIDS, 0.0, -0.02, False),
+                 (_LOWER_LIDS, 0.0, 0.008, False), (_LOWER_LIP, 0.0, 0.06, False),
+                 (_CHIN, 0.0, 0.05, False), (_MOUTH_CORNERS, -0.015, 0.025, True)],
+    "worried": [(_BROW_INNER, 0.01, -0.045, True), (_BROW_OUTER, 0.0, 0.01, False),
+                (_MOUTH_CORNERS, 0.02, 0.02, True), (_UPPER_LIDS, 0.0, -0.008, False)],
 }
 
 
@@ -156,10 +156,16 @@ class FaceAnimator:
             # frame corners and edge midpoints stay put, so the background does not drift
             border = np.array([(x, y) for x in (0, side / 2, side - 1) for y in (0, side / 2, side - 1)
                                if (x, y) != (side / 2, side / 2)], np.float32)
-            points = np.concatenate([landmarks, border])
-            moves = np.concatenate([expression_moves(expression, landmarks), np.zeros_like(border)])
+            moves = expression_moves(expression, landmarks)
             face_width = landmarks[16, 0] - landmarks[0, 0]
-            self._fields[key] = rbf_displacement(points, moves, side, sigma=0.12 * face_width)
+            sigma = 0.14 * face_width
+            moving = np.abs(moves).sum(1) > 0
+            gap = np.linalg.norm(landmarks[:, None] - landmarks[None, moving], axis=-1)
+            # still landmarks pin the field only away from moving ones: close pins would fold it
+            pinned = ~moving & (gap.min(1, initial=np.inf) > 1.2 * sigma)
+            points = np.concatenate([landmarks[moving | pinned], border])
+            moves = np.concatenate([moves[moving | pinned], np.zeros_like(border)])
+            self._fields[key] = rbf_displacement(points, moves, side, sigma=sigma)
         return self._fields[key]
 
     def render(self, expression: str, intensity_curve: np.ndarray, motion_seed: int,
