@@ -2,7 +2,8 @@
 
 Uses the shared library and voice data shipped by the `espeakng_loader` wheel, so no
 system package or network is needed. The library is loaded afresh for each utterance so
-that the same arguments always give the same samples (espeak-ng otherwise carries state from one utterance to the next).
+that the same arguments always give the same samples (espeak-ng otherwise carries state
+from one utterance to the next).
 """
 from __future__ import annotations
 

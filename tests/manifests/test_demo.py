@@ -117,3 +117,42 @@ def test_rerun_is_a_no_op_and_another_corpus_is_refused(corpus):
     assert (corpus / "demo-info.json").stat().st_mtime_ns == stamp
     with pytest.raises(Exception, match="--force"):
         generate(corpus, n_clips=N, seed=5)
+
+
+def test_synthesize_gives_speech_and_repeats_exactly():
+    from manifests.speech import SAMPLE_RATE, synthesize
+
+    text = "The meeting starts at nine tomorrow."
+    first = synthesize(text, voice="en+f3", rate=160)
+    synthesize("Something else in between.", voice="en+m3", pitch=70)  # engine state must not leak
+    again = synthesize(text, voice="en+f3", rate=160)
+    assert first.dtype == np.float32 and 1.0 < len(first) / SAMPLE_RATE < 4.0
+    assert np.sqrt(np.mean(first ** 2)) > 0.02  # speech, not silence
+    np.testing.assert_array_equal(first, again)
+    slow = synthesize(text, voice="en+f3", rate=100)
+    assert len(slow) > 1.3 * len(first)  # the rate parameter reaches the engine
+
+
+@pytest.mark.parametrize("expression, landmarks, direction", [
+    ("happy", [48, 54], -1),      # mouth corners up
+    ("sad", [48, 54], +1),        # mouth corners down
+    ("surprise", [19, 24], -1),   # brows raised
+    ("surprise", [57], +1),       # lower lip drops: the mouth opens
+])
+def test_expressions_move_the_landmarks_dlib_finds(expression, landmarks, direction):
+    import dlib
+    from manifests.faces import FaceAnimator, shape_predictor_path
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(shape_predictor_path()))
+
+    def landmarks_of(image):
+        box = detector(image, 1)[0]
+        return np.array([(p.x, p.y) for p in predictor(image, box).parts()], float)
+
+    animator = FaceAnimator()
+    rest = landmarks_of(animator.render(expression, np.zeros(1), 0, 1, 256)[0])
+    full = landmarks_of(animator.render(expression, np.ones(1), 0, 1, 256)[0])
+    face_width = rest[16, 0] - rest[0, 0]
+    dy = (full[landmarks, 1] - rest[landmarks, 1]).mean() / face_width
+    assert direction * dy > 0.015
