@@ -5,6 +5,8 @@ Layout of a feature file (and of each part, which is a small feature file):
     /ids                  str [N]         clip ids, sorted
     /status               uint8 [N]       0 ok, 1 flagged (processed, see reason), 2 failed
     /reason               str [N]         why a clip is flagged or failed ('' when ok)
+    /source               str [N]         signature of the clip's input (media size, transcript):
+                                          a clip whose input changed is extracted again
     /arrays/<key>         [N, ...]        utterance-level ([N, D]) or per-layer ([N, L, D]) arrays;
                                           rows of failed clips are NaN (float), 0 (int) or '' (str)
     /ragged/<key>/values  [sum T, ...]    frame-level sequences, concatenated
@@ -51,13 +53,15 @@ class Records:
     ids: list[str] = field(default_factory=list)
     status: list[int] = field(default_factory=list)
     reason: list[str] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)  # signature of the clip's input (see Clip.signature)
     arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     ragged: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def add(self, clip_id, arrays, ragged, status, reason):
+    def add(self, clip_id, arrays, ragged, status, reason, source=""):
         self.ids.append(clip_id)
         self.status.append(status)
         self.reason.append(reason)
+        self.source.append(source)
         for key, value in (arrays or {}).items():
             self.arrays.setdefault(key, {})[clip_id] = np.asarray(value)
         for key, value in (ragged or {}).items():
@@ -70,6 +74,7 @@ class Records:
         self.ids = [self.ids[i] for i in keep] + other.ids
         self.status = [self.status[i] for i in keep] + other.status
         self.reason = [self.reason[i] for i in keep] + other.reason
+        self.source = [self.source[i] for i in keep] + other.source
         for mine, theirs in ((self.arrays, other.arrays), (self.ragged, other.ragged)):
             for values in mine.values():
                 for cid in replaced:
@@ -90,6 +95,7 @@ def write_records(path: Path, records: Records, attrs: dict, primary: str | None
         f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
         f.create_dataset("status", data=np.array([records.status[i] for i in order], np.uint8))
         f.create_dataset("reason", data=np.array([records.reason[i] for i in order], dtype=object), dtype=STR)
+        f.create_dataset("source", data=np.array([records.source[i] for i in order], dtype=object), dtype=STR)
         for key, values in records.arrays.items():
             data = _stack(key, ids, values)
             f.create_dataset(f"arrays/{key}", data=data, dtype=STR if data.dtype == object else None)
@@ -138,6 +144,7 @@ def read_records(path: Path) -> tuple[Records, dict]:
         rec.ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
         rec.status = f["status"][()].tolist()
         rec.reason = [s.decode() if isinstance(s, bytes) else s for s in f["reason"][()]]
+        rec.source = read_sources(f)
         ok = [s != FAILED for s in rec.status]
         for key, dset in f.get("arrays", {}).items():
             if h5py.check_string_dtype(dset.dtype):  # str rows stay arrays (0-d for a scalar string)
@@ -152,6 +159,13 @@ def read_records(path: Path) -> tuple[Records, dict]:
                                for i, cid in enumerate(rec.ids) if ok[i]}
         attrs = dict(f.attrs)
     return rec, attrs
+
+
+def read_sources(f: h5py.File) -> list[str]:
+    """Per-clip input signatures ('' where unknown, e.g. imported features)."""
+    if "source" not in f:
+        return [""] * len(f["ids"])
+    return list(f["source"].asstr()[()])
 
 
 @contextmanager

@@ -29,8 +29,8 @@ def _check(f: h5py.File) -> list[str]:
         problems.append("duplicate clip ids")
     if ids != sorted(ids):
         problems.append("clip ids not sorted")
-    if len(failed) != n or len(f["reason"]) != n:
-        problems.append("status / reason length differs from ids")
+    if len(failed) != n or len(f["reason"]) != n or ("source" in f and len(f["source"]) != n):
+        problems.append("status / reason / source length differs from ids")
     for key, dset in f.get("arrays", {}).items():
         if dset.shape[0] != n:
             problems.append(f"array {key}: {dset.shape[0]} rows for {n} clips")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .store import (FAILED, FLAGGED, OK, ConfigMismatch, Records, feature_slug, file_lock,
-                    part_name, provenance_of, read_records, write_records)
+                    part_name, provenance_of, read_records, read_sources, write_records)
 
 DEFAULT_ROOT = Path("data/cache")
 ENV_ROOT = "MER_CACHE_DIR"
@@ -34,13 +34,14 @@ class FeatureWriter:
 
     def __init__(self, root, dataset: str, feature: str, fingerprint: str, provenance: dict,
                  shard=(0, 1), flush_every: int = 32, flush_seconds: float = 30.0,
-                 primary: str | None = None):
+                 primary: str | None = None, sources: dict[str, str] | None = None):
         self.path = feature_path(root, dataset, feature)
         self.parts = self.path.with_suffix(".parts")
         self.lock = self.path.with_suffix(".lock")
         self.feature, self.dataset, self.fingerprint = feature, dataset, fingerprint
         self.provenance, self.shard, self.primary = provenance, shard, primary
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        self.sources = sources or {}  # clip id -> signature of its input now
         self._buffer = Records()
         self._last_flush = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,14 +70,20 @@ class FeatureWriter:
                         f"replace it, or extract under another name (--features NEWNAME={self.feature}).")
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
+        """Clips cached (or committed in parts) from the input they have now."""
         import h5py
 
         done = set()
-        for path in self.committed_files():
+        for path in self.committed_files():  # in commit order: later entries win
             with h5py.File(path, "r") as f:
                 ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-                status = f["status"][()]
-            done |= {cid for cid, s in zip(ids, status) if include_failed or s != FAILED}
+                status, sources = f["status"][()], read_sources(f)
+            for cid, code, source in zip(ids, status, sources):
+                same_input = not source or source == self.sources.get(cid, source)
+                if same_input and (include_failed or code != FAILED):
+                    done.add(cid)
+                else:
+                    done.discard(cid)
         return done
 
     def remove(self):
@@ -92,7 +99,7 @@ class FeatureWriter:
         code = {"ok": OK, "flagged": FLAGGED, "failed": FAILED}[status]
         if code == FAILED:
             arrays, ragged = None, None
-        self._buffer.add(clip_id, arrays, ragged, code, reason)
+        self._buffer.add(clip_id, arrays, ragged, code, reason, self.sources.get(clip_id, ""))
         due = time.monotonic() - self._last_flush > self.flush_seconds
         if len(self._buffer) >= self.flush_every or due:
             self.flush()

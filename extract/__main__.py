@@ -155,12 +155,12 @@ def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every
     if overwrite and shard[1] > 1:
         raise Refused("--overwrite with --shard would delete other shards' work: "
                                    "run `python -m cache rm` once, then the shards")
-    writers = {}
+    writers, sources = {}, {clip.id: clip.signature for clip in manifest}
     for name, extractor in extractors.items():
         provenance = extractor.provenance() | {"feature": name, "dataset": dataset,
                                                "manifest_fingerprint": manifest.fingerprint()}
         writer = FeatureWriter(cache, dataset, name, extractor.fingerprint, provenance, shard=shard,
-                               flush_every=flush_every,
+                               flush_every=flush_every, sources=sources,
                                primary=getattr(extractor, "primary", None))
         if overwrite:
             writer.remove()

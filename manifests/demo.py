@@ -27,7 +27,7 @@ from .faces import FaceAnimator
 from .mediafile import write_clip
 from .speech import SAMPLE_RATE, synthesize
 
-VERSION = "demo/1"
+VERSION = "demo/2"  # change when the output changes
 FPS, FRAME_SIZE = 15, 256
 MIN_SECONDS, MAX_SECONDS, LEAD_SECONDS = 2.0, 5.0, 0.3
 __all__ = ["CLASSES", "generate", "VERSION"]
@@ -44,8 +44,11 @@ def generate(out, n_clips: int = 96, seed: int = 0, force: bool = False) -> Path
         if {k: info.get(k) for k in wanted} == wanted:
             click.echo(f"demo corpus already in {out} ({n_clips} clips, seed {seed})", err=True)
             return out
-        raise click.ClickException(f"{out} holds another demo corpus ({info.get('clips')} clips, seed "
-                                   f"{info.get('seed')}): use --force to replace it, or another --out")
+        if (info.get("seed"), info.get("clips")) == (seed, n_clips):  # an older generator: renew it
+            click.echo(f"renewing the demo corpus in {out} ({info.get('version')} -> {VERSION})", err=True)
+        else:
+            raise click.ClickException(f"{out} holds another demo corpus ({info.get('clips')} clips, seed "
+                                       f"{info.get('seed')}): use --force to replace it, or another --out")
     _clear(out)
     designs = plan(n_clips, seed)
     start, animator = time.monotonic(), FaceAnimator()

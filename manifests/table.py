@@ -31,6 +31,19 @@ class Clip:
     text_error: str | None = None
 
     @property
+    def signature(self) -> str:
+        """A cheap fingerprint of the clip's input (media size, transcript, error): the cache
+        extracts a clip again when it changes, e.g. a corrupt file replaced by a good one."""
+        parts = [f"error={self.error}"] if self.error else []
+        media = self.media
+        if media is not None:
+            parts.append(f"size={media.stat().st_size}" if media.is_file() else "media=missing")
+        if self.text is not None or self.text_error:
+            text = self.text_error or self.text
+            parts.append("text=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12])
+        return ";".join(parts)
+
+    @property
     def media(self) -> Path | None:
         """The file to decode: the audio file when given separately for audio, else the video."""
         return self.video or self.audio

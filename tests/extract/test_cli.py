@@ -133,3 +133,16 @@ def test_a_missing_corpus_folder_is_a_clear_refusal(tmp_path):
     result = extract("--dataset", "mer2023", "--root", str(tmp_path / "nope"), "--features", "is09",
                      cache=tmp_path)
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_a_clip_whose_file_changed_is_extracted_again(folder_corpus, tmp_path, speech_16k):
+    args = ["--dataset", "mine", "--clips", str(folder_corpus), "--features", "egemaps"]
+    assert extract(*args, cache=tmp_path).exit_code == 0
+    before = open_feature("mine", "egemaps", tmp_path).array(ids=["a", "c"])
+    write_clip(folder_corpus.parent / "c.wav", speech_16k[: len(speech_16k) // 2])  # a new take of c
+    again = extract(*args, cache=tmp_path)
+    assert again.exit_code == 0 and "extracted 1 clips" in again.output
+    after = open_feature("mine", "egemaps", tmp_path)
+    assert after.ids == ["a", "b", "c"]
+    np.testing.assert_array_equal(after.array(ids=["a"])[0], before[0])
+    assert not np.allclose(after.array(ids=["c"])[0], before[1])
