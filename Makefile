@@ -48,8 +48,12 @@ extract:
 	  $(if $(DATA),$(if $(filter %.csv,$(DATA)),--clips,--root) $(DATA)) \
 	  --features $(FEATURES) --cache $(CACHE) --workers $(WORKERS)
 
-bench:
-	$(PY) bench/extract_speed.py --clips $(DEMO_CLIPS)
+# each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
+bench: demo-corpus
+	$(PY) bench/extract_speed.py --clips $(DEMO_CLIPS) --corpus $(DEMO_DIR)
+	$(PY) bench/speech_models_speed.py --clips 12
+	$(PY) bench/lexical_speed.py
+	$(PY) bench/visual_speed.py
 
 clean-cache:
 	rm -rf $(CACHE)
