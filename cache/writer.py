@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import shutil
 import time
 from pathlib import Path
@@ -125,14 +126,16 @@ class FeatureWriter:
             files = self.committed_files()
             if not files or (files == [self.path]):
                 return bool(files)
-            merged = Records()
+            merged, created = Records(), None
             for path in files:
                 records, attrs = read_records(path)
                 merged.update(records)
                 self.primary = self.primary or attrs.get("primary") or None
+                created = created or provenance_of(attrs).get("created")
             if expected_ids is not None and not set(expected_ids) <= set(merged.ids):
                 return False
-            self.provenance["clips"] = len(merged)
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.provenance.update(clips=len(merged), created=created or now, updated=now)
             write_records(self.path, merged, self._attrs(), self.primary)
             for path in files:
                 if path != self.path:

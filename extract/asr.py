@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cache import non_default_config
+
 from . import models
 from .base import KINDS, BatchExtractor, Output, _config
 from .media import SAMPLE_RATE, SILENCE_PEAK
@@ -57,6 +59,10 @@ class SpeechRecognition(BatchExtractor):
         self._device = models.resolve_device(self.config.device)
         models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
         seq2seq = AutoConfig.from_pretrained(self.source).is_encoder_decoder
+        whisper_only = {k for k in ("language", "max_new_tokens") if k in non_default_config(self.config)}
+        if whisper_only and not seq2seq:  # an option that cannot take effect is refused, not ignored
+            raise ValueError(f"{', '.join(sorted(whisper_only))}: Whisper-style models only, "
+                             f"and {self.source} is a CTC model")
         model_cls = AutoModelForSpeechSeq2Seq if seq2seq else AutoModelForCTC
         self._model, self._processor = models.load_pretrained(self.source, model_cls, AutoProcessor)
         self._model.to(self._device)

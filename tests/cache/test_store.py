@@ -27,7 +27,9 @@ def test_round_trip_with_failures_flags_and_sequences(tmp_path):
         assert (feat.array(ids=["c", "b"]) == [[2, 2, 2], [0, 0, 0]]).all()
         assert feat.sequence("b").shape == (2, 2) and feat.sequence("c").shape == (5, 2)
         assert feat.sequence("a").shape == (0, 2)
-        assert feat.provenance == {"config": {"x": "f1"}, "clips": 3}
+        prov = feat.provenance
+        assert prov["config"] == {"x": "f1"} and prov["clips"] == 3
+        assert prov["created"] == prov["updated"] and prov["created"].endswith("+00:00")
     assert not feature_path(tmp_path, "demo", "is09").with_suffix(".parts").exists()
 
 
@@ -54,10 +56,12 @@ def test_later_work_replaces_a_clip_exactly_once(tmp_path):
     w.put("a", status="failed", reason="boom")
     w.put("b", {"x": np.ones(2)})
     w.merge()
+    first = open_feature("demo", "is09", tmp_path).provenance
     w2 = writer(tmp_path)
     w2.put("a", {"x": np.full(2, 7.0)})  # a retry of a failed clip
     w2.merge()
     feat = FeatureReader(feature_path(tmp_path, "demo", "is09"))
+    assert feat.provenance["created"] == first["created"] <= feat.provenance["updated"]
     assert feat.ids == ["a", "b"] and feat.status == ["ok", "ok"]
     assert (feat.array(ids=["a"]) == 7).all()
 

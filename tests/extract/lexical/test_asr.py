@@ -127,3 +127,10 @@ def test_whisper_style_models_generate_transcripts(tmp_path, speech_16k):
         assert spoken.flag == ("" if text else "empty transcript")
         assert silent.arrays["transcript"].item() == "" and silent.flag == "empty transcript (no speech)"
         assert asr.transcribe([speech_16k]) == [text]  # batch of one, same text
+
+
+def test_whisper_only_options_on_a_ctc_model_are_refused(corpus, tiny_asr, tmp_path):
+    result = run(corpus, tmp_path, "--features", f"asr=asr:{tiny_asr}", "--set", "asr.language=zh")
+    assert result.exit_code == 2, result.output
+    assert "language: Whisper-style models only" in result.output
+    assert not (tmp_path / "m").exists() or not list((tmp_path / "m").glob("*.parts"))
