@@ -155,8 +155,9 @@ def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every
     if overwrite and shard[1] > 1:
         raise Refused("--overwrite with --shard would delete other shards' work: "
                                    "run `python -m cache rm` once, then the shards")
-    writers, sources = {}, {clip.id: clip.signature for clip in manifest}
+    writers = {}
     for name, extractor in extractors.items():
+        sources = {clip.id: clip.signature(extractor.needs) for clip in manifest}
         provenance = extractor.provenance() | {"feature": name, "dataset": dataset,
                                                "manifest_fingerprint": manifest.fingerprint()}
         writer = FeatureWriter(cache, dataset, name, extractor.fingerprint, provenance, shard=shard,

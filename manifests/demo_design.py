@@ -2,7 +2,8 @@
 
 Every modality carries the emotion, none of them always: per clip each of voice, face and text is
 independently "ambiguous" (neutral prosody, a neutral face, neutral wording) with probability
-AMBIGUOUS, and its cue strength varies, so fusing modalities beats any single one.
+AMBIGUOUS, its cue strength varies, and faces blend in a weaker distractor expression, so fusing
+modalities beats any single one.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")  # MER 2023 order
-AMBIGUOUS = 0.3
+AMBIGUOUS = 0.35
 
 # valence centre per class, on MER 2023's [-5, 5] scale
 VALENCE = {"neutral": 0.0, "angry": -3.2, "happy": 3.4, "sad": -3.0, "worried": -1.8, "surprise": 1.2}
 
 # espeak-ng prosody at full cue strength: (pitch 0-100, rate wpm, pitch range 0-100, volume 0-200)
-PROSODY = {"neutral": (50, 165, 45, 100), "angry": (42, 195, 75, 165), "happy": (68, 185, 85, 125),
-           "sad": (36, 125, 15, 70), "worried": (58, 150, 28, 85), "surprise": (78, 175, 95, 135)}
+PROSODY = {"neutral": (50, 165, 45, 100), "angry": (40, 210, 80, 180), "happy": (75, 190, 90, 130),
+           "sad": (30, 115, 10, 60), "worried": (60, 145, 25, 80), "surprise": (85, 170, 100, 140)}
 
 # speakers: (espeak voice, pitch offset); each says every kind of sentence
 VOICES = (("en+m1", -8), ("en+m3", -4), ("en+f2", 10), ("en+f4", 6), ("en-us+m2", -2),
@@ -52,6 +53,8 @@ class ClipDesign:
     voice: str
     voice_cue: float   # 0 = neutral prosody, 1 = full emotional prosody
     face_cue: float    # peak expression intensity (0 = neutral face)
+    face_distractor: str     # another expression blended in, weaker on average (faces are not clean)
+    distractor_cue: float
     text_cue: bool     # False = a neutral sentence
     audio_rate: int
     audio_channels: int
@@ -80,10 +83,12 @@ def design_clip(rng: np.random.Generator, clip_id: str, split: str, label: str, 
     pool = SENTENCES[label if text_cue else "neutral"]
     valence = float(np.clip(VALENCE[label] + rng.normal(0, 0.7), -5, 5))
     rate, channels = audio_format(index)
+    others = [c for c in CLASSES if c not in ("neutral", label)]
     return ClipDesign(id=clip_id, split=split, label=label, valence=round(valence, 2),
                       text=pool[int(rng.integers(len(pool)))], voice=voice, voice_cue=cue(rng),
-                      face_cue=cue(rng), text_cue=text_cue, audio_rate=rate, audio_channels=channels,
-                      motion_seed=int(rng.integers(2**31)))
+                      face_cue=cue(rng), face_distractor=others[int(rng.integers(len(others)))],
+                      distractor_cue=float(rng.uniform(0.0, 0.45)), text_cue=text_cue,
+                      audio_rate=rate, audio_channels=channels, motion_seed=int(rng.integers(2**31)))
 
 
 def prosody(design: ClipDesign) -> dict:

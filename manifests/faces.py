@@ -168,18 +168,20 @@ class FaceAnimator:
             self._fields[key] = rbf_displacement(points, moves, side, sigma=sigma)
         return self._fields[key]
 
-    def render(self, expression: str, intensity_curve: np.ndarray, motion_seed: int,
+    def render(self, expression: str | dict[str, float], intensity_curve: np.ndarray, motion_seed: int,
                n_frames: int, size: int = 256) -> np.ndarray:
         """Frames uint8 [n_frames, size, size, 3] RGB.
 
-        expression: one of EXPRESSIONS; intensity_curve: float [n_frames] in [0, 1]
-        (expression strength per frame); motion_seed: seeds the head motion.
+        expression: one of EXPRESSIONS, or a blend {expression: weight} (e.g. the felt emotion and
+        a weaker distractor); intensity_curve: float [n_frames] in [0, 1] (strength per frame);
+        motion_seed: seeds the head motion.
         """
         intensity = np.clip(np.asarray(intensity_curve, np.float32), 0, 1)
         if intensity.shape != (n_frames,):
             raise ValueError(f"intensity_curve has shape {intensity.shape}, expected ({n_frames},)")
         canvas, _ = self._working_canvas(size)
-        field = self._unit_field(expression, size)
+        blend = {expression: 1.0} if isinstance(expression, str) else expression
+        field = sum(weight * self._unit_field(name, size) for name, weight in blend.items())
         side = canvas.shape[0]
         grid_x, grid_y = np.meshgrid(np.arange(side, dtype=np.float32),
                                      np.arange(side, dtype=np.float32))

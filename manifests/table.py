@@ -30,15 +30,14 @@ class Clip:
     error: str | None = None
     text_error: str | None = None
 
-    @property
-    def signature(self) -> str:
-        """A cheap fingerprint of the clip's input (media size, transcript, error): the cache
-        extracts a clip again when it changes, e.g. a corrupt file replaced by a good one."""
+    def signature(self, needs=("audio", "frames", "text")) -> str:
+        """A cheap fingerprint of the clip's input that a feature `needs` (media size, transcript,
+        error): the cache extracts a clip again when it changes, e.g. a corrupt file replaced."""
         parts = [f"error={self.error}"] if self.error else []
         media = self.media
-        if media is not None:
+        if media is not None and {"audio", "frames"} & set(needs):
             parts.append(f"size={media.stat().st_size}" if media.is_file() else "media=missing")
-        if self.text is not None or self.text_error:
+        if "text" in needs and (self.text is not None or self.text_error):
             text = self.text_error or self.text
             parts.append("text=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12])
         return ";".join(parts)

@@ -75,3 +75,13 @@ def test_folder_csv_missing_columns_is_a_clear_error(tmp_path):
     (tmp_path / "clips.csv").write_text("name,file\nx,x.mp4\n")
     with pytest.raises(ValueError, match="missing column"):
         load_manifest("mine", clips=tmp_path / "clips.csv")
+
+
+def test_signature_follows_the_input_a_feature_needs(folder_corpus, speech_16k):
+    clip = load_manifest("mine", clips=folder_corpus)["a"]
+    audio, text = clip.signature(("audio",)), clip.signature(("text",))
+    write_clip(folder_corpus.parent / "a.mp4", speech_16k[:8000])  # a new take, same transcript
+    again = load_manifest("mine", clips=folder_corpus)["a"]
+    assert again.signature(("audio",)) != audio and again.signature(("text",)) == text
+    (folder_corpus.parent / "a.mp4").unlink()
+    assert "media=missing" in load_manifest("mine", clips=folder_corpus)["a"].signature(("audio",))
