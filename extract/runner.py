@@ -11,8 +11,11 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -23,6 +26,7 @@ from .media import MediaError, decode
 
 log = logging.getLogger("extract")
 _EXTRACTORS: dict = {}  # per-process extractors, set up once by _init_worker
+PREFETCH_CLIPS = 8       # decoded clips in flight per worker, ahead of the main process
 PREFETCH_BATCHES = 4     # batched features gather this many batches' worth, then sort by length
 
 
@@ -134,15 +138,49 @@ def run(manifest, extractors: dict, writers: dict[str, FeatureWriter], todo: dic
     return summary
 
 
-def _results(jobs, extractors, workers):
+def _results(jobs, extractors, workers, window: int | None = None):
+    """(clip id, results, seconds) per job, decoded ahead of the consumer by at most `window` clips.
+
+    Bounded read-ahead: a model slower than decoding must not pile up a whole corpus of decoded
+    audio in memory (MER-SEMI alone has 73,982 clips)."""
+    window = window or PREFETCH_CLIPS * max(1, workers)
     if workers <= 1:
         _init_worker(extractors)
-        for job in jobs:
-            yield _work(job)
+        if any(e.batched for e in extractors.values()):
+            yield from _read_ahead(jobs, window)  # decode in a thread while the model runs here
+        else:
+            yield from map(_work, jobs)
         return
+    slots, stop = threading.Semaphore(window), threading.Event()
+
+    def gated(items):  # the pool's feeder thread waits here while `window` clips are in flight
+        for item in items:
+            slots.acquire()
+            if stop.is_set():
+                return
+            yield item
+
     context = mp.get_context("spawn")  # spawn: safe with torch and native libraries
     with context.Pool(workers, initializer=_init_worker, initargs=(extractors, True)) as pool:
-        yield from pool.imap_unordered(_work, jobs, chunksize=1)
+        try:
+            for result in pool.imap_unordered(_work, gated(jobs), chunksize=1):
+                slots.release()
+                yield result
+        finally:  # let a waiting feeder thread finish, or the pool cannot shut down
+            stop.set()
+            slots.release()
+
+
+def _read_ahead(jobs, window):
+    """Results of `jobs` in order, computed on one thread at most `window` clips ahead."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = deque()
+        for job in jobs:
+            if len(pending) >= window:
+                yield pending.popleft().result()
+            pending.append(pool.submit(_work, job))
+        while pending:
+            yield pending.popleft().result()
 
 
 def _record(clip_id, results, writers, summary, batches):

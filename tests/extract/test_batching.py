@@ -2,6 +2,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cache import open_feature
@@ -58,3 +59,35 @@ def test_batches_respect_the_budget_and_isolate_a_failing_clip(tmp_path, speech_
     for batch in BatchRms.batches:
         seconds = feat.array(ids=batch)[:, 1] / 16000
         assert len(batch) == 1 or seconds.sum() <= 3.6  # within the batch budget
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decoding_runs_ahead_of_a_slow_model_by_a_bounded_window(tmp_path, speech_16k, workers):
+    import time
+
+    from extract.acoustic import LogMel
+    from extract.runner import _results
+    from manifests import load_manifest
+
+    rows = []
+    for i in range(24):
+        write_clip(tmp_path / f"c{i:02d}.wav", speech_16k[:8000])
+        rows.append(dict(id=f"c{i:02d}", path=f"c{i:02d}.wav", split="train"))
+    manifest = load_manifest("w", clips=write_table(tmp_path / "clips.csv", rows))
+    extractors = {"logmel": LogMel(), "rms": BatchRms()}  # a batched feature: read-ahead is on
+    pulled, lead = [0], []
+
+    def jobs():
+        for clip in manifest:
+            pulled[0] += 1
+            yield clip, ["logmel", "rms"]
+
+    consumed = 0
+    for clip_id, results, _ in _results(jobs(), extractors, workers, window=3):
+        consumed += 1
+        lead.append(pulled[0] - consumed)
+        assert results["logmel"][0] == "ok"
+        time.sleep(0.03)  # the model is the bottleneck
+    assert consumed == 24
+    assert max(lead) <= 3 + 1  # the window, plus the job being handed over
+    assert max(lead) >= 2      # and decoding did run ahead
