@@ -7,7 +7,7 @@ HuBERT (768 x 12 layers, group-norm front end like chinese-hubert-base; its feat
     (last layer, layers 9 and 10 = the "18-20 of 24" middle layers at base depth, sum of the last four).
 Also the bare model forward time (processor + model, nothing else), to state our pipeline overhead.
 
-    PYTHONPATH=. python bench/speech_models_speed.py --clips 16 [--out table.md]
+    python bench/speech_models_speed.py --clips 16 [--out table.md]
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from cache import open_feature
 from extract import models
 from extract.__main__ import main as extract_main
 from extract.speech_models import SpeechModelFeatures
-from tests.conftest import write_table
-from tests.media import speech, write_clip
+from manifests.folder import write_table
+from manifests.mediafile import write_clip
+from manifests.speech import speech_at
 
 CHOICES = {"last": [12], "layer9": [9], "layer10": [10], "sum-last4": [9, 10, 11, 12]}
 TIMES = {"setup": 0.0, "forward": 0.0}
@@ -43,7 +44,7 @@ def build_base_model(folder: Path):
 
 def build_corpus(folder: Path, n_clips: int) -> tuple[Path, float]:
     """n_clips wav clips of 2-7 s of synthesized speech (MER 2023 clips are mostly 2-10 s)."""
-    voice = np.concatenate([speech("I can't believe it, this is wonderful news"), speech("Why did you do that to me", pitch=70)])
+    voice = np.concatenate([speech_at(16000), speech_at(16000, "Why did you do that to me", pitch=70)])
     folder.mkdir(parents=True, exist_ok=True)
     rows, total = [], 0.0
     for i in range(n_clips):

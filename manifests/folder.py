@@ -9,12 +9,14 @@ valence and text may be empty.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from .csvio import index_rows, parse_valence, read_rows
 from .table import MER_CLASSES, Clip, Manifest
 
 REQUIRED = ("id", "path", "split")
+COLUMNS = ("id", "path", "split", "label", "valence", "text")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 
 
@@ -46,3 +48,13 @@ def _clip(clip_id: str, row: dict, root: Path, error: str | None) -> Clip:
         video=None if is_audio else path, audio=path if is_audio else None,
         text=row.get("text") or None, label=row.get("label") or None,
         valence=parse_valence(row.get("valence"), clip_id), error=error)
+
+
+def write_table(path: Path, rows: list[dict]) -> Path:
+    """Write a clip table CSV (COLUMNS; missing values empty) that `load` reads back."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    return Path(path)

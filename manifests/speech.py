@@ -101,3 +101,10 @@ def synthesize(text: str, voice: str = "en", rate: int = 175, pitch: int = 50,
         finally:
             engine.close()
     return (samples.astype(np.float32) / 32768.0)
+
+
+def speech_at(rate: int, text: str = "I can't believe it, this is wonderful news", **voice) -> np.ndarray:
+    """`synthesize(text, **voice)` resampled to `rate` Hz: float32 mono [n]."""
+    from scipy.signal import resample_poly
+
+    return resample_poly(synthesize(text, **voice), rate, SAMPLE_RATE).astype(np.float32)

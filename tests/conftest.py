@@ -1,26 +1,15 @@
 """Shared fixtures: small real corpora written to a temporary folder."""
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 
+from manifests.folder import write_table  # noqa: F401  (tests import it from here)
 from tests.media import face_frames, speech, write_clip
 
 
 @pytest.fixture(scope="session")
 def speech_16k():
     return speech()
-
-
-def write_table(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["id", "path", "split", "label", "valence", "text"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
-    return path
 
 
 @pytest.fixture

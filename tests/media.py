@@ -4,17 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from manifests.mediafile import write_clip  # noqa: F401  (re-exported for the tests)
+from manifests.speech import speech_at
 
 
 def speech(text: str = "I can't believe it, this is wonderful news", rate: int = 16000,
            pitch: int = 50) -> np.ndarray:
     """espeak-ng speech as float32 mono at `rate` Hz."""
-    import librosa
-
-    from manifests.speech import SAMPLE_RATE, synthesize
-
-    audio = synthesize(text, pitch=pitch)
-    return librosa.resample(audio, orig_sr=SAMPLE_RATE, target_sr=rate).astype(np.float32)
+    return speech_at(rate, text, pitch=pitch)
 
 
 def face_frames(n: int, size: int = 128) -> np.ndarray:
