@@ -154,13 +154,17 @@ def _shard_of(clip_id: str, n: int) -> int:
 def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every):
     if overwrite and shard[1] > 1:
         raise Refused("--overwrite with --shard would delete other shards' work: "
-                                   "run `python -m cache rm` once, then the shards")
+                      "run `python -m cache rm` once, then the shards")
     writers = {}
     for name, extractor in extractors.items():
         sources = {clip.id: clip.signature(extractor.needs) for clip in manifest}
-        provenance = extractor.provenance() | {"feature": name, "dataset": dataset,
-                                               "manifest_fingerprint": manifest.fingerprint()}
-        writer = FeatureWriter(cache, dataset, name, extractor.fingerprint, provenance, shard=shard,
+        try:  # a model's identity is read from its config: an unknown model stops here, cleanly
+            provenance = extractor.provenance() | {"feature": name, "dataset": dataset,
+                                                   "manifest_fingerprint": manifest.fingerprint()}
+            fingerprint = extractor.fingerprint
+        except (OSError, ValueError) as err:
+            raise Refused(f"{name}: {err}") from None
+        writer = FeatureWriter(cache, dataset, name, fingerprint, provenance, shard=shard,
                                flush_every=flush_every, sources=sources,
                                primary=getattr(extractor, "primary", None))
         if overwrite:

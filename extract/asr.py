@@ -58,7 +58,7 @@ class SpeechRecognition(BatchExtractor):
 
         self._device = models.resolve_device(self.config.device)
         models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
-        seq2seq = AutoConfig.from_pretrained(self.source).is_encoder_decoder
+        seq2seq = models.from_source(AutoConfig, self.source, "the config of model").is_encoder_decoder
         whisper_only = {k for k in ("language", "max_new_tokens") if k in non_default_config(self.config)}
         if whisper_only and not seq2seq:  # an option that cannot take effect is refused, not ignored
             raise ValueError(f"{', '.join(sorted(whisper_only))}: Whisper-style models only, "

@@ -109,11 +109,8 @@ class TextEncoderFeatures(BatchExtractor):
 
         if self._tokenizer is None:
             source = resolve_source(self.source)
-            try:
-                self._tokenizer = AutoTokenizer.from_pretrained(source)
-                model_config = AutoConfig.from_pretrained(source)
-            except OSError as err:
-                raise OSError(f"cannot load the tokenizer of model {source!r}: {err}") from None
+            self._tokenizer = models.from_source(AutoTokenizer, source, "the tokenizer of model")
+            model_config = models.from_source(AutoConfig, source, "the config of model")
             self._tokenizer.padding_side = "right"  # position ids count from 0: padding stays exact
             self._limit = self._max_length(model_config)
 

@@ -31,23 +31,29 @@ def is_local(source: str) -> bool:
     return Path(source).is_dir()
 
 
-def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
-    """(model in eval mode, processor or None) from a hub id or a local folder.
+def from_source(cls, source: str, what: str = "model", **kwargs):
+    """`cls.from_pretrained(source)` for a hub id or a local folder: one offline rule, one error.
 
-    A local folder never touches the network; a hub id uses the local HF cache first.
+    A local folder never touches the network; with HF_HUB_OFFLINE=1 a hub id is read from the
+    local HF cache only. `what` names the part in the error ("model", "the tokenizer of model").
     """
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
     local = is_local(source)
     if not local and os.environ.get("HF_HUB_OFFLINE") == "1":
         kwargs.setdefault("local_files_only", True)
     try:
-        model = model_cls.from_pretrained(source, **kwargs).eval()
-        processor = processor_cls.from_pretrained(source) if processor_cls else None
+        return cls.from_pretrained(source, **kwargs)
     except OSError as err:
         where = "folder" if local else "hub id (and no local copy in the HF cache)"
-        raise OSError(f"cannot load model {source!r} as a {where}: {err}") from None
+        raise OSError(f"cannot load {what} {source!r} as a {where}: {err}") from None
+
+
+def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
+    """(model in eval mode, processor or None) from a hub id or a local folder."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
+    model = from_source(model_cls, source, "model", **kwargs).eval()
+    processor = from_source(processor_cls, source, "the processor of model") if processor_cls else None
     return model, processor
 
 

@@ -66,10 +66,7 @@ class SpeechModelFeatures(BatchExtractor):
         if self._model_config is None:
             from transformers import AutoConfig
 
-            try:
-                self._model_config = AutoConfig.from_pretrained(self.source)
-            except OSError as err:
-                raise OSError(f"cannot load the config of model {self.source!r}: {err}") from None
+            self._model_config = models.from_source(AutoConfig, self.source, "the config of model")
         return self._model_config
 
     @property

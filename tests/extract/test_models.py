@@ -33,3 +33,13 @@ def test_device_and_precision_checks():
     assert resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="not supported on CPU"):
         autocast(resolve_device("cpu"), "float16")
+
+
+def test_an_unknown_model_is_refused_before_any_work(tmp_path, monkeypatch, folder_corpus):
+    from extract.__main__ import main as extract_main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(extract_main, ["--dataset", "mine", "--clips", str(folder_corpus), "--quiet",
+                                               "--features", "ssl:nobody/no-such-model", "--cache", str(tmp_path / "c")])
+    assert result.exit_code == 2, result.output
+    assert "ssl:nobody/no-such-model: cannot load" in result.output and "Traceback" not in result.output
