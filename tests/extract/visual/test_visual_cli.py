@@ -112,3 +112,44 @@ def test_vision_model_stores_every_layer_in_float16(corpus, tmp_path):
     assert np.isfinite(feat.array(ids=["face", "two"])).all()
     provenance = feat.provenance
     assert "random-initialised" in str(provenance) and str(tmp_path) not in str(provenance.get("model"))
+
+
+def _tiny_resnet(folder):
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ResNetModel(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=1.0).save_pretrained(folder)
+    return 3, 16  # embeddings + 2 stages; stages zero-padded to the widest
+
+
+def _tiny_convnext(folder):
+    from transformers import ConvNextConfig, ConvNextImageProcessor, ConvNextModel
+
+    ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=1.0).save_pretrained(folder)
+    return 3, 16
+
+
+def _tiny_clip_vision(folder):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    config = CLIPConfig(text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2),
+                        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, image_size=32, patch_size=8),
+                        projection_dim=8)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return 3, 16  # the image tower only: embeddings + 2 layers
+
+
+@pytest.mark.parametrize("build", [_tiny_resnet, _tiny_convnext, _tiny_clip_vision])
+def test_vision_kind_serves_cnns_and_clip_image_towers(corpus, tmp_path, build):
+    """Tiny random-initialised ResNet, ConvNeXt and CLIP models built here, loaded by folder."""
+    n_layers, width = build(tmp_path / "model")
+    result = extract(corpus, tmp_path / "cache", f"vis=vision:{tmp_path / 'model'}", "vis.max_frames=2")
+    assert result.exit_code == 1, result.output  # noface and audio fail, the faces do not
+    feat = open_feature("v", "vis", tmp_path / "cache")
+    assert feat.shape == (4, n_layers, width) and set(feat.failures()) == {"noface", "audio"}
+    assert np.isfinite(feat.array(ids=["face", "two"])).all()
