@@ -153,3 +153,17 @@ def test_vision_kind_serves_cnns_and_clip_image_towers(corpus, tmp_path, build):
     feat = open_feature("v", "vis", tmp_path / "cache")
     assert feat.shape == (4, n_layers, width) and set(feat.failures()) == {"noface", "audio"}
     assert np.isfinite(feat.array(ids=["face", "two"])).all()
+
+
+def test_cnn_detector_option_finds_the_face(corpus, tmp_path, monkeypatch):
+    """dlib's MMOD CNN detector (GPU builds of dlib make it fast; here 2 small frames on the CPU)."""
+    from extract import face_track
+
+    used, load = [], face_track._dlib_model
+    monkeypatch.setattr(face_track, "_dlib_model", lambda kind: used.append(kind) or load(kind))
+    result = extract(corpus, tmp_path / "cache", "cnncrops=face-crops", "cnncrops.detector=cnn",
+                     "cnncrops.max_frames=2", "cnncrops.fallback=none")
+    feat = open_feature("v", "cnncrops", tmp_path / "cache")
+    assert feat.provenance["config"]["detector"] == "cnn"
+    assert (feat.array("mask", ids=["face"])[0][:2] == 1).all(), result.output
+    assert "cnn" in used and "hog" not in used  # the option took effect
