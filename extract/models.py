@@ -8,6 +8,7 @@ Tiny random-initialised stand-ins for tests and the demo are built by `python -m
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from contextlib import nullcontext
@@ -58,13 +59,23 @@ def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
 
 
 def weights_sha256(source: str) -> str | None:
-    """Hash of a local model folder's weight files (stands for the revision of a hub model)."""
+    """Hash of a local model folder's weight files (stands for the revision of a hub model).
+
+    Computed once per process for unchanged files (hashing a large model takes a second)."""
     folder = Path(source)
     if not folder.is_dir():
         return None
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    return _hash_files(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_files(files: tuple) -> str:
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(path.read_bytes())
+    for path, _size, _mtime in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 
