@@ -125,7 +125,7 @@ def clip_timings(n_clips: int) -> dict[str, float]:
 def main(frames, clips, out):
     stages = stage_timings(moving_face(frames))
     per_clip, corpus = clip_timings(clips)
-    lines = [f"CPU: {os.cpu_count()} cores (shared with other work during measurement)", "",
+    lines = [f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", "",
              "| stage | ms per frame / face | frames per second |", "| --- | --- | --- |"]
     lines += [f"| {k} | {v * 1000:.1f} | {1 / v:.1f} |" for k, v in stages.items()]
     lines += ["", f"| features ({corpus} corpus, {clips} clips, 1 worker) | seconds per clip |", "| --- | --- |"]
