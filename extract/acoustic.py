@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Extractor, Output, register
+from .base import Extractor, Output, register, register_presets
 from .media import SAMPLE_RATE
 
 
@@ -38,28 +38,16 @@ class OpenSmileFunctionals(Extractor):
         return super().provenance() | {"feature_set": self.feature_set}
 
 
-@register
-class IS09(OpenSmileFunctionals):
-    name, dims, feature_set = "is09", "384", "IS09_emotion.conf"
-    description = "openSMILE INTERSPEECH 2009 Emotion Challenge functionals"
-
-
-@register
-class IS10(OpenSmileFunctionals):
-    name, dims, feature_set = "is10", "1582", "IS10_paraling_compat.conf"
-    description = "openSMILE INTERSPEECH 2010 Paralinguistic Challenge functionals"
-
-
-@register
-class EGeMAPS(OpenSmileFunctionals):
-    name, dims, feature_set = "egemaps", "88", "eGeMAPSv02"
-    description = "openSMILE eGeMAPS v02 functionals (Geneva minimalistic acoustic parameter set)"
-
-
-@register
-class ComParE2016(OpenSmileFunctionals):
-    name, dims, feature_set = "compare2016", "6373", "ComParE_2016"
-    description = "openSMILE ComParE 2016 functionals (large brute-force set)"
+register_presets(OpenSmileFunctionals, {
+    "is09": dict(dims="384", feature_set="IS09_emotion.conf",
+                 description="openSMILE INTERSPEECH 2009 Emotion Challenge functionals"),
+    "is10": dict(dims="1582", feature_set="IS10_paraling_compat.conf",
+                 description="openSMILE INTERSPEECH 2010 Paralinguistic Challenge functionals"),
+    "egemaps": dict(dims="88", feature_set="eGeMAPSv02",
+                    description="openSMILE eGeMAPS v02 functionals (Geneva minimalistic acoustic parameter set)"),
+    "compare2016": dict(dims="6373", feature_set="ComParE_2016",
+                        description="openSMILE ComParE 2016 functionals (large brute-force set)"),
+}, globals())
 
 
 @dataclass(frozen=True)

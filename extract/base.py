@@ -106,6 +106,17 @@ class BatchExtractor(Extractor):
         raise NotImplementedError
 
 
+def register_presets(base_cls, presets: dict[str, dict], namespace: dict):
+    """Register one subclass of `base_cls` per preset ({feature name: class attributes}).
+
+    Each class also becomes an attribute of the module whose `namespace` (globals()) is given, so
+    worker processes can unpickle it."""
+    for name, attrs in presets.items():
+        cls = type(f"{base_cls.__name__}_{name.replace('-', '_')}", (base_cls,),
+                   {"name": name, "__module__": namespace["__name__"], **attrs})
+        namespace[cls.__name__] = register(cls)
+
+
 def known_names() -> list[str]:
     return sorted(REGISTRY) + [f"{kind}:<hub id or folder>" for kind in sorted(KINDS)]
 

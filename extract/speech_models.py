@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import models
-from .base import KINDS, BatchExtractor, Output, register
+from .base import KINDS, BatchExtractor, Output, register_presets
 from .media import SAMPLE_RATE
 from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
 
@@ -205,40 +205,24 @@ KINDS["ssl"] = speech_model
 
 
 # -- presets: the names users know ------------------------------------------------------------------
-@register
-class HubertBase(SpeechModelFeatures):
-    name, source, dims = "hubert-base", "TencentGameMate/chinese-hubert-base", "13 x 768 per clip"
-    description = "Chinese HuBERT base (as the MER 2023 baseline), every layer; group norm: one length per batch"
+def _preset(source: str, dims: str, description: str) -> dict:
+    return {"source": source, "dims": f"{dims} per clip", "description": description}
 
 
-@register
-class HubertLarge(SpeechModelFeatures):
-    name, source, dims = "hubert-large", "TencentGameMate/chinese-hubert-large", "25 x 1024 per clip"
-    description = "Chinese HuBERT large (as the MER 2023 baseline), every layer"
-
-
-@register
-class Wav2Vec2Base(SpeechModelFeatures):
-    name, source, dims = "wav2vec2-base", "facebook/wav2vec2-base", "13 x 768 per clip"
-    description = "wav2vec 2.0 base (LibriSpeech), every layer; group norm: one length per batch"
-
-
-@register
-class Wav2Vec2Large(SpeechModelFeatures):
-    name, source, dims = "wav2vec2-large", "facebook/wav2vec2-large-lv60", "25 x 1024 per clip"
-    description = "wav2vec 2.0 large (LibriLight 60k h), every layer"
-
-
-@register
-class WavLMBasePlus(SpeechModelFeatures):
-    name, source, dims = "wavlm-base-plus", "microsoft/wavlm-base-plus", "13 x 768 per clip"
-    description = "WavLM base+, every layer; group norm: one length per batch"
-
-
-@register
-class WavLMLarge(SpeechModelFeatures):
-    name, source, dims = "wavlm-large", "microsoft/wavlm-large", "25 x 1024 per clip"
-    description = "WavLM large, every layer"
+GROUP_NORM = "group norm: one length per batch"
+PRESETS = {
+    "hubert-base": _preset("TencentGameMate/chinese-hubert-base", "13 x 768",
+                           f"Chinese HuBERT base (as the MER 2023 baseline), every layer; {GROUP_NORM}"),
+    "hubert-large": _preset("TencentGameMate/chinese-hubert-large", "25 x 1024",
+                            "Chinese HuBERT large (as the MER 2023 baseline), every layer"),
+    "wav2vec2-base": _preset("facebook/wav2vec2-base", "13 x 768",
+                             f"wav2vec 2.0 base (LibriSpeech), every layer; {GROUP_NORM}"),
+    "wav2vec2-large": _preset("facebook/wav2vec2-large-lv60", "25 x 1024",
+                              "wav2vec 2.0 large (LibriLight 60k h), every layer"),
+    "wavlm-base-plus": _preset("microsoft/wavlm-base-plus", "13 x 768", f"WavLM base+, every layer; {GROUP_NORM}"),
+    "wavlm-large": _preset("microsoft/wavlm-large", "25 x 1024", "WavLM large, every layer"),
+}
+register_presets(SpeechModelFeatures, PRESETS, globals())
 
 
 from . import speech_stand_ins  # noqa: E402,F401  (registers the tiny random stand-ins)
