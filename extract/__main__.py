@@ -61,8 +61,8 @@ def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = 
         own = options.get(name, options.get(spec)) or {}
         try:
             extractor = base.build(spec, own)
-        except base.UnknownFeature as err:
-            raise click.BadParameter(str(err), param_hint="--features") from None
+        except ValueError as err:  # unknown name or option, or an option value its config refuses
+            raise click.BadParameter(f"{name}: {err}", param_hint="--features / --set") from None
         fields = {f.name for f in dataclasses.fields(extractor.config)}
         shared = {k: v for k, v in (runtime or {}).items() if v is not None and k in fields and k not in own}
         if shared:

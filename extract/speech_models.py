@@ -21,7 +21,6 @@ from .base import KINDS, BatchExtractor, Output, register_presets
 from .media import SAMPLE_RATE
 from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
 
-STORE_DTYPES = ("float16", "float32")
 PADDING_LEAKS = {"data2vec-audio"}  # model types whose encoder mixes padded frames into valid ones
 
 
@@ -38,10 +37,7 @@ class SpeechModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "frame_layers", tuple(int(i) for i in self.frame_layers))
-        if self.store_dtype not in STORE_DTYPES:
-            raise ValueError(f"store_dtype {self.store_dtype!r}: choose one of {STORE_DTYPES}")
-        if self.dtype not in models.DTYPES:
-            raise ValueError(f"dtype {self.dtype!r}: choose one of {models.DTYPES}")
+        models.check_dtypes(self.store_dtype, self.dtype)
         if self.frame_pool < 1 or self.window_seconds <= 0:
             raise ValueError("frame_pool must be >= 1 and window_seconds > 0")
 

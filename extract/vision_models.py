@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import KINDS, _config
-from .models import STAND_IN_NOTE, autocast, load_pretrained, mark_stand_in, model_identity, resolve_device, stand_in
+from .models import (STAND_IN_NOTE, autocast, check_dtypes, load_pretrained, mark_stand_in, model_identity,
+                     resolve_device, stand_in)
 from .visual import FaceEmbedder, FaceEmbeddingConfig
 
 
@@ -24,8 +25,11 @@ from .visual import FaceEmbedder, FaceEmbeddingConfig
 class VisionConfig(FaceEmbeddingConfig):
     model: str = ""
     chip_size: int = 224        # aligned chip side fed to the image processor
-    storage: str = "float16"    # float16 or float32
+    store_dtype: str = "float16"  # float16 or float32 in the cache
     batch_seconds: float = 64.0  # face crops per batch
+
+    def __post_init__(self):
+        check_dtypes(self.store_dtype, self.dtype)
 
 
 class VisionLayers(FaceEmbedder):
@@ -77,7 +81,7 @@ class VisionLayers(FaceEmbedder):
 
     def extract_batch(self, clips, payloads):
         outputs = super().extract_batch(clips, payloads)
-        dtype = np.float16 if self.config.storage == "float16" else np.float32
+        dtype = np.dtype(self.config.store_dtype)
         for out in outputs:
             out.arrays["layers"] = out.arrays["layers"].astype(dtype)
             out.arrays["layer_dims"] = self._layer_dims

@@ -146,3 +146,15 @@ def test_a_clip_whose_file_changed_is_extracted_again(folder_corpus, tmp_path, s
     assert after.ids == ["a", "b", "c"]
     np.testing.assert_array_equal(after.array(ids=["a"])[0], before[0])
     assert not np.allclose(after.array(ids=["c"])[0], before[1])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("vis.store_dtype=float64", "store_dtype 'float64': choose one of"),
+    ("vis.max_frames=many", "invalid literal for int()"),
+    ("vis.colour=red", "has no option 'colour'"),
+])
+def test_bad_option_values_are_refused_before_any_work(folder_corpus, tmp_path, setting, message):
+    result = extract("--dataset", "mine", "--clips", str(folder_corpus), "--features", "vis=vision:some/model",
+                     "--set", setting, cache=tmp_path / "cache")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "cache").exists()
