@@ -31,16 +31,23 @@ def _check(f: h5py.File) -> list[str]:
         problems.append("clip ids not sorted")
     if len(failed) != n or len(f["reason"]) != n or ("source" in f and len(f["source"]) != n):
         problems.append("status / reason / source length differs from ids")
+    primary = f.attrs.get("primary")
     for key, dset in f.get("arrays", {}).items():
         if dset.shape[0] != n:
             problems.append(f"array {key}: {dset.shape[0]} rows for {n} clips")
         elif np.issubdtype(dset.dtype, np.floating):
-            bad = ~np.isfinite(dset[()].reshape(n, -1)).all(axis=1) & ~failed
-            if bad.any():
-                problems.append(f"array {key}: non-finite values for clips not marked failed: "
-                                f"{[ids[i] for i in np.flatnonzero(bad)[:3]]}")
+            # NaN marks what is missing: a failed clip's whole row, or masked frames of a good clip
+            finite = np.isfinite(dset[()].reshape(n, -1)).any(axis=1)
+            _report(problems, ids, finite & failed, f"array {key}: values for clips marked failed")
+            if key == primary:
+                _report(problems, ids, ~finite & ~failed, f"array {key}: no value for clips not marked failed")
     for key, group in f.get("ragged", {}).items():
         offsets = group["offsets"][()]
         if len(offsets) != n + 1 or (np.diff(offsets) < 0).any() or offsets[-1] != len(group["values"]):
             problems.append(f"sequence {key}: offsets inconsistent with values")
     return problems
+
+
+def _report(problems: list[str], ids: list[str], bad: np.ndarray, what: str):
+    if bad.any():
+        problems.append(f"{what}: {[ids[i] for i in np.flatnonzero(bad)[:3]]}")

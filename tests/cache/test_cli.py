@@ -68,3 +68,15 @@ def test_rm(cache):
     assert run("rm", "demo", "is09", "--cache", cache).exit_code == 0
     assert not feature_path(cache, "demo", "is09").exists()
     assert run("rm", "demo", "is09", "--cache", cache).exit_code == 1
+
+
+def test_verify_accepts_masked_frames_but_not_an_empty_good_row(tmp_path):
+    w = FeatureWriter(tmp_path, "demo", "faces", "f1", {"config": {}})
+    boxes = np.array([[1, 2, 3, 4], [np.nan] * 4], np.float32)  # frame 2 had no face
+    w.put("a", {"descriptor": np.ones(4, np.float32), "boxes": boxes})
+    w.put("b", {"descriptor": np.full(4, np.nan, np.float32), "boxes": boxes})  # a bug: nothing inside
+    w.merge()
+    out = run("verify", "--cache", tmp_path)
+    assert out.exit_code == 1
+    assert "array descriptor: no value for clips not marked failed: ['b']" in out.output
+    assert "array boxes" not in out.output
