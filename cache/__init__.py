@@ -1,14 +1,20 @@
 """The feature cache: one HDF5 file per (dataset, feature), crash-safe, resumable, shardable.
 
 Read:   `open_feature(dataset, feature)` -> FeatureReader (ids, array(), sequence(), provenance)
-Write:  `FeatureWriter` (used by `python -m extract`)
-CLI:    `python -m cache ls|info|verify|import-npy|rm`
+        `open_features(dataset, ["hubert-large@18,19,20", "face-fer2013"])` -> AlignedFeatures
+        (several features in one clip order, failed clips listed, never zero-filled)
+        `open_clips(dataset)` -> ClipTable (ids, splits, labels, valence: stage 2 needs no corpus)
+Write:  `FeatureWriter`, `write_clips(manifest)` (used by `python -m extract`)
+CLI:    `python -m cache ls|info|clips|verify|import-npy|rm`
 """
+from .aligned import AlignedFeatures, FeatureSpec, open_features, parse_spec
+from .clips import ClipTable, clips_path, open_clips, write_clips
 from .provenance import config_fingerprint, library_versions, non_default_config
 from .reader import FeatureReader, list_features, open_feature
 from .store import ConfigMismatch, feature_slug
 from .writer import FeatureWriter, cache_root, feature_path
 
-__all__ = ["FeatureReader", "FeatureWriter", "ConfigMismatch", "open_feature", "list_features",
-           "cache_root", "feature_path", "feature_slug", "config_fingerprint",
+__all__ = ["AlignedFeatures", "FeatureSpec", "open_features", "parse_spec", "ClipTable", "clips_path",
+           "open_clips", "write_clips", "FeatureReader", "FeatureWriter", "ConfigMismatch", "open_feature",
+           "list_features", "cache_root", "feature_path", "feature_slug", "config_fingerprint",
            "non_default_config", "library_versions"]

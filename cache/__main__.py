@@ -3,7 +3,10 @@
     python -m cache ls [--dataset demo]
     python -m cache info demo is09
     python -m cache verify [--dataset demo]
-    python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large
+    python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large \
+        --root /data/MER2023/dataset-release          # also writes the clip table
+    python -m cache clips demo                          # the clip table: splits, classes, labels
+    python -m cache clips mycorpus --clips mycorpus/clips.csv   # write (or replace) it
     python -m cache rm demo is09
 """
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import numpy as np
 
+from .clips import clips_path, open_clips, write_clips
 from .npy_import import import_npy
 from .reader import FeatureReader, list_features
 from .store import ConfigMismatch
@@ -22,6 +27,40 @@ from .verify import verify_file
 from .writer import FeatureWriter, cache_root, feature_path
 
 CACHE = click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
+
+
+class Refused(click.ClickException):
+    """Refused before any work (bad corpus path or layout): exit 2, as for usage errors."""
+
+    exit_code = 2
+
+
+def corpus_options(command):
+    """--layout/--root/--clips, as `python -m extract` takes them: the corpus of the clip table."""
+    for option in reversed((
+            click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, demo)."),
+            click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader."),
+            click.option("--clips", type=click.Path(dir_okay=False),
+                         help="CSV describing the corpus (id,path,split,label,valence,text)."))):
+        command = option(command)
+    return command
+
+
+def _manifest(dataset, layout, root, clips):
+    """The corpus's manifest when one is named, else None; a bad one is refused before any work."""
+    if not (layout or root or clips):
+        return None
+    from manifests import load_manifest
+
+    try:
+        return load_manifest(dataset, layout=layout, root=root, clips=clips)
+    except (ValueError, FileNotFoundError) as err:
+        raise Refused(str(err)) from None
+
+
+def _source(command, dataset, layout, clips) -> str:
+    """What wrote a clip table, without paths of this machine: 'import-npy --clips clips.csv'."""
+    return f"{command} --clips {Path(clips).name}" if clips else f"{command} --layout {layout or dataset}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,14 +148,68 @@ def verify(dataset, cache):
 @click.option("--feature", required=True, help="Name to cache it under, e.g. hubert-large-utt.")
 @click.option("--frame-level/--utterance-level", default=None, help="Default: inferred from the shapes.")
 @click.option("--overwrite", is_flag=True, help="Replace a feature of that name.")
+@corpus_options
 @CACHE
-def import_npy_command(folder, dataset, feature, frame_level, overwrite, cache):
-    """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style)."""
+def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout, root, clips, cache):
+    """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style); with
+    --layout/--root or --clips, write the dataset's clip table too."""
+    manifest = _manifest(dataset, layout, root, clips)
     try:
-        path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite)
+        path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite, manifest,
+                             source=_source("import-npy", dataset, layout, clips))
     except (ConfigMismatch, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"imported {n} clips -> {path}")
+    if manifest is None:
+        table = clips_path(dataset, cache)
+        click.echo(f"clip table {table} kept as it is" if table.exists() else
+                   f"no clip table written: stage 2 needs one; add it with --layout L --root DIR or "
+                   f"--clips FILE.csv (here, or `python -m cache clips {dataset} ...`)")
+        return
+    click.echo(f"clip table -> {clips_path(dataset, cache)}")
+    with FeatureReader(path) as feat:
+        _report_coverage(feat.ids, manifest.ids)
+
+
+def _report_coverage(feature_ids, table_ids):
+    extra, absent = sorted(set(feature_ids) - set(table_ids)), sorted(set(table_ids) - set(feature_ids))
+    if extra:
+        click.echo(f"  {len(extra)} imported clips are not in the clip table (never used): {extra[:5]}")
+    if absent:
+        click.echo(f"  {len(absent)} clips of the clip table have no imported value: {absent[:5]}")
+
+
+@main.command("clips")
+@click.argument("dataset")
+@corpus_options
+@CACHE
+def clips_command(dataset, layout, root, clips, cache):
+    """Show the dataset's clip table; with --layout/--root or --clips, write (replace) it first."""
+    manifest = _manifest(dataset, layout, root, clips)
+    if manifest is not None:
+        path = write_clips(manifest, dataset, cache, source=_source("cache clips", dataset, layout, clips))
+        click.echo(f"clip table -> {path}")
+    try:
+        table = open_clips(dataset, cache)
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    _print_clips(table)
+
+
+def _print_clips(table):
+    kind = "multi-label" if table.multi_label else "single-label"
+    click.echo(f"{table.dataset}: {len(table)} clips, {kind}, {len(table.classes)} classes "
+               f"({', '.join(table.classes)})")
+    click.echo(f"  manifest {table.manifest_fingerprint}, written by {table.source} at {table.created}")
+    click.echo(f"  {'split':<10} {'clips':>6} {'labelled':>9} {'valence':>8}")
+    for split in table.splits:
+        ids = table.split(split)
+        click.echo(f"  {split:<10} {len(ids):>6} {int(table.labelled(ids).sum()):>9} "
+                   f"{int((~np.isnan(table.valence(ids))).sum()):>8}")
+    counts = Counter(name for names in table.label_names() for name in names)
+    click.echo("  labels   " + ", ".join(f"{name} {counts[name]}" for name in table.classes))
+    for cid, problem in list(table.problems.items())[:20]:
+        click.echo(f"  PROBLEM  {cid}: {problem}")
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 Each `<clip id>.npy` holds an utterance-level vector [D] (or [L, D] per layer), or a frame-level
 sequence [T, D]; sequences are stored ragged, with their mean over time as the clip array.
+Given the corpus's manifest, the dataset's clip table is written too (stage 2 needs it).
 """
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .clips import write_clips
 from .provenance import library_versions
 from .writer import FeatureWriter
 
 
 def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level: bool | None = None,
-               overwrite: bool = False) -> tuple[Path, int]:
+               overwrite: bool = False, manifest=None, source: str = "import-npy") -> tuple[Path, int]:
     """Write `folder`/*.npy as the cached feature; returns (feature file, clip count).
 
     `frame_level` None infers it: 2-D arrays are [T, D] sequences when their first dimension
-    varies across clips, per-layer [L, D] arrays when it does not.
+    varies across clips, per-layer [L, D] arrays when it does not. `manifest` (manifests.Manifest)
+    writes the dataset's clip table and records its fingerprint in the feature's provenance.
     """
     files = sorted(Path(folder).glob("*.npy"))
     if not files:
@@ -34,6 +37,8 @@ def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level:
     provenance = {"extractor": "import-npy", "version": "1", "source": Path(folder).name,
                   "config": {"frame_level": frame_level}, "fingerprint": fingerprint,
                   "libraries": library_versions()}
+    if manifest is not None:
+        provenance["manifest_fingerprint"] = manifest.fingerprint()
     writer = FeatureWriter(root, dataset, feature, fingerprint, provenance, flush_every=256)
     if overwrite:
         writer.remove()
@@ -44,6 +49,8 @@ def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level:
         else:
             writer.put(clip_id, {"features": value})
     writer.merge()
+    if manifest is not None:
+        write_clips(manifest, dataset, root, source=source)
     return writer.path, len(arrays)
 
 

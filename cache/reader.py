@@ -4,13 +4,21 @@
     feat = open_feature("demo", "is09")          # data/cache/demo/is09.h5
     feat.ids, feat.shape                          # clip ids, (N, 384)
     x = feat.array()                              # [N, 384] float32, rows of failed clips are NaN
-    x, ids = feat.array(ids=["sample_00000001"]), ...
+    x = feat.array(ids=["sample_00000001"])       # sliced on disk, in the order asked
+    x = feat.array(layers=[18, 19, 20])           # [N, L, D] -> [N, 3, D]: only those layers are read
     feat.status_of("sample_00000003"), feat.failures()
     feat.sequence("sample_00000001", key="frames")   # a ragged frame-level sequence
     feat.provenance                               # extractor, version, config, libraries, ...
+
+A failed clip has no value: float arrays read NaN for it, string arrays None, and an integer or
+bool array (e.g. `n_pieces`, face-crop pixels) refuses to hand out its row (ValueError naming the
+clips; ask for `ids=feat.ok_ids()`), since any number there would be made up.
+
+A reader is picklable: it keeps its path, and each process opens the file on first use.
 """
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -20,9 +28,19 @@ import numpy as np
 from .store import FAILED, STATUS_NAMES, provenance_of
 from .writer import cache_root, feature_path
 
+MAX_GAP = 32  # rows skipped between two requested rows still read in one call (fewer calls)
+
+
+def open_h5(path: Path) -> h5py.File:
+    """A read-only h5py file without HDF5's 64 KiB sieve buffer: a read then fetches only the
+    bytes selected (e.g. 3 of 25 layers), not the blocks around them; no slower for whole reads."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_sieve_buf_size(0)
+    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
+
 
 class FeatureReader:
-    """A complete feature file opened read-only once; arrays are read only when asked for."""
+    """A complete feature file opened read-only (once per process); arrays are read only when asked for."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -30,10 +48,25 @@ class FeatureReader:
             parts = self.path.with_suffix(".parts")
             hint = " (its extraction is unfinished: re-run it to resume)" if parts.is_dir() else ""
             raise FileNotFoundError(f"no cached feature at {self.path}{hint}")
-        self._file = h5py.File(self.path, "r")
+        # opened now: an unreadable file is an error here, not at the first read
+        self._handle, self._pid = open_h5(self.path), os.getpid()
+
+    @property
+    def _file(self) -> h5py.File:
+        if self._handle is None or self._pid != os.getpid():  # a forked worker opens its own
+            self._handle, self._pid = open_h5(self.path), os.getpid()
+        return self._handle
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path, self._handle, self._pid = state["path"], None, None
 
     def close(self):
-        self._file.close()
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
 
     def __enter__(self):
         return self
@@ -85,6 +118,13 @@ class FeatureReader:
     def shape(self) -> tuple:
         return self._file[f"arrays/{self.primary}"].shape
 
+    def dataset(self, key: str | None = None) -> h5py.Dataset:
+        """The stored array `key` (default: the primary), unread."""
+        if (key or self.primary) not in self.keys:
+            raise KeyError(f"{self.name}: no array {key!r} (arrays: {', '.join(self.keys)}; "
+                           f"sequences: {', '.join(self.sequence_keys) or 'none'})")
+        return self._file[f"arrays/{key or self.primary}"]
+
     def status_of(self, clip_id: str) -> tuple[str, str]:
         row = self._row[clip_id]
         return self.status[row], self.reasons[row]
@@ -95,19 +135,25 @@ class FeatureReader:
     def ok_ids(self) -> list[str]:
         return [cid for cid, s in zip(self.ids, self.status) if s != "failed"]
 
-    def array(self, key: str | None = None, ids=None) -> np.ndarray:
-        """[n, ...] array of `key` (default: the primary array) for `ids` (default: all, in file order)."""
-        dset = self._file[f"arrays/{key or self.primary}"]
+    def array(self, key: str | None = None, ids=None, layers=None) -> np.ndarray:
+        """[n, ...] array of `key` (default: the primary array) for `ids` (default: all, in file order).
+
+        `layers` (indices into axis 1 of a per-layer [N, L, D] array, any order, no repeats) reads
+        only those layers from disk: [n, len(layers), D]. Stored dtype; see the module docstring
+        for failed clips."""
+        dset = self.dataset(key)
+        rows = np.arange(len(self.ids)) if ids is None else np.asarray(self._rows(ids), dtype=np.int64)
         if h5py.check_string_dtype(dset.dtype):  # str arrays (e.g. transcripts) come back as str
-            values = dset.asstr()[()]
-            return values if ids is None else values[np.asarray(self._rows(ids), dtype=int)]
-        if ids is None:
-            return dset[()]
-        rows = self._rows(ids)
-        order = np.argsort(rows)
-        out = np.empty((len(rows),) + dset.shape[1:], dset.dtype)
-        out[order] = dset[np.asarray(rows)[order]]  # h5py wants increasing indices
-        return out
+            values = dset.asstr()[()][rows]
+            values[self.failed_mask()[rows]] = None
+            return values
+        failed = self.failed_mask()[rows]
+        if failed.any() and dset.dtype.kind not in "fc":
+            names = [self.ids[r] for r in rows[failed]]
+            raise ValueError(f"{self.name}: array '{dset.name.rsplit('/', 1)[1]}' is {dset.dtype} and has "
+                             f"no value for the failed clips {names[:5]}" + (f" (+{len(names) - 5})" if len(names) > 5 else "")
+                             + "; ask for the usable ones: ids=feat.ok_ids()")
+        return read_rows(dset, rows, layers)
 
     def sequence(self, clip_id: str, key: str | None = None) -> np.ndarray:
         """The frame-level sequence [T, ...] of one clip."""
@@ -130,17 +176,50 @@ class FeatureReader:
         return self._file["status"][()] == FAILED
 
 
+def read_rows(dset: h5py.Dataset, rows: np.ndarray, layers=None) -> np.ndarray:
+    """dset[rows][:, layers] without reading the other rows or layers (h5py takes one index
+    list per read: rows are read as contiguous runs, layers as one sorted list, then reordered)."""
+    if layers is not None:
+        layers = [int(i) for i in layers]
+        if dset.ndim < 2 or len(set(layers)) != len(layers):
+            raise ValueError(f"layers {layers}: needs distinct indices into axis 1 of a [N, L, ...] array, "
+                             f"not {dset.shape}")
+    wanted, inverse = np.unique(rows, return_inverse=True)
+    chosen = sorted(layers) if layers is not None else None
+    width = dset.shape[1:] if chosen is None else (len(chosen),) + dset.shape[2:]
+    out = np.empty((len(wanted),) + width, dset.dtype)
+    for start, stop in _runs(wanted):
+        first, last = int(wanted[start]), int(wanted[stop - 1]) + 1
+        source = np.s_[first:last] if chosen is None else np.s_[first:last, chosen]
+        if last - first == stop - start:  # a run without gaps: straight into `out`, no second copy
+            dset.read_direct(out, source, np.s_[start:stop])
+        else:
+            out[start:stop] = dset[source][wanted[start:stop] - first]
+    if not np.array_equal(inverse, np.arange(len(wanted))):
+        out = out[inverse]  # back to the order (and repeats) asked for
+    if chosen is not None and chosen != layers:
+        out = out[:, [chosen.index(i) for i in layers]]
+    return out
+
+
+def _runs(rows: np.ndarray, max_gap: int = MAX_GAP, max_rows: int = 4096) -> list[tuple[int, int]]:
+    """(start, stop) positions into sorted `rows` of the runs read in one call each."""
+    cuts = [0, *(np.flatnonzero(np.diff(rows) > max_gap) + 1).tolist(), len(rows)]
+    return [(lo, min(lo + max_rows, hi)) for a, hi in zip(cuts, cuts[1:]) for lo in range(a, hi, max_rows)]
+
+
 def open_feature(dataset: str, feature: str, root=None) -> FeatureReader:
     """Open the cached `feature` of `dataset` under the cache root (see `cache_root`)."""
     return FeatureReader(feature_path(root, dataset, feature))
 
 
 def list_features(root=None, dataset: str | None = None) -> list[Path]:
-    """Feature files (complete) and unfinished extractions (`.parts` folders) under the root."""
+    """Feature files (complete) and unfinished extractions (`.parts` folders) under the root
+    (not the clip table `_clips.h5`: a feature file's name never starts with '_')."""
     base = cache_root(root)
     folders = [base / dataset] if dataset else sorted(p for p in base.glob("*") if p.is_dir())
     found = []
     for folder in folders:
-        found += sorted(folder.glob("*.h5")) + sorted(p for p in folder.glob("*.parts")
-                                                      if not p.with_suffix(".h5").exists())
+        found += sorted(p for p in folder.glob("*.h5") if not p.name.startswith("_"))
+        found += sorted(p for p in folder.glob("*.parts") if not p.with_suffix(".h5").exists())
     return found

@@ -15,7 +15,7 @@ import zlib
 
 import click
 
-from cache import ConfigMismatch, FeatureWriter, cache_root
+from cache import ConfigMismatch, FeatureWriter, cache_root, write_clips
 from manifests import load_manifest
 
 from . import base
@@ -130,6 +130,7 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
         todo[cid] = [name for name in extractors if cid not in done[name]]
     click.echo(f"{manifest.summary()}; shard {shard[0]}/{shard[1]}: {len(shard_ids)} clips", err=True)
     _load_models(extractors, todo)
+    write_clips(manifest, dataset, cache, source="extract")  # the clip table stage 2 reads (every split)
     summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
                   progress=not quiet)
     _report(summary, writers, run_ids)

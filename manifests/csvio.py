@@ -60,3 +60,14 @@ def parse_valence(value: str | None, clip_id: str) -> float | None:
         return float(value)
     except ValueError:
         raise ValueError(f"clip {clip_id}: valence {value!r} is not a number") from None
+
+
+def parse_labels(value: str | None) -> list[str]:
+    """A label cell -> its emotions: 'happy' -> ['happy'], 'happy; surprise' -> ['happy', 'surprise'],
+    '' -> [] (unlabelled); repeated names count once."""
+    labels = []
+    for part in (value or "").split(";"):
+        part = part.strip()
+        if part and part not in labels:
+            labels.append(part)
+    return labels

@@ -3,17 +3,21 @@
     id,path,split,label,valence,text
     clip01,videos/clip01.mp4,train,happy,2.5,I got the job!
     clip02,audio/clip02.wav,test,,,
+    clip03,videos/clip03.mp4,train,happy;surprise,,
 
 Paths are relative to the CSV's folder; `path` may be a video or an audio-only file; label,
-valence and text may be empty.
+valence and text may be empty (an empty label: an unlabelled clip). A label cell may name several
+emotions separated by ';' (multi-label corpora such as SAMSEMO).
 """
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-from .csvio import index_rows, parse_valence, read_rows
-from .table import MER_CLASSES, Clip, Manifest
+from dataclasses import replace
+
+from .csvio import index_rows, parse_labels, parse_valence, read_rows
+from .table import LABEL_SEP, MER_CLASSES, Clip, Manifest
 
 REQUIRED = ("id", "path", "split")
 COLUMNS = ("id", "path", "split", "label", "valence", "text")
@@ -33,9 +37,17 @@ def load(csv_path: Path, name: str) -> Manifest:
     clips = [_clip(clip_id, row, root, conflicts.get(clip_id)) for clip_id, row in by_id.items()]
     # a row that could not be decoded still names a clip: keep it as a failure, not a silent gap
     clips += [Clip(id=i, split="unknown", error=reason) for i, reason in bad.items() if i not in by_id]
-    labels = sorted({c.label for c in clips if c.label})
+    labels = sorted({label for c in clips for label in parse_labels(c.label)})
     classes = MER_CLASSES if set(labels) <= set(MER_CLASSES) else tuple(labels)
-    return Manifest(name, clips, root=root, classes=classes)
+    return Manifest(name, [_canonical_labels(c, classes) for c in clips], root=root, classes=classes)
+
+
+def _canonical_labels(clip: Clip, classes: tuple[str, ...]) -> Clip:
+    """'surprise; happy' -> 'happy;surprise': one spelling per label set, in class order."""
+    if not clip.label:
+        return clip
+    label = LABEL_SEP.join(sorted(parse_labels(clip.label), key=classes.index))
+    return clip if label == clip.label else replace(clip, label=label)
 
 
 def _clip(clip_id: str, row: dict, root: Path, error: str | None) -> Clip:

@@ -9,6 +9,7 @@ from pathlib import Path
 # MER 2023 class order (Lian et al. 2023, section 2)
 MER_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 SPLITS = ("train", "test1", "test2", "test3", "test", "val", "dev")
+LABEL_SEP = ";"  # a multi-label cell: 'happy;surprise'
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Clip:
     valence: float | None = None
     error: str | None = None
     text_error: str | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The clip's emotions: () when unlabelled, one for single-label corpora, several (SAMSEMO)
+        when `label` lists them joined by ';' (in the manifest's class order)."""
+        return tuple(self.label.split(LABEL_SEP)) if self.label else ()
 
     def signature(self, needs=("audio", "frames", "text")) -> str:
         """A cheap fingerprint of the clip's input that a feature `needs` (media size, transcript,
@@ -78,6 +85,11 @@ class Manifest:
     @property
     def ids(self) -> list[str]:
         return [c.id for c in self.clips]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether any clip has more than one label (SAMSEMO); then every clip's target is a set."""
+        return any(len(c.labels) > 1 for c in self.clips)
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]

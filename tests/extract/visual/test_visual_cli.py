@@ -45,7 +45,9 @@ def cached(corpus, tmp_path_factory):
 
 def test_crops_have_preset_shapes_and_masks(cached):
     crops = open_feature("v", "face-crops", cached)
-    assert crops.shape == (4, 16, 48, 48, 3) and crops.array().dtype == np.uint8
+    assert crops.shape == (4, 16, 48, 48, 3) and crops.array(ids=crops.ok_ids()).dtype == np.uint8
+    with pytest.raises(ValueError, match=r"uint8 and has no value for the failed clips \['audio'\]"):
+        crops.array()  # an audio-only clip has no crops: never black pixels
     face = crops.array("mask", ids=["face"])[0]
     assert face.tolist() == [1] * 6 + [0] * 10  # 1.2 s at 5 fps: 6 real faces, then padding
     assert (crops.array(ids=["face"])[0][6:] == 0).all() and crops.array(ids=["face"])[0][:6].std() > 20
