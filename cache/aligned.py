@@ -17,6 +17,7 @@ opens the files on first use), for training and sweep workers.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def open_features(dataset: str, specs, root=None, ids=None) -> "AlignedFeatures"
     clips = open_clips(dataset, root) if clips_path(dataset, root).exists() else None
     if ids is not None:
         universe = list(ids)
-        if len(set(universe)) != len(universe):
-            raise ValueError(f"ids: clips listed more than once: {sorted({i for i in universe if universe.count(i) > 1})[:5]}")
+        repeated = sorted(cid for cid, n in Counter(universe).items() if n > 1)
+        if repeated:
+            raise ValueError(f"ids: clips listed more than once: {repeated[:5]}")
     else:
         universe = clips.ids if clips else sorted(set().union(*(r.ids for r in readers.values())))
     missing = _missing(universe, readers)

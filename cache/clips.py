@@ -31,6 +31,7 @@ from .writer import cache_root
 FORMAT = "mer-cache-clips/1"
 FILE_NAME = "_clips.h5"
 LABEL_SEP = ";"
+SPLIT_ORDER = ("train", "val", "valid", "dev", "test", "test1", "test2", "test3")
 
 
 def clips_path(dataset: str, root=None) -> Path:
@@ -124,11 +125,12 @@ class ClipTable:
 
     @property
     def splits(self) -> dict[str, int]:
-        """{split: clip count}, splits in order of first appearance."""
+        """{split: clip count}: train first, then validation and test splits, then any other by name."""
         counts: dict[str, int] = {}
         for name in self._split:
             counts[name] = counts.get(name, 0) + 1
-        return counts
+        known = {name: i for i, name in enumerate(SPLIT_ORDER)}
+        return {name: counts[name] for name in sorted(counts, key=lambda n: (known.get(n, len(known)), n))}
 
     def split(self, name: str) -> list[str]:
         """Ids of the clips of split `name` (sorted)."""

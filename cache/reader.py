@@ -148,11 +148,11 @@ class FeatureReader:
             values[self.failed_mask()[rows]] = None
             return values
         failed = self.failed_mask()[rows]
-        if failed.any() and dset.dtype.kind not in "fc":
+        if failed.any() and dset.dtype.kind not in "fc":  # no NaN to mark them: refuse, never invent
             names = [self.ids[r] for r in rows[failed]]
-            raise ValueError(f"{self.name}: array '{dset.name.rsplit('/', 1)[1]}' is {dset.dtype} and has "
-                             f"no value for the failed clips {names[:5]}" + (f" (+{len(names) - 5})" if len(names) > 5 else "")
-                             + "; ask for the usable ones: ids=feat.ok_ids()")
+            more = f" (+{len(names) - 5} more)" if len(names) > 5 else ""
+            raise ValueError(f"{self.name}: array '{dset.name.rsplit('/', 1)[1]}' is {dset.dtype} and has no value "
+                             f"for the failed clips {names[:5]}{more}; ask for the usable ones: ids=feat.ok_ids()")
         return read_rows(dset, rows, layers)
 
     def sequence(self, clip_id: str, key: str | None = None) -> np.ndarray:

@@ -34,24 +34,6 @@ def samsemo_like(tmp_path, speech_16k):
     return write_table(tmp_path / "clips.csv", rows)
 
 
-def test_multi_label_cells_are_read_in_class_order(samsemo_like):
-    m = load_manifest("sams", clips=samsemo_like)
-    assert m.classes == MER_CLASSES  # every single label is a MER class
-    assert m["a"].label == "happy;surprise" and m["a"].labels == ("happy", "surprise")
-    assert m["d"].labels == ("happy",) and m["c"].labels == () and m.multi_label
-
-
-def test_single_label_tables_keep_their_fingerprint(tmp_path, speech_16k):
-    for name in "abcd":
-        write_clip(tmp_path / f"{name}.wav", speech_16k[:4000])
-    (tmp_path / "clips.csv").write_text("id,path,split,label,valence,text\na,a.wav,train,happy,2.5,hi\n"
-                                        "b,b.wav,train, sad ,-3,\nc,c.wav,test,,,\nd,d.wav,train,joy,,\n")
-    m = load_manifest("x", clips=tmp_path / "clips.csv")
-    # the hash this table had before multi-label cells were read: features cached then stay valid
-    assert not m.multi_label and m.fingerprint() == "4f09ec18f2eaf593"
-    assert m.classes == ("happy", "joy", "sad")
-
-
 def test_round_trip_multi_label_and_unlabelled(samsemo_like, tmp_path):
     m = load_manifest("sams", clips=samsemo_like)
     path = write_clips(m, root=tmp_path / "cache", source="test")

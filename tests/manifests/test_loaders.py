@@ -2,6 +2,7 @@
 import pytest
 
 from manifests import MER_CLASSES, load_manifest
+from tests.conftest import write_table
 from tests.media import write_clip
 
 
@@ -85,3 +86,30 @@ def test_signature_follows_the_input_a_feature_needs(folder_corpus, speech_16k):
     assert again.signature(("audio",)) != audio and again.signature(("text",)) == text
     (folder_corpus.parent / "a.mp4").unlink()
     assert "media=missing" in load_manifest("mine", clips=folder_corpus)["a"].signature(("audio",))
+
+
+def test_multi_label_cells_are_read_in_class_order(tmp_path, speech_16k):
+    for name in "abcd":
+        write_clip(tmp_path / f"{name}.wav", speech_16k[:4000])
+    rows = [dict(id="a", path="a.wav", split="train", label="surprise ; happy"),
+            dict(id="b", path="b.wav", split="train", label="sad"),
+            dict(id="c", path="c.wav", split="test", label=""),
+            dict(id="d", path="d.wav", split="train", label="happy;happy")]
+    m = load_manifest("sams", clips=write_table(tmp_path / "clips.csv", rows))
+    assert m.classes == MER_CLASSES  # every single label is a MER class
+    assert m["a"].label == "happy;surprise" and m["a"].labels == ("happy", "surprise")
+    assert m["d"].labels == ("happy",) and m["c"].labels == () and m.multi_label
+    rows = [dict(id="a", path="a.wav", split="train", label="joy;calm"), dict(id="b", path="b.wav", split="train")]
+    other = load_manifest("own", clips=write_table(tmp_path / "own.csv", rows))
+    assert other.classes == ("calm", "joy") and other["a"].labels == ("calm", "joy")
+
+
+def test_single_label_tables_keep_their_fingerprint(tmp_path, speech_16k):
+    for name in "abcd":
+        write_clip(tmp_path / f"{name}.wav", speech_16k[:4000])
+    (tmp_path / "clips.csv").write_text("id,path,split,label,valence,text\na,a.wav,train,happy,2.5,hi\n"
+                                        "b,b.wav,train, sad ,-3,\nc,c.wav,test,,,\nd,d.wav,train,joy,,\n")
+    m = load_manifest("x", clips=tmp_path / "clips.csv")
+    # the hash this table had before multi-label cells were read: features cached then stay valid
+    assert not m.multi_label and m.fingerprint() == "4f09ec18f2eaf593"
+    assert m.classes == ("happy", "joy", "sad") and m["b"].labels == ("sad",)
