@@ -41,16 +41,16 @@ def clips_path(dataset: str, root=None) -> Path:
 def write_clips(manifest, dataset: str | None = None, root=None, source: str = "manifest") -> Path:
     """Write the clip table of `manifest` (a manifests.Manifest, every split, unlabelled clips too)
     for `dataset` (default: the manifest's name); replaces any table there, atomically."""
-    dataset = dataset or manifest.name
-    path = clips_path(dataset, root)
+    table = ClipTable.from_manifest(manifest, dataset, source)
+    path = clips_path(table.dataset, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            _write_columns(f, manifest)
-            f.attrs.update(dataset=dataset, manifest_fingerprint=manifest.fingerprint(),
-                           classes=json.dumps(list(manifest.classes)), multi_label=manifest.multi_label,
+            _write_columns(f, table)
+            f.attrs.update(dataset=table.dataset, manifest_fingerprint=table.manifest_fingerprint,
+                           classes=json.dumps(list(table.classes)), multi_label=table.multi_label,
                            source=source, format=FORMAT,
                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         os.replace(tmp, path)  # concurrent shards: each rename is whole, the last one wins
@@ -59,13 +59,10 @@ def write_clips(manifest, dataset: str | None = None, root=None, source: str = "
     return path
 
 
-def _write_columns(f: h5py.File, manifest):
-    clips = sorted(manifest, key=lambda c: c.id)
-    for name, values in (("ids", [c.id for c in clips]), ("split", [c.split for c in clips]),
-                         ("label", [c.label or "" for c in clips])):
+def _write_columns(f: h5py.File, table: "ClipTable"):
+    for name, values in (("ids", table.ids), ("split", table._split), ("label", table._label)):
         f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
-    valence = [np.nan if c.valence is None else c.valence for c in clips]
-    f.create_dataset("valence", data=np.array(valence, np.float64))
+    f.create_dataset("valence", data=table._valence)
 
 
 def _remove_stale_temporaries(path: Path):
@@ -112,6 +109,14 @@ class ClipTable:
         self.problems = {cid: f"label {cell!r} is not one of the classes {list(self.classes)}"
                          for cid, cell in zip(self.ids, self._label)
                          if cell and not set(cell.split(LABEL_SEP)) <= known}
+
+    @classmethod
+    def from_manifest(cls, manifest, dataset: str | None = None, source: str = "manifest") -> "ClipTable":
+        """The table of a manifests.Manifest, in memory (e.g. to override the cached one)."""
+        clips = sorted(manifest, key=lambda c: c.id)
+        return cls(dataset or manifest.name, [c.id for c in clips], [c.split for c in clips],
+                   [c.label or "" for c in clips], [np.nan if c.valence is None else c.valence for c in clips],
+                   manifest.classes, manifest.multi_label, manifest.fingerprint(), source=source)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -168,6 +168,34 @@ def test_pickled_features_read_the_same_in_another_process(cache, tmp_path):
         np.testing.assert_array_equal(got[f"arr_{i}"], b)
 
 
+def _first_layer_sum(feats):
+    return float(feats.array("hubert@-1,0")[:, 1].astype(np.float64).sum())
+
+
+def _child(feats, queue):
+    import os
+
+    total = _first_layer_sum(feats)
+    queue.put((total, feats._reader("hubert")._pid == os.getpid()))  # read through a handle of its own
+
+
+def test_forked_workers_open_their_own_files(cache):
+    import multiprocessing
+
+    feats = open_features("mer", ["hubert@-1,0"], root=cache)
+    expected = _first_layer_sum(feats)  # the parent has its file open now; forked children inherit it
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=_child, args=(feats, queue)) for _ in range(2)]
+    for child in children:
+        child.start()
+    assert [queue.get(timeout=60) for _ in children] == [(expected, True)] * 2
+    for child in children:
+        child.join()
+        assert child.exitcode == 0
+    assert _first_layer_sum(feats) == expected  # and the parent's handle still reads
+
+
 def test_a_feature_of_another_manifest_is_reported(cache):
     write_clips(corpus(label="sad"), root=cache)  # labels edited since extraction
     with pytest.warns(UserWarning, match="extracted from manifest") as caught:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import cache.clips
-from cache import clips_path, open_clips, open_feature, write_clips
+from cache import ClipTable, clips_path, open_clips, open_feature, write_clips
 from cache.__main__ import main as cache_main
 from extract.__main__ import main as extract_main
 from manifests import MER_CLASSES, Clip, Manifest, load_manifest
@@ -55,6 +55,9 @@ def test_round_trip_multi_label_and_unlabelled(samsemo_like, tmp_path):
     assert frame.loc[frame.id == "a", "label"].item() == "happy;surprise"
     again = pickle.loads(pickle.dumps(t))
     np.testing.assert_array_equal(again.labels(["e", "a"]), y[[4, 0]])
+    in_memory = ClipTable.from_manifest(m)  # what a --clips override gives without writing
+    np.testing.assert_array_equal(in_memory.labels(), y)
+    assert in_memory.split("test") == t.split("test") and in_memory.manifest_fingerprint == t.manifest_fingerprint
 
 
 def test_single_label_targets_are_class_indices(tmp_path):
@@ -89,7 +92,7 @@ def test_a_failed_write_keeps_the_old_table_and_leaves_no_temporary(tmp_path, mo
     write_clips(Manifest("d", [Clip("a", "train", label="sad")]), root=tmp_path)
     before = open_clips("d", tmp_path).manifest_fingerprint
 
-    def half_then_fail(f, manifest):
+    def half_then_fail(f, table):
         f.create_dataset("ids", data=np.array(["a", "b"], dtype=object), dtype=h5py.string_dtype())
         raise OSError("disk full")
 
