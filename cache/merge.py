@@ -16,8 +16,8 @@ import numpy as np
 
 from .store import FAILED, FORMAT, STR, read_sources, read_strings, same_input
 
-BLOCK_BYTES = 32 << 20
-MAX_OPEN = 64  # a long run commits thousands of parts; each block needs only a few
+BLOCK_BYTES = 16 << 20
+MAX_OPEN = 16  # a long run commits thousands of parts; a block needs a few (one per shard)
 STR_BYTES = 64  # a guess of one string's size, to size blocks
 
 
@@ -166,6 +166,8 @@ def _read_rows(dset, rows: np.ndarray) -> np.ndarray:
     """dset[rows]: one read of their span when they are dense in it (parts: all rows are), else
     a point selection (h5py wants it in increasing order)."""
     lo, hi = int(rows.min()), int(rows.max()) + 1
+    if hi - lo == len(rows) and rows[0] == lo:  # a run of rows, in order: read as is
+        return dset[lo:hi]
     if hi - lo <= 2 * len(rows) + 8:
         return dset[lo:hi][rows - lo]
     order = np.argsort(rows)

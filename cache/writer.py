@@ -60,10 +60,10 @@ class FeatureWriter:
     # --- what is there already -------------------------------------------------------------
     def committed_files(self) -> list[Path]:
         """The final file (if any) then the parts in commit order."""
-        files = [self.path] if self.path.exists() else []
-        if self.parts.is_dir():
-            files += sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
-        return files
+        # parts are listed first: a merge in between then leaves listed parts that are gone (the
+        # snapshot is taken again), never a listing that misses the clips of both
+        parts = sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
+        return ([self.path] if self.path.exists() else []) + parts
 
     def _read_committed(self, read) -> list:
         """[read(h5py file) for each committed file], one consistent snapshot (commit.read_snapshot)."""
