@@ -15,26 +15,28 @@ Layout of a feature file (and of each part, which is a small feature file):
 
 Work in flight lives in `<feature>.parts/`: each part is written to a temporary name and renamed
 when complete, so `kill -9` loses at most the clips not yet flushed. A file under its final name
-is always complete and readable; `merge` replaces it atomically.
+is always complete and readable; `merge` replaces it atomically. How shards on several machines
+share one folder (temporaries named by owner, fsync, the merge lease, lock-free readers) is
+described in `cache.commit`; the merge itself, streamed in bounded blocks, in `cache.merge`.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .commit import atomic_write, owner
+
 FORMAT = "mer-cache/1"
 OK, FLAGGED, FAILED = 0, 1, 2
 STATUS_NAMES = ("ok", "flagged", "failed")
 STR = h5py.string_dtype()
+_MTIME = re.compile(r";mtime=-?\d+")
 
 
 class ConfigMismatch(RuntimeError):
@@ -67,31 +69,16 @@ class Records:
         for key, value in (ragged or {}).items():
             self.ragged.setdefault(key, {})[clip_id] = np.asarray(value)
 
-    def update(self, other: "Records"):
-        """Add `other`'s clips; a clip already present is replaced (later work wins)."""
-        replaced = set(other.ids)
-        keep = [i for i, cid in enumerate(self.ids) if cid not in replaced]
-        self.ids = [self.ids[i] for i in keep] + other.ids
-        self.status = [self.status[i] for i in keep] + other.status
-        self.reason = [self.reason[i] for i in keep] + other.reason
-        self.source = [self.source[i] for i in keep] + other.source
-        for mine, theirs in ((self.arrays, other.arrays), (self.ragged, other.ragged)):
-            for values in mine.values():
-                for cid in replaced:
-                    values.pop(cid, None)
-            for key, values in theirs.items():
-                mine.setdefault(key, {}).update(values)
-
     def __len__(self):
         return len(self.ids)
 
 
 def write_records(path: Path, records: Records, attrs: dict, primary: str | None = None):
-    """Write `records` sorted by id to `path` through a temporary file and an atomic rename."""
+    """Write `records` sorted by id to `path` through a temporary file and an atomic rename
+    (`commit.atomic_write`: fsynced; on an error nothing is left behind)."""
     order = sorted(range(len(records)), key=lambda i: records.ids[i])
     ids = [records.ids[i] for i in order]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
         f.create_dataset("status", data=np.array([records.status[i] for i in order], np.uint8))
         f.create_dataset("reason", data=np.array([records.reason[i] for i in order], dtype=object), dtype=STR)
@@ -105,7 +92,6 @@ def write_records(path: Path, records: Records, attrs: dict, primary: str | None
             f.attrs[name] = value
         f.attrs["format"] = FORMAT
         f.attrs["primary"] = primary or next(iter(records.arrays), next(iter(records.ragged), ""))
-    os.replace(tmp, path)
 
 
 def _stack(key: str, ids: list[str], values: dict[str, np.ndarray]) -> np.ndarray:
@@ -137,28 +123,23 @@ def _write_ragged(f: h5py.File, key: str, ids: list[str], values: dict[str, np.n
     f.create_dataset(f"ragged/{key}/offsets", data=offsets)
 
 
-def read_records(path: Path) -> tuple[Records, dict]:
-    """Load a whole feature file or part into memory: (records, attrs)."""
-    rec = Records()
-    with h5py.File(path, "r") as f:
-        rec.ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-        rec.status = f["status"][()].tolist()
-        rec.reason = [s.decode() if isinstance(s, bytes) else s for s in f["reason"][()]]
-        rec.source = read_sources(f)
-        ok = [s != FAILED for s in rec.status]
-        for key, dset in f.get("arrays", {}).items():
-            if h5py.check_string_dtype(dset.dtype):  # str rows stay arrays (0-d for a scalar string)
-                data = dset.asstr()[()]
-                rec.arrays[key] = {cid: np.asarray(data[i], dtype=object) for i, cid in enumerate(rec.ids) if ok[i]}
-                continue
-            data = dset[()]
-            rec.arrays[key] = {cid: data[i] for i, cid in enumerate(rec.ids) if ok[i]}
-        for key, group in f.get("ragged", {}).items():
-            values, offsets = group["values"][()], group["offsets"][()]
-            rec.ragged[key] = {cid: values[offsets[i]:offsets[i + 1]]
-                               for i, cid in enumerate(rec.ids) if ok[i]}
-        attrs = dict(f.attrs)
-    return rec, attrs
+def row_form(value) -> tuple[tuple, str]:
+    """(shape, 'text' or 'numbers') of one clip's array; ValueError if HDF5 cannot store it."""
+    value = np.asarray(value)
+    if value.dtype.kind in "OUS":
+        for item in value.astype(object).ravel():
+            if not isinstance(item, (str, bytes)):
+                raise ValueError(f"holds a {type(item).__name__}, not a string")
+            if isinstance(item, str):
+                item.encode("utf-8")  # stored as UTF-8: a lone surrogate cannot be
+        return value.shape, "text"
+    if value.dtype.kind not in "biufc":
+        raise ValueError(f"dtype {value.dtype} cannot be stored")
+    return value.shape, "numbers"
+
+
+def read_strings(f: h5py.File, name: str) -> list[str]:
+    return list(f[name].asstr()[()])
 
 
 def read_sources(f: h5py.File) -> list[str]:
@@ -168,20 +149,20 @@ def read_sources(f: h5py.File) -> list[str]:
     return list(f["source"].asstr()[()])
 
 
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock (released by the OS if the holder is killed)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def same_input(stored: str, current: str | None) -> bool:
+    """Whether a clip cached from input signature `stored` (see Clip.signature) was made from the
+    input it has now. '' (unknown: imported features) matches anything. A signature written before
+    the media's modification time was recorded ('size=N') matches on what it has (size,
+    transcript): an old cache is not extracted again whole; a merge records the new signature."""
+    if not stored or not current or stored == current:
+        return True
+    return "mtime=" not in stored and _MTIME.sub("", current) == stored
 
 
 def part_name(shard: tuple[int, int]) -> str:
-    """Part names sort in commit order; the shard and process keep concurrent writers apart."""
-    return f"{time.time_ns():020d}-s{shard[0]}of{shard[1]}-{os.getpid()}.h5"
+    """Part names sort in commit order (clocks of a cluster agree far better than a restart takes);
+    the shard and the owner (pid@machine) keep concurrent writers apart."""
+    return f"{time.time_ns():020d}-s{shard[0]}of{shard[1]}-{owner()}.h5"
 
 
 def provenance_of(attrs: dict) -> dict:

@@ -1,14 +1,23 @@
-"""Writing one cached feature: resumable, shardable, refusing a mismatched config."""
+"""Writing one cached feature: resumable, shardable, refusing a mismatched config.
+
+Shards on several machines may write one feature in one shared folder at once: the protocol
+(temporaries named by owner, fsync and rename, the merge lease, lock-free readers) is described in
+`cache.commit`.
+"""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .store import (FAILED, FLAGGED, OK, ConfigMismatch, Records, feature_slug, file_lock,
-                    part_name, provenance_of, read_records, read_sources, write_records)
+import h5py
+
+from .commit import atomic_write, fsync_dir, merge_lease, read_snapshot, remove_stale_temporaries
+from .merge import MergePlan
+from .store import (FAILED, FLAGGED, OK, ConfigMismatch, Records, feature_slug, part_name, provenance_of,
+                    read_sources, read_strings, row_form, same_input, write_records)
 
 DEFAULT_ROOT = Path("data/cache")
 ENV_ROOT = "MER_CACHE_DIR"
@@ -38,50 +47,53 @@ class FeatureWriter:
                  primary: str | None = None, sources: dict[str, str] | None = None):
         self.path = feature_path(root, dataset, feature)
         self.parts = self.path.with_suffix(".parts")
-        self.lock = self.path.with_suffix(".lock")
+        self.lock = self.path.with_suffix(".merge.lock")
         self.feature, self.dataset, self.fingerprint = feature, dataset, fingerprint
         self.provenance, self.shard, self.primary = provenance, shard, primary
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
         self.sources = sources or {}  # clip id -> signature of its input now
         self._buffer = Records()
+        self._forms = None  # (group, key) -> (row shape, kind) that every clip must match
         self._last_flush = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     # --- what is there already -------------------------------------------------------------
     def committed_files(self) -> list[Path]:
         """The final file (if any) then the parts in commit order."""
-        files = [self.path] if self.path.exists() else []
-        if self.parts.is_dir():
-            files += sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
-        return files
+        # parts are listed first: a merge in between then leaves listed parts that are gone (the
+        # snapshot is taken again), never a listing that misses the clips of both
+        parts = sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
+        return ([self.path] if self.path.exists() else []) + parts
+
+    def _read_committed(self, read) -> list:
+        """[read(h5py file) for each committed file], one consistent snapshot (commit.read_snapshot)."""
+        def open_and_read(path):
+            with h5py.File(path, "r") as f:
+                return read(f)
+        return read_snapshot(self.committed_files, open_and_read)
 
     def check_config(self):
         """Raise ConfigMismatch if anything committed was made with another config."""
-        import h5py
+        def config_of(f):
+            return f.attrs.get("fingerprint"), provenance_of(dict(f.attrs)).get("config")
 
-        for path in self.committed_files():
-            with h5py.File(path, "r") as f:
-                theirs = f.attrs.get("fingerprint")
-                if theirs != self.fingerprint:
-                    old = provenance_of(dict(f.attrs)).get("config")
-                    raise ConfigMismatch(
-                        f"feature '{self.feature}' of dataset '{self.dataset}' is already cached in "
-                        f"{self.path} with another config ({json.dumps(old)}; now "
-                        f"{json.dumps(self.provenance.get('config'))}). Re-run with --overwrite to "
-                        f"replace it, or extract under another name (--features NEWNAME={self.feature}).")
+        for theirs, old in self._read_committed(config_of):
+            if theirs != self.fingerprint:
+                raise ConfigMismatch(
+                    f"feature '{self.feature}' of dataset '{self.dataset}' is already cached in "
+                    f"{self.path} with another config ({json.dumps(old)}; now "
+                    f"{json.dumps(self.provenance.get('config'))}). Re-run with --overwrite to "
+                    f"replace it, or extract under another name (--features NEWNAME={self.feature}).")
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
         """Clips cached (or committed in parts) from the input they have now."""
-        import h5py
+        def clips_of(f):
+            return read_strings(f, "ids"), f["status"][()], read_sources(f)
 
         done = set()
-        for path in self.committed_files():  # in commit order: later entries win
-            with h5py.File(path, "r") as f:
-                ids = [s.decode() if isinstance(s, bytes) else s for s in f["ids"][()]]
-                status, sources = f["status"][()], read_sources(f)
+        for ids, status, sources in self._read_committed(clips_of):  # in commit order: later entries win
             for cid, code, source in zip(ids, status, sources):
-                same_input = not source or source == self.sources.get(cid, source)
-                if same_input and (include_failed or code != FAILED):
+                if same_input(source, self.sources.get(cid)) and (include_failed or code != FAILED):
                     done.add(cid)
                 else:
                     done.discard(cid)
@@ -89,30 +101,83 @@ class FeatureWriter:
 
     def remove(self):
         """Delete the cached feature (final file and parts): only on explicit --overwrite."""
-        with file_lock(self.lock):
+        with merge_lease(self.lock):
             self.path.unlink(missing_ok=True)
             shutil.rmtree(self.parts, ignore_errors=True)
 
     # --- writing ---------------------------------------------------------------------------
     def put(self, clip_id: str, arrays: dict | None = None, ragged: dict | None = None,
-            status: str = "ok", reason: str = ""):
-        """Record one clip: its arrays (ok / flagged) or a failure with its reason."""
+            status: str = "ok", reason: str = "") -> tuple[str, str]:
+        """Record one clip: its arrays (ok / flagged) or a failure with its reason.
+
+        A clip whose arrays cannot be stored beside the others (another shape, a value HDF5 cannot
+        hold) is recorded as failed, with why, instead of making the whole part fail. Returns the
+        (status, reason) recorded."""
         code = {"ok": OK, "flagged": FLAGGED, "failed": FAILED}[status]
+        misfit = None if code == FAILED else self._misfit(arrays or {}, ragged or {})
+        if misfit:
+            code, status, reason = FAILED, "failed", f"{self.feature}: {misfit}"
         if code == FAILED:
             arrays, ragged = None, None
         self._buffer.add(clip_id, arrays, ragged, code, reason, self.sources.get(clip_id, ""))
         due = time.monotonic() - self._last_flush > self.flush_seconds
         if len(self._buffer) >= self.flush_every or due:
             self.flush()
+        return status, reason
+
+    def _misfit(self, arrays: dict, ragged: dict) -> str | None:
+        """Why one clip's arrays cannot join the feature's (None when they can)."""
+        forms, new = self._established(), {}
+        for group, items in (("arrays", arrays), ("ragged", ragged)):
+            for key, value in items.items():
+                what = f"{'array' if group == 'arrays' else 'sequence'} '{key}'"
+                try:
+                    shape, kind = row_form(value)
+                except ValueError as err:
+                    return f"{what}: {err}"
+                if group == "ragged":
+                    if not shape or kind != "numbers":
+                        return f"{what} is not a [T, ...] array of numbers"
+                    shape = shape[1:]  # frames per clip vary; a frame's shape may not
+                expected = forms.get((group, key))
+                if expected and expected[1] != kind:
+                    return f"{what} holds {kind}, the other clips {expected[1]}"
+                if expected and expected[0] != shape:
+                    return f"{what} has shape {shape}, the other clips {expected[0]}"
+                new[group, key] = (shape, kind)
+        forms.update(new)
+        return None
+
+    def _established(self) -> dict:
+        """Row shapes and kinds of the arrays committed so far (or put first by this writer)."""
+        if self._forms is None:
+            self._forms = {}
+            for forms in self._read_committed(_forms_of):
+                for key, form in forms.items():
+                    self._forms.setdefault(key, form)
+        return self._forms
 
     def flush(self):
+        """Commit the buffered clips as a part. If that fails (a full disk, say), no temporary is
+        left behind, the clips stay buffered for the next flush, and the error is raised."""
         if len(self._buffer):
             # the primary array is the extractor's first output, unless named
             self.primary = self.primary or next(iter(self._buffer.arrays), None)
-            self.parts.mkdir(parents=True, exist_ok=True)
-            write_records(self.parts / part_name(self.shard), self._buffer, self._attrs(), self.primary)
+            for attempt in range(3):
+                self._make_parts_folder()
+                try:
+                    write_records(self.parts / part_name(self.shard), self._buffer, self._attrs(), self.primary)
+                    break
+                except FileNotFoundError:  # a merge removed the folder, empty, in between: make it again
+                    if attempt == 2 or self.parts.is_dir():
+                        raise
             self._buffer = Records()
         self._last_flush = time.monotonic()
+
+    def _make_parts_folder(self):
+        if not self.parts.is_dir():
+            self.parts.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.parts.parent)  # a power cut must not lose the folder with its parts
 
     def _attrs(self) -> dict:
         return {"feature": self.feature, "dataset": self.dataset, "fingerprint": self.fingerprint,
@@ -120,38 +185,44 @@ class FeatureWriter:
 
     def merge(self, expected_ids=None) -> bool:
         """Fold the final file and all parts into a new final file, if they hold every expected
-        clip; returns whether it merged. Safe against concurrent shards (file lock)."""
+        clip; returns whether it merged. Safe against shards on any machine (the merge lease of
+        cache.commit); streamed in bounded memory (cache.merge)."""
         self.flush()
-        with file_lock(self.lock):
+        with merge_lease(self.lock) as still_held:
             files = self.committed_files()
             if not files or (files == [self.path]):
                 return bool(files)
-            merged, created = Records(), None
-            for path in files:
-                records, attrs = read_records(path)
-                merged.update(records)
-                self.primary = self.primary or attrs.get("primary") or None
-                created = created or provenance_of(attrs).get("created")
-            if expected_ids is not None and not set(expected_ids) <= set(merged.ids):
+            plan = MergePlan(files)
+            if expected_ids is not None and not set(expected_ids) <= set(plan.ids):
                 return False
+            self.primary = self.primary or next((a["primary"] for a in plan.attrs if a.get("primary")), None)
+            created = next((c for c in (provenance_of(a).get("created") for a in plan.attrs) if c), None)
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.provenance.update(clips=len(merged), created=created or now, updated=now)
-            write_records(self.path, merged, self._attrs(), self.primary)
-            for path in files:
+            self.provenance.update(clips=len(plan.ids), created=created or now, updated=now)
+            with atomic_write(self.path, before_commit=still_held) as tmp:
+                plan.write(tmp, self._attrs() | {"primary": self.primary or ""}, self.sources)
+            for path in files:  # only after the new final file holds them
                 if path != self.path:
                     path.unlink(missing_ok=True)
-            _remove_stale_parts(self.parts)
+            self._tidy()
         return True
 
+    def _tidy(self):
+        """Drop temporaries of dead writers of this machine, and the parts folder once empty."""
+        remove_stale_temporaries(self.path.parent, f".{self.path.name}.tmp-*")
+        if self.parts.is_dir():
+            remove_stale_temporaries(self.parts)
+            try:
+                self.parts.rmdir()
+            except OSError:
+                pass  # another shard committed meanwhile, or writes a part now: it stays for the next merge
 
-def _remove_stale_parts(parts: Path):
-    """Drop temporaries of killed writers, and the parts folder once it is empty."""
-    for tmp in parts.glob(".*.tmp-*"):
-        pid = int(tmp.name.rsplit("-", 1)[1])
-        if not Path(f"/proc/{pid}").exists():
-            tmp.unlink(missing_ok=True)
-    try:
-        parts.rmdir()
-    except OSError:
-        pass  # another shard committed meanwhile: its parts stay for the next merge
 
+def _forms_of(f: h5py.File) -> dict:
+    forms = {}
+    for key, dset in f.get("arrays", {}).items():
+        kind = "text" if h5py.check_string_dtype(dset.dtype) else "numbers"
+        forms["arrays", key] = (dset.shape[1:], kind)
+    for key, group in f.get("ragged", {}).items():
+        forms["ragged", key] = (group["values"].shape[1:], "numbers")
+    return forms

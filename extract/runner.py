@@ -129,13 +129,27 @@ def run(manifest, extractors: dict, writers: dict[str, FeatureWriter], todo: dic
             batcher.drain(final=True)
     finally:
         bar.close()
-        for writer in writers.values():
-            writer.flush()
+        flush_error = _flush_each(writers)
+    if flush_error:
+        raise flush_error
     for name, writer in writers.items():
         if writer.merge(expected_ids):
             summary.merged.append(name)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _flush_each(writers) -> Exception | None:
+    """Commit every writer's buffered clips, each on its own: one that fails (and is logged) must
+    not keep the others from committing theirs. Returns the first failure."""
+    first = None
+    for name, writer in writers.items():
+        try:
+            writer.flush()
+        except Exception as err:
+            log.error("%s: buffered clips could not be committed: %s", name, err, exc_info=True)
+            first = first or err
+    return first
 
 
 def _results(jobs, extractors, workers, window: int | None = None):
@@ -199,7 +213,9 @@ def record(writer, summary, name, clip_id, status, reason, out):
         return
     if out.flag:
         status, reason = "flagged", "; ".join(r for r in (reason, out.flag) if r)
-    writer.put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
+    status, reason = writer.put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
+    if status == "failed":  # the writer refused its arrays (e.g. a shape unlike the other clips')
+        summary.failed.setdefault(name, {})[clip_id] = reason
     summary.flagged += status == "flagged"
 
 

@@ -38,12 +38,13 @@ class Clip:
         return tuple(self.label.split(LABEL_SEP)) if self.label else ()
 
     def signature(self, needs=("audio", "frames", "text")) -> str:
-        """A cheap fingerprint of the clip's input that a feature `needs` (media size, transcript,
-        error): the cache extracts a clip again when it changes, e.g. a corrupt file replaced."""
+        """A cheap fingerprint of the clip's input that a feature `needs` (media size and
+        modification time, transcript, error): the cache extracts a clip again when it changes, e.g.
+        a corrupt file replaced by one of the same size."""
         parts = [f"error={self.error}"] if self.error else []
         media = self.media
         if media is not None and {"audio", "frames"} & set(needs):
-            parts.append(f"size={media.stat().st_size}" if media.is_file() else "media=missing")
+            parts.append(_file_signature(media))
         if "text" in needs and (self.text is not None or self.text_error):
             text = self.text_error or self.text
             parts.append("text=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12])
@@ -53,6 +54,15 @@ class Clip:
     def media(self) -> Path | None:
         """The file to decode: the audio file when given separately for audio, else the video."""
         return self.video or self.audio
+
+
+def _file_signature(path: Path) -> str:
+    """'size=N;mtime=NS' of a media file. The cache takes a signature of the older form 'size=N'
+    as matching on the size alone (cache.store.same_input): old caches are not extracted again."""
+    if not path.is_file():
+        return "media=missing"
+    stat = path.stat()
+    return f"size={stat.st_size};mtime={stat.st_mtime_ns}"
 
 
 @dataclass

@@ -88,11 +88,23 @@ def test_other_config_is_refused_with_a_clear_message(tmp_path):
     writer(tmp_path, "f1").check_config()  # same config: fine
 
 
-def test_inconsistent_shapes_are_an_error_not_a_corrupt_file(tmp_path):
+def test_a_clip_that_cannot_join_the_others_fails_alone(tmp_path):
     w = writer(tmp_path, flush_every=10)
-    w.put("a", {"x": np.ones(2)}); w.put("b", {"x": np.ones(3)})
-    with pytest.raises(ValueError, match="different shapes"):
-        w.flush()
-    parts = feature_path(tmp_path, "demo", "is09").with_suffix(".parts")
-    for part in parts.glob("*.h5"):  # nothing half-written under a final name
-        h5py.File(part, "r").close()
+    assert w.put("a", {"x": np.ones(2)}, {"frames": np.ones((3, 2))}) == ("ok", "")
+    assert w.put("b", {"x": np.ones(3)}) == ("failed", "is09: array 'x' has shape (3,), the other clips (2,)")
+    status, reason = w.put("c", {"x": np.ones(2)}, {"frames": np.ones((4, 5))})
+    assert (status, reason) == ("failed", "is09: sequence 'frames' has shape (5,), the other clips (2,)")
+    status, reason = w.put("d", {"x": np.array(["\udc80"])})  # a lone surrogate: not UTF-8
+    assert status == "failed" and "array 'x': 'utf-8' codec can't encode" in reason
+    w.put("e", {"x": np.full(2, 5.0)}, {"frames": np.ones((1, 2))})
+    assert w.merge(list("abcde"))
+    # a later run (another process, another shard) is held to the shapes already committed
+    later = writer(tmp_path, shard=(2, 2))
+    assert later.put("f", {"x": np.ones(4)})[0] == "failed" and later.put("g", {"x": np.ones(2)})[0] == "ok"
+    assert later.merge()
+    with open_feature("demo", "is09", tmp_path) as feat:
+        assert feat.status == ["ok", "failed", "failed", "failed", "ok", "failed", "ok"]
+        assert feat.failures()["b"] == "is09: array 'x' has shape (3,), the other clips (2,)"
+        x = feat.array()
+        assert np.isnan(x[1:4]).all() and (x[4] == 5).all() and x.shape == (7, 2)
+        assert feat.sequence("e").shape == (1, 2) and feat.sequence("c").shape == (0, 2)
