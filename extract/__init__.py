@@ -6,13 +6,13 @@
 import importlib
 from pathlib import Path
 
-from .base import KINDS, REGISTRY, BatchExtractor, Extractor, Output, build, register
+from .base import KINDS, REGISTRY, BatchExtractor, ClipError, Extractor, Output, build, register
 from .media import Media, MediaError, decode
 
 # modules that register extractors when imported
 EXTRACTOR_MODULES = ("acoustic", "speech_models", "visual", "lexical")
 
-__all__ = ["Extractor", "BatchExtractor", "Output", "REGISTRY", "KINDS", "build", "register",
+__all__ = ["Extractor", "BatchExtractor", "Output", "ClipError", "REGISTRY", "KINDS", "build", "register",
            "decode", "Media", "MediaError", "load_all_extractors", "fer2013_predict"]
 
 

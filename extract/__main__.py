@@ -45,8 +45,10 @@ def _print_list(ctx, _param, value):
 def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = None) -> dict[str, base.Extractor]:
     """'a,b,alias=c' plus ('c.option=value', ...) -> {cache name: extractor}; refuses unknown names.
 
-    `runtime` ({"device": ..., "dtype": ..., "batch_seconds": ...}) applies to every extractor whose
-    Config has that field, unless a --set names it."""
+    A feature without an alias is cached under `base.cache_name` (a model folder's last name).
+    `runtime` ({"device": ..., "dtype": ..., "batch_seconds": ...}) sets, in each extractor that
+    uses it, the Config field its `runtime_options` names (--dtype: compute_dtype), unless a --set
+    names that field; the other extractors never see it."""
     options: dict[str, dict[str, str]] = {}
     for item in settings:
         key, eq, value = item.partition("=")
@@ -57,14 +59,14 @@ def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = 
     extractors = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         alias, eq, spec = item.partition("=")
-        name, spec = (alias, spec) if eq else (item, item)
+        name, spec = (alias, spec) if eq else (base.cache_name(item), item)
         own = options.get(name, options.get(spec)) or {}
         try:
             extractor = base.build(spec, own)
         except ValueError as err:  # unknown name or option, or an option value its config refuses
             raise click.BadParameter(f"{name}: {err}", param_hint="--features / --set") from None
-        fields = {f.name for f in dataclasses.fields(extractor.config)}
-        shared = {k: v for k, v in (runtime or {}).items() if v is not None and k in fields and k not in own}
+        shared = {field: (runtime or {}).get(option) for option, field in extractor.runtime_options.items()}
+        shared = {field: value for field, value in shared.items() if value is not None and field not in own}
         if shared:
             extractor.config = dataclasses.replace(extractor.config, **shared)
         extractors[name] = extractor
@@ -99,7 +101,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where models run (default auto: cuda when available).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-              help="Compute precision of models (autocast on GPU).")
+              help="Compute precision of models (autocast on GPU); storage precision is each feature's store_dtype.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=None,
               help="Batch budget of model extractors, in seconds of audio (or their own unit).")
 @click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based).")
@@ -134,7 +136,7 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
     summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
                   progress=not quiet)
     _report(summary, writers, run_ids)
-    sys.exit(1 if _failed_in_cache(writers, run_ids) else 0)
+    sys.exit(1 if summary.stopped or _failed_in_cache(writers, run_ids) else 0)
 
 
 def _load_models(extractors, todo):
@@ -199,6 +201,8 @@ def _report(summary, writers, run_ids):
     for name, writer in writers.items():
         state = "complete" if name in summary.merged or writer.path.exists() and not writer.parts.exists() \
             else "waiting for other shards"
+        if name in summary.stopped:
+            state = f"STOPPED on {summary.stopped[name]}; nothing cached for it, traceback in the log"
         if "stand_in" in json.dumps(writer.provenance, default=str):
             state += f"; {STAND_IN_NOTE}"
         click.echo(f"  {name:<18} -> {writer.path} ({state})")

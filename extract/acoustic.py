@@ -11,6 +11,7 @@ import numpy as np
 
 from .base import Extractor, Output, register, register_presets
 from .media import SAMPLE_RATE
+from .models import STORE_DTYPES
 
 
 class OpenSmileFunctionals(Extractor):
@@ -107,7 +108,11 @@ class PiecesConfig:
     n_mels: int = 128
     piece_frames: int = 32
     max_pieces: int = 32
-    dtype: str = "float16"
+    store_dtype: str = "float16"  # float16 or float32 in the cache (computed in float32)
+
+    def __post_init__(self):
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype {self.store_dtype!r}: choose one of {STORE_DTYPES}")
 
 
 @register
@@ -124,5 +129,5 @@ class E2ELSpectrogram(Extractor):
         for i in range(n_pieces):
             chunk = mel[:, i * c.piece_frames:(i + 1) * c.piece_frames]
             pieces[i, :, :chunk.shape[1]] = chunk
-        return Output(arrays={"pieces": pieces.astype(c.dtype),
+        return Output(arrays={"pieces": pieces.astype(c.store_dtype),
                               "n_pieces": np.asarray(n_pieces, dtype=np.int32)})

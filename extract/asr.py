@@ -17,7 +17,7 @@ import numpy as np
 from cache import non_default_config
 
 from . import models
-from .base import KINDS, BatchExtractor, Output, _config
+from .base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, _config, cache_name
 from .media import SAMPLE_RATE, SILENCE_PEAK
 
 MIN_SPEECH_SAMPLES = SAMPLE_RATE // 10  # below 0.1 s there is no word to recognise
@@ -29,8 +29,12 @@ class AsrConfig:
     language: str = ""             # Whisper: language code ("zh", "en"); '' lets Whisper detect it
     max_new_tokens: int = 200      # Whisper: longest transcript generated
     device: str = "auto"
-    dtype: str = "float32"         # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    compute_dtype: str = "float32"  # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
     batch_seconds: float = 60.0    # audio per forward pass, summed over the batch
+
+    def __post_init__(self):
+        if self.compute_dtype not in models.DTYPES:
+            raise ValueError(f"compute_dtype {self.compute_dtype!r}: choose one of {models.DTYPES}")
 
 
 class SpeechRecognition(BatchExtractor):
@@ -39,6 +43,7 @@ class SpeechRecognition(BatchExtractor):
     name, version, dims = "asr", "1", "transcript (str)"
     description = "transcripts by a HF speech recognition model (hub id or folder)"
     Config = AsrConfig
+    runtime_options = MODEL_RUNTIME
     primary = "transcript"
 
     def __init__(self, config=None, source: str = ""):
@@ -50,14 +55,14 @@ class SpeechRecognition(BatchExtractor):
         return super().identity() | {"model": models.model_identity(self.source)}
 
     def provenance(self) -> dict:
-        return super().provenance() | {"model": models.model_identity(self.source, self._model),
+        return super().provenance() | {"model": models.model_identity(self.source),
                                        "decoding": "greedy CTC, or Whisper generate (greedy)"}
 
     def setup(self):
         from transformers import AutoConfig, AutoModelForCTC, AutoModelForSpeechSeq2Seq, AutoProcessor
 
         self._device = models.resolve_device(self.config.device)
-        models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
+        models.autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         seq2seq = models.from_source(AutoConfig, self.source, "the config of model").is_encoder_decoder
         whisper_only = {k for k in ("language", "max_new_tokens") if k in non_default_config(self.config)}
         if whisper_only and not seq2seq:  # an option that cannot take effect is refused, not ignored
@@ -96,7 +101,7 @@ class SpeechRecognition(BatchExtractor):
 
         batch = self._processor(audios, sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True,
                                 return_tensors="pt").to(self._device)
-        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+        with torch.inference_mode(), models.autocast(self._device, self.config.compute_dtype):
             logits = self._model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
         frames = self._model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
         best = logits.argmax(-1).cpu()
@@ -107,7 +112,7 @@ class SpeechRecognition(BatchExtractor):
 
         batch = self._processor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").to(self._device)
         options = {"language": self.config.language, "task": "transcribe"} if self.config.language else {}
-        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+        with torch.inference_mode(), models.autocast(self._device, self.config.compute_dtype):
             ids = self._model.generate(batch["input_features"], max_new_tokens=self.config.max_new_tokens,
                                        **options)
         return self._processor.batch_decode(ids, skip_special_tokens=True)
@@ -140,8 +145,8 @@ class TranscriptSource:
             return
         from cache import open_feature
 
-        try:
-            reader = open_feature(dataset, self.feature, root)
+        try:  # `asr:<folder>` was cached under the folder's name, as the CLI names it
+            reader = open_feature(dataset, cache_name(self.feature), root)
         except FileNotFoundError as err:
             raise ValueError(f"transcripts={self.feature}: {err}; transcribe first with "
                              f"`python -m extract --dataset {dataset} --features {self.feature}`") from None
@@ -153,16 +158,16 @@ class TranscriptSource:
             self.failed, self.fingerprint = reader.failures(), reader.attrs["fingerprint"]
 
     def of(self, clip_id: str) -> str:
-        """The cached transcript of a clip; ValueError (the clip's failure reason) when there is none."""
+        """The cached transcript of a clip; ClipError (the clip's failure reason) when there is none."""
         if not self.feature:
-            raise ValueError("no transcript in the manifest (give one, or transcribe with "
+            raise ClipError("no transcript in the manifest (give one, or transcribe with "
                              "asr:<model> and set the text feature's option transcripts=asr:<model>)")
         if self.texts is None:
             raise RuntimeError(f"transcripts={self.feature} not loaded: call attach_cache(dataset, root)")
         if clip_id in self.failed:
-            raise ValueError(f"no transcript: {self.feature} failed on this clip ({self.failed[clip_id]})")
+            raise ClipError(f"no transcript: {self.feature} failed on this clip ({self.failed[clip_id]})")
         if clip_id not in self.texts:
-            raise ValueError(f"no transcript: clip not in the cached {self.feature}")
+            raise ClipError(f"no transcript: clip not in the cached {self.feature}")
         return self.texts[clip_id]
 
     def identity(self) -> dict:

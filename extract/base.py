@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -14,9 +15,18 @@ REGISTRY: dict[str, type["Extractor"]] = {}
 KINDS: dict[str, Callable[[str], "Extractor"]] = {}
 
 
+# CLI runtime option -> the Config field it sets, for extractors that run a model on a device
+MODEL_RUNTIME = {"device": "device", "dtype": "compute_dtype", "batch_seconds": "batch_seconds"}
+
+
 def register(cls):
     REGISTRY[cls.name] = cls
     return cls
+
+
+class ClipError(ValueError):
+    """The clip's content is at fault (too short, no face, no transcript), not the extractor: a
+    failure of that clip, never taken for an extractor bug (see extract.recorder)."""
 
 
 @dataclass
@@ -44,6 +54,9 @@ class Extractor:
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoConfig
     batched: ClassVar[bool] = False
+    # the CLI's runtime options (--device, --dtype, --batch-seconds) this extractor uses -> the
+    # Config field each sets; the others never reach it
+    runtime_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
@@ -119,6 +132,18 @@ def register_presets(base_cls, presets: dict[str, dict], namespace: dict):
 
 def known_names() -> list[str]:
     return sorted(REGISTRY) + [f"{kind}:<hub id or folder>" for kind in sorted(KINDS)]
+
+
+def cache_name(spec: str) -> str:
+    """The name a feature is cached under when the command gives no alias: `kind:<folder>` is
+    named after the folder's last name (`vision:models/tiny-vit` -> `vision:tiny-vit`), so neither
+    the file name nor the feature name holds a path; registry names and hub ids stay as given."""
+    from .models import is_local
+
+    kind, _, argument = spec.partition(":")
+    if argument and kind in KINDS and is_local(argument):
+        return f"{kind}:{Path(argument).resolve().name}"
+    return spec
 
 
 def build(spec: str, options: dict[str, str] | None = None) -> Extractor:

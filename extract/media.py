@@ -30,6 +30,7 @@ class Media:
     source_rate: int | None = None
     source_channels: int | None = None
     extras: dict = field(default_factory=dict)  # per-clip results shared between extractors (e.g. a face track)
+    errors: dict = field(default_factory=dict)  # stream ("audio", "frames") -> why it could not be decoded
 
     @property
     def duration(self) -> float:
@@ -42,26 +43,55 @@ class Media:
 
 def decode(path: Path, audio: bool = True, fps: float | None = None,
            max_frames: int | None = None) -> Media:
-    """Decode `path` once: its audio (resampled to 16 kHz mono) and/or frames every 1/fps s."""
+    """Decode `path` once: its audio (resampled to 16 kHz mono) and/or frames every 1/fps s.
+
+    Raises MediaError when the file cannot be read or a requested stream cannot be decoded."""
+    media = decode_streams(path, audio, fps, max_frames)
+    for reason in media.errors.values():
+        raise MediaError(reason)
+    return media
+
+
+def decode_streams(path: Path, audio: bool = True, fps: float | None = None,
+                   max_frames: int | None = None) -> Media:
+    """Decode what `path` holds of the requested streams, opening it once.
+
+    A file that cannot be opened raises MediaError (nothing can be decoded from it). A requested
+    stream that is missing or broken leaves its reason in `media.errors["audio" | "frames"]`
+    instead, so the features that need only the other stream still get theirs."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"file not found: {path.name}")
     if path.stat().st_size == 0:
         raise MediaError(f"zero-length file: {path.name}")
     try:
-        with av.open(str(path)) as container:
-            media = Media()
-            if audio:
-                _decode_audio(container, path, media)
-            if fps:
-                container.seek(0)
-                _decode_frames(container, path, media, fps, max_frames)
-            return media
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, ValueError, OSError) as err:
-        cause = getattr(err, "strerror", None) or str(err)
-        raise MediaError(f"cannot decode {path.name} (unreadable or truncated): {cause}") from None
+        container = av.open(str(path))
+    except DECODE_ERRORS as err:
+        raise MediaError(_unreadable(path, err)) from None
+    media = Media()
+    with container:
+        if audio:
+            _decode_stream("audio", _decode_audio, container, path, media)
+        if fps:
+            _decode_stream("frames", _decode_frames, container, path, media, fps, max_frames)
+    return media
+
+
+DECODE_ERRORS = (av.error.FFmpegError, ValueError, OSError)
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    cause = getattr(err, "strerror", None) or str(err)
+    return f"cannot decode {path.name} (unreadable or truncated): {cause}"
+
+
+def _decode_stream(stream: str, decoder, container, path: Path, media: Media, *args):
+    try:
+        decoder(container, path, media, *args)
+    except MediaError as err:
+        media.errors[stream] = str(err)
+    except DECODE_ERRORS as err:
+        media.errors[stream] = _unreadable(path, err)
 
 
 def _decode_audio(container, path: Path, media: Media):
@@ -86,6 +116,7 @@ def _decode_audio(container, path: Path, media: Media):
 def _decode_frames(container, path: Path, media: Media, fps: float, max_frames: int | None):
     if not container.streams.video:
         raise MediaError(f"no video stream in {path.name}")
+    container.seek(0)  # the audio pass, if any, read the file to its end
     stream = container.streams.video[0]
     frames, times, next_time = [], [], 0.0
     for frame in container.decode(stream):

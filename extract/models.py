@@ -18,7 +18,7 @@ from typing import Callable
 # stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
 STAND_INS: dict[str, Callable[[Path], None]] = {}
 STAND_IN_NOTE = "random-initialised stand-in, NOT pretrained: its features carry no learned meaning"
-DTYPES = ("float32", "float16", "bfloat16")  # compute precision
+DTYPES = ("float32", "float16", "bfloat16")  # compute precision (--dtype)
 STORE_DTYPES = ("float16", "float32")         # precision of model features in the cache
 
 
@@ -80,28 +80,44 @@ def _hash_files(files: tuple) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_identity(source: str, model=None) -> dict:
+def model_identity(source: str) -> dict:
     """What identifies a model in a fingerprint and in provenance: never a path of this machine.
 
-    Hub id and revision (commit hash) for a hub model; folder name and weights hash for a folder.
-    A folder built by `make models` says it is a random stand-in.
+    Hub id and revision (the commit its files come from) for a hub model; folder name and weights
+    hash for a folder, so a moved folder keeps its caches. A folder built by `make models` says it
+    is a random stand-in.
     """
     if is_local(source):
-        identity = {"model": Path(source).name, "weights_sha256": weights_sha256(source)}
+        identity = {"model": Path(source).resolve().name, "weights_sha256": weights_sha256(source)}
         if (Path(source) / "STAND_IN").exists():
             identity["stand_in"] = STAND_IN_NOTE
-    else:
-        identity = {"model": source,
-                    "revision": getattr(getattr(model, "config", None), "_commit_hash", None)}
-    return identity
+        return identity
+    return {"model": source, "revision": hub_revision(source)}
 
 
-def check_dtypes(store_dtype: str, dtype: str):
+@functools.lru_cache(maxsize=64)
+def hub_revision(source: str) -> str:
+    """The commit of a hub model: the HF cache keeps each commit's files in `snapshots/<commit>/`,
+    and its config is resolved there (downloaded if needed, offline from the cache)."""
+    from transformers.utils import cached_file
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        config = Path(cached_file(source, "config.json", local_files_only=offline))
+    except OSError as err:
+        where = "hub id (and no local copy in the HF cache)" if offline else "hub id"
+        raise OSError(f"cannot load the config of model {source!r} as a {where}: {err}") from None
+    if config.parent.parent.name != "snapshots":
+        raise OSError(f"cannot tell the revision of model {source!r}: {config} is not in an HF cache snapshot")
+    return config.parent.name
+
+
+def check_dtypes(store_dtype: str, compute_dtype: str):
     """Refuse a storage or compute precision we do not support (config validation)."""
     if store_dtype not in STORE_DTYPES:
         raise ValueError(f"store_dtype {store_dtype!r}: choose one of {STORE_DTYPES}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: choose one of {DTYPES}")
+    if compute_dtype not in DTYPES:
+        raise ValueError(f"compute_dtype {compute_dtype!r}: choose one of {DTYPES}")
 
 
 def resolve_device(device: str = "auto"):
@@ -114,23 +130,23 @@ def resolve_device(device: str = "auto"):
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str):
+def resolve_dtype(compute_dtype: str):
     import torch
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: choose one of {DTYPES}")
-    return getattr(torch, dtype)
+    if compute_dtype not in DTYPES:
+        raise ValueError(f"compute_dtype {compute_dtype!r}: choose one of {DTYPES}")
+    return getattr(torch, compute_dtype)
 
 
-def autocast(device, dtype: str):
+def autocast(device, compute_dtype: str):
     """Mixed precision on a GPU (or bfloat16 on CPU); float32 runs as is."""
     import torch
 
-    if dtype == "float32":
+    if compute_dtype == "float32":
         return nullcontext()
-    if device.type == "cpu" and dtype == "float16":
+    if device.type == "cpu" and compute_dtype == "float16":
         raise ValueError("float16 autocast is not supported on CPU: use bfloat16 or float32")
-    return torch.autocast(device.type, dtype=resolve_dtype(dtype))
+    return torch.autocast(device.type, dtype=resolve_dtype(compute_dtype))
 
 
 def mark_stand_in(folder: Path, description: str):

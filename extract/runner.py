@@ -3,7 +3,7 @@
 Clips are decoded on `workers` processes, where per-clip (CPU-bound) extractors also run. Batched
 extractors (models) run in the main process on batches of similar-length clips, while the workers
 keep decoding ahead. The main process alone writes HDF5. A bad clip is recorded as failed with its
-reason and the run goes on.
+reason and the run goes on; a feature that fails on every clip is stopped (extract.recorder).
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import time
 import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-
-from tqdm import tqdm
 
 from cache import FeatureWriter
 
-from .media import MediaError, decode
+from .base import ClipError
+from .media import MediaError, decode_streams
+from .progress import Progress
+from .recorder import Fault, Recorder, Summary
 
 log = logging.getLogger("extract")
 _EXTRACTORS: dict = {}  # per-process extractors, set up once by _init_worker
@@ -30,34 +30,21 @@ PREFETCH_CLIPS = 8       # decoded clips in flight per worker, ahead of the main
 PREFETCH_BATCHES = 4     # batched features gather this many batches' worth, then sort by length
 
 
-@dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    flagged: int = 0
-    failed: dict[str, dict[str, str]] = field(default_factory=dict)  # feature -> clip -> reason
-    seconds: float = 0.0
-    audio_seconds: float = 0.0
-    merged: list[str] = field(default_factory=list)
-
-    @property
-    def n_failed(self) -> int:
-        return len({cid for clips in self.failed.values() for cid in clips})
-
-
 def process_clip(clip, extractors: dict, features: list[str]) -> tuple[str, dict, float]:
     """Decode one clip and run `features` on it.
 
-    Returns (clip id, {feature: (status, reason, Output or batch payload or None)}, audio seconds).
+    Returns (clip id, {feature: (status, reason, Output or batch payload or None, Fault or None)},
+    audio seconds). The clip is opened once for every feature; a stream it lacks fails only the
+    features that need that stream.
     """
     if clip.error:
-        return clip.id, {f: ("failed", clip.error, None) for f in features}, 0.0
+        return clip.id, {f: ("failed", clip.error, None, None) for f in features}, 0.0
     needs = set().union(*(extractors[f].needs for f in features))
     media, decode_error = None, None
     if needs & {"audio", "frames"}:
         try:
-            media = decode(clip.media, audio="audio" in needs, fps=_fps(extractors, features))
-        except MediaError as err:
+            media = decode_streams(clip.media, audio="audio" in needs, fps=_fps(extractors, features))
+        except MediaError as err:  # the file itself cannot be read: no stream of it can
             decode_error = str(err)
     results = {name: _run_one(clip, extractors[name], media, decode_error) for name in features}
     return clip.id, results, media.duration if media else 0.0
@@ -70,17 +57,27 @@ def _fps(extractors, features):
 
 def _run_one(clip, extractor, media, decode_error):
     if "text" in extractor.needs and clip.text_error:
-        return "failed", clip.text_error, None
+        return "failed", clip.text_error, None, None
     if decode_error and extractor.needs & {"audio", "frames"}:
-        return "failed", decode_error, None
+        return "failed", decode_error, None, None
+    missing = [media.errors[stream] for stream in ("audio", "frames")
+               if stream in extractor.needs and media and stream in media.errors]
+    if missing:
+        return "failed", "; ".join(missing), None, None
     try:
         out = extractor.prepare(clip, media) if extractor.batched else extractor.extract(clip, media)
-    except Exception as err:  # a bad clip must not stop the run; the log keeps the traceback
-        log.debug("clip %s, %s:\n%s", clip.id, extractor.name, traceback.format_exc())
-        return "failed", f"{extractor.name} failed: {type(err).__name__}: {err}", None
+    except Exception as err:  # a bad clip must not stop the run; the main process logs the traceback
+        return "failed", *_failure(extractor, err)
     if "audio" in extractor.needs and media.silent:
-        return "flagged", "silent audio", out
-    return "ok", "", out
+        return "flagged", "silent audio", out, None
+    return "ok", "", out, None
+
+
+def _failure(extractor, err) -> tuple[str, None, Fault]:
+    """(reason, no output, Fault) for the exception being handled."""
+    error = f"{type(err).__name__}: {err}"
+    fault = Fault(error, traceback.format_exc(), clip_problem=isinstance(err, ClipError))
+    return f"{extractor.name} failed: {error}", None, fault
 
 
 def _init_worker(specs, in_worker=False):
@@ -115,18 +112,20 @@ def run(manifest, extractors: dict, writers: dict[str, FeatureWriter], todo: dic
     summary, start = Summary(), time.monotonic()
     jobs = [(manifest[cid], feats) for cid, feats in todo.items() if feats]
     summary.skipped = sum(1 for feats in todo.values() if not feats)
-    batches = {name: Batcher(name, ex, writers[name], summary, manifest)
-               for name, ex in extractors.items() if ex.batched}
+    bar = Progress(len(jobs), enabled=progress)
+    recorders = {name: Recorder(name, writers[name], summary, announce=bar.write) for name in extractors}
+    batches = {name: Batcher(ex, recorders[name], manifest) for name, ex in extractors.items() if ex.batched}
     load_models({name: extractors[name] for name in batches})
-    bar = tqdm(total=len(jobs), unit="clip", disable=not progress, dynamic_ncols=True)
     try:
-        for clip_id, results, seconds in _results(jobs, extractors, workers):
-            _record(clip_id, results, writers, summary, batches)
+        for clip_id, results, seconds in _results(_live(jobs, recorders), extractors, workers):
+            _record(clip_id, results, recorders, batches)
+            summary.done += 1
             summary.audio_seconds += seconds
-            bar.update(1)
-            bar.set_postfix(failed=summary.n_failed, refresh=False)
+            bar.update(summary.n_failed)
         for batcher in batches.values():
             batcher.drain(final=True)
+        for recorder in recorders.values():
+            recorder.finish()
     finally:
         bar.close()
         flush_error = _flush_each(writers)
@@ -150,6 +149,14 @@ def _flush_each(writers) -> Exception | None:
             log.error("%s: buffered clips could not be committed: %s", name, err, exc_info=True)
             first = first or err
     return first
+
+
+def _live(jobs, recorders):
+    """The jobs, read lazily as they are dispatched, less the features stopped meanwhile."""
+    for clip, features in jobs:
+        features = [name for name in features if not recorders[name].stopped]
+        if features:
+            yield clip, features
 
 
 def _results(jobs, extractors, workers, window: int | None = None):
@@ -197,36 +204,24 @@ def _read_ahead(jobs, window):
             yield pending.popleft().result()
 
 
-def _record(clip_id, results, writers, summary, batches):
-    summary.done += 1
-    for name, (status, reason, out) in results.items():
+def _record(clip_id, results, recorders, batches):
+    for name, (status, reason, out, fault) in results.items():
         if out is not None and name in batches:
             batches[name].add(clip_id, out, status, reason)
-            continue
-        record(writers[name], summary, name, clip_id, status, reason, out)
-
-
-def record(writer, summary, name, clip_id, status, reason, out):
-    if out is None or status == "failed":
-        writer.put(clip_id, status="failed", reason=reason)
-        summary.failed.setdefault(name, {})[clip_id] = reason
-        return
-    if out.flag:
-        status, reason = "flagged", "; ".join(r for r in (reason, out.flag) if r)
-    status, reason = writer.put(clip_id, out.arrays, out.ragged, status=status, reason=reason)
-    if status == "failed":  # the writer refused its arrays (e.g. a shape unlike the other clips')
-        summary.failed.setdefault(name, {})[clip_id] = reason
-    summary.flagged += status == "flagged"
+        else:
+            recorders[name].put(clip_id, status, reason, out, fault)
 
 
 class Batcher:
     """Gathers prepared clips of one batched feature and runs them in length-sorted batches."""
 
-    def __init__(self, name, extractor, writer, summary, manifest):
-        self.name, self.extractor, self.writer, self.summary, self.manifest = name, extractor, writer, summary, manifest
+    def __init__(self, extractor, recorder: Recorder, manifest):
+        self.extractor, self.recorder, self.manifest = extractor, recorder, manifest
         self.pending: list[tuple[float, str, object, str, str]] = []
 
     def add(self, clip_id, payload, status, reason):
+        if self.recorder.stopped:
+            return
         self.pending.append((self.extractor.cost(payload), clip_id, payload, status, reason))
         if sum(p[0] for p in self.pending) >= PREFETCH_BATCHES * self.extractor.batch_budget:
             self.drain()
@@ -245,21 +240,19 @@ class Batcher:
             self._run(batch)
 
     def _run(self, batch):
+        if self.recorder.stopped:
+            return
         clips = [self.manifest[item[1]] for item in batch]
         try:
             outputs = self.extractor.extract_batch(clips, [item[2] for item in batch])
-        except Exception:
+        except Exception as err:
             if len(batch) == 1:
-                return self._fail(batch[0])
+                return self.recorder.put(batch[0][1], "failed", *_failure(self.extractor, err))
             log.debug("batch of %d failed, retrying one clip at a time:\n%s", len(batch), traceback.format_exc())
+            outputs = None
+        if outputs is None:  # outside the except: each clip's traceback is its own
             for item in batch:  # one bad clip must not take its batch down with it
                 self._run([item])
             return
         for item, out in zip(batch, outputs):
-            record(self.writer, self.summary, self.name, item[1], item[3], item[4], out)
-
-    def _fail(self, item):
-        err = sys.exc_info()[1]
-        log.debug("clip %s, %s:\n%s", item[1], self.extractor.name, traceback.format_exc())
-        reason = f"{self.extractor.name} failed: {type(err).__name__}: {err}"
-        record(self.writer, self.summary, self.name, item[1], "failed", reason, None)
+            self.recorder.put(item[1], item[3], item[4], out)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 
 from . import models
-from .base import KINDS, BatchExtractor, Output, register_presets
+from .base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, register_presets
 from .media import SAMPLE_RATE
 from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
 
@@ -32,12 +31,12 @@ class SpeechModelConfig:
     frame_pool: int = 1                # average-pool the stored frames by this factor in time
     window_seconds: float = 30.0       # longer clips run as near-equal windows, pooled back frame-weighted
     device: str = "auto"
-    dtype: str = "float32"             # compute precision: float32, float16 (GPU) or bfloat16 (autocast)
+    compute_dtype: str = "float32"     # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
     batch_seconds: float = 60.0        # audio per forward pass, summed over the batch
 
     def __post_init__(self):
         object.__setattr__(self, "frame_layers", tuple(int(i) for i in self.frame_layers))
-        models.check_dtypes(self.store_dtype, self.dtype)
+        models.check_dtypes(self.store_dtype, self.compute_dtype)
         if self.frame_pool < 1 or self.window_seconds <= 0:
             raise ValueError("frame_pool must be >= 1 and window_seconds > 0")
 
@@ -48,6 +47,7 @@ class SpeechModelFeatures(BatchExtractor):
     name, version, dims = "ssl", "1", "[L, D] per clip (L = layers + 1)"
     description = "every hidden layer of a HF speech encoder (hub id or folder), mean over frames"
     Config = SpeechModelConfig
+    runtime_options = MODEL_RUNTIME
     primary = "mean"
     source = ""  # hub id or local folder; presets set it, `ssl:<source>` passes it
 
@@ -69,7 +69,7 @@ class SpeechModelFeatures(BatchExtractor):
     def model_identity(self) -> dict:
         """Hub id and revision, or folder name and weights hash (hashed once: large files)."""
         if self._model_identity is None:
-            self._model_identity = models.model_identity(self.source, SimpleNamespace(config=self.model_config))
+            self._model_identity = models.model_identity(self.source)
         return self._model_identity
 
     def identity(self) -> dict:
@@ -80,7 +80,7 @@ class SpeechModelFeatures(BatchExtractor):
         return super().provenance() | {
             "model": self.model_identity,
             "model_config": config.to_diff_dict(), "layers": self.n_layers, "hidden_size": config.hidden_size,
-            "feat_extract_norm": self.feat_extract_norm, "compute_dtype": self.config.dtype,
+            "feat_extract_norm": self.feat_extract_norm, "compute_dtype": self.config.compute_dtype,
             "store_dtype": self.config.store_dtype,
             "pooling": "mean" + (" and std" if self.config.std else "") + " over valid frames",
             "config": dataclasses.asdict(self.config)}
@@ -116,7 +116,7 @@ class SpeechModelFeatures(BatchExtractor):
     def prepare(self, clip, media):
         audio = media.audio
         if len(audio) < self.min_samples:
-            raise ValueError(f"clip too short for {self.source.rstrip('/').split('/')[-1]}: "
+            raise ClipError(f"clip too short for {self.source.rstrip('/').split('/')[-1]}: "
                              f"{len(audio) / SAMPLE_RATE:.3f} s gives no frame "
                              f"(needs at least {self.min_samples / SAMPLE_RATE:.3f} s)")
         return audio
@@ -126,7 +126,7 @@ class SpeechModelFeatures(BatchExtractor):
         from transformers import AutoFeatureExtractor, AutoModel
 
         self.device = models.resolve_device(self.config.device)
-        models.autocast(self.device, self.config.dtype)  # refuses float16 on CPU before any work
+        models.autocast(self.device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         self._model, self._processor = models.load_pretrained(
             self.source, AutoModel, AutoFeatureExtractor)
         self._model.to(self.device)
@@ -165,7 +165,7 @@ class SpeechModelFeatures(BatchExtractor):
         inputs = self._processor(audios, sampling_rate=SAMPLE_RATE, padding=True,
                                  return_attention_mask=True, return_tensors="pt")
         values, mask = inputs["input_values"].to(self.device), inputs["attention_mask"].to(self.device)
-        with torch.inference_mode(), models.autocast(self.device, self.config.dtype):
+        with torch.inference_mode(), models.autocast(self.device, self.config.compute_dtype):
             out = self._model(values, attention_mask=mask, output_hidden_states=True)
         hidden = torch.stack(out.hidden_states)                                   # [L, B, T, D]
         lengths = self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=hidden.shape[2])

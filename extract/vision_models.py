@@ -3,6 +3,9 @@
     python -m extract --dataset demo --features vision:google/vit-base-patch16-224-in21k
     python -m extract --dataset demo --features rafdb=vision:/models/my-rafdb-vit
 
+A hub model is identified by its id and revision, a folder by its weights hash (a moved folder
+keeps its cache); without an alias a folder's feature is named after it (`vision:my-rafdb-vit`).
+
 Every hidden layer (embeddings output included) is mean-pooled over tokens (ViT, CLIP vision) or
 over the spatial grid (ResNet, ConvNeXt stages), then over the clip's detected frames:
 `layers` [L, D] per clip, float16 by default. CNN stages of different widths are zero-padded to the
@@ -10,63 +13,62 @@ widest and `layer_dims` [L] says how many values of each row are real.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .base import KINDS, _config
+from .base import KINDS, MODEL_RUNTIME, _config
 from .models import (STAND_IN_NOTE, autocast, check_dtypes, load_pretrained, mark_stand_in, model_identity,
                      resolve_device, stand_in)
-from .visual import FaceEmbedder, FaceEmbeddingConfig
+from .visual import FaceEmbedder, FaceModelConfig
 
 
 @dataclass(frozen=True)
-class VisionConfig(FaceEmbeddingConfig):
-    model: str = ""
+class VisionConfig(FaceModelConfig):
     chip_size: int = 224        # aligned chip side fed to the image processor
     store_dtype: str = "float16"  # float16 or float32 in the cache
     batch_seconds: float = 64.0  # face crops per batch
 
     def __post_init__(self):
-        check_dtypes(self.store_dtype, self.dtype)
+        check_dtypes(self.store_dtype, self.compute_dtype)
 
 
 class VisionLayers(FaceEmbedder):
     """Per-layer pooled hidden states of an HF vision model on aligned face chips."""
 
-    version = "1"
+    name, version = "vision", "1"  # one extractor serves every model: the model is in identity()
     dims = "[L, D] per model"
     description = "every layer of an HF vision encoder (ViT, CLIP vision, ResNet, ConvNeXt), pooled"
     Config = VisionConfig
+    runtime_options = MODEL_RUNTIME
     chip_padding = 0.25
     primary = "layers"
 
-    @property
-    def name(self) -> str:  # one extractor class serves every model
-        return f"vision:{self.config.model}"
+    def __init__(self, config=None, source: str = ""):
+        super().__init__(config)
+        self.source = source  # hub id or local folder
 
     @property
     def chip_size(self) -> int:
         return self.config.chip_size
 
     def identity(self) -> dict:
-        ident = super().identity()
-        ident.pop("model", None)
-        return ident | model_identity(self.config.model)
+        return super().identity() | {"model": model_identity(self.source)}
 
     def setup(self):
         from transformers import AutoImageProcessor, AutoModel
 
         self._device = resolve_device(self.config.device)
-        self._model, self._processor = load_pretrained(self.config.model, AutoModel, AutoImageProcessor)
+        autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
+        self._model, self._processor = load_pretrained(self.source, AutoModel, AutoImageProcessor)
         self._model.to(self._device)
 
     def embed(self, chips):
         import torch
 
         inputs = self._processor(images=list(chips), return_tensors="pt").to(self._device)
-        with torch.inference_mode(), autocast(self._device, self.config.dtype):
+        with torch.inference_mode(), autocast(self._device, self.config.compute_dtype):
             out = self._vision_forward(inputs["pixel_values"])
         pooled = [h.float().mean(dim=1) if h.dim() == 3 else h.float().mean(dim=(2, 3))
                   for h in out.hidden_states]
@@ -88,13 +90,12 @@ class VisionLayers(FaceEmbedder):
         return outputs
 
     def provenance(self) -> dict:
-        return super().provenance() | {"model": model_identity(self.config.model)}
+        return super().provenance() | {"model": model_identity(self.source)}
 
 
 def vision_extractor(argument: str, options: dict[str, str]) -> VisionLayers:
     """any HF vision encoder (ViT, CLIP vision, ResNet, ConvNeXt): every layer pooled, [L, D] per clip"""
-    config = _config(VisionConfig, {k: v for k, v in options.items() if k != "model"}, f"vision:{argument}")
-    return VisionLayers(replace(config, model=argument))
+    return VisionLayers(_config(VisionConfig, options, f"vision:{argument}"), source=argument)
 
 
 vision_extractor.__doc__ = vision_extractor.__doc__.strip()

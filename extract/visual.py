@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import BatchExtractor, Extractor, Output, register
+from .base import MODEL_RUNTIME, BatchExtractor, Extractor, Output, register
 from .face_track import NoFaceError, TrackConfig, align_face, centre_crop, clip_track, to_gray
 from .fer2013 import LABELS, fer2013_predict, load_fer2013
+from .models import DTYPES
 
 __all__ = ["fer2013_predict", "FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013", "LABELS"]
 
@@ -120,9 +121,19 @@ class FaceEmbeddingConfig:
     upsample: str = "auto"
     pool_std: bool = False       # also store the std over detected frames
     frame_level: bool = False    # also store one embedding per detected frame (ragged)
+
+
+@dataclass(frozen=True)
+class FaceModelConfig(FaceEmbeddingConfig):
+    """An embedding network run in batches on a device (FER2013, vision encoders)."""
+
     device: str = "auto"
-    dtype: str = "float32"
+    compute_dtype: str = "float32"  # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
     batch_seconds: float = 256.0  # batch budget in face crops (the CLI's --batch-seconds)
+
+    def __post_init__(self):
+        if self.compute_dtype not in DTYPES:
+            raise ValueError(f"compute_dtype {self.compute_dtype!r}: choose one of {DTYPES}")
 
 
 class FaceEmbedder(BatchExtractor):
@@ -180,7 +191,9 @@ class FaceDlib(FaceEmbedder):
     dims = "128 (+ 128 std)"
     description = "dlib ResNet 128-d face descriptor, mean over detected frames"
     primary = "descriptor"
-    batched = False  # dlib runs on the CPU only: one clip per worker beats one batch in the main process
+    # dlib runs on the CPU only, in float32: one clip per worker beats one batch in the main
+    # process, and --device, --dtype and --batch-seconds have nothing to act on
+    batched = False
 
     def extract(self, clip, media) -> Output:
         return self.extract_batch([clip], [self.prepare(clip, media)])[0]
@@ -206,17 +219,20 @@ class FaceFER2013(FaceEmbedder):
     description = f"FER2013 mini-Xception ({', '.join(LABELS)}): 128-d last-residual embedding + probs"
     primary = "embedding"
     chip_size, gray = 64, True
+    Config = FaceModelConfig
+    runtime_options = MODEL_RUNTIME
 
     def setup(self):
-        from .models import resolve_device
+        from .models import autocast, resolve_device
 
         self._device = resolve_device(self.config.device)
+        autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         self._model = load_fer2013().to(self._device)
 
     def embed(self, chips):
         from .models import autocast
 
-        with autocast(self._device, self.config.dtype):
+        with autocast(self._device, self.config.compute_dtype):
             probs, embedding = fer2013_predict(chips, self._model, self._device)
         return {"embedding": embedding, "probs": probs}
 

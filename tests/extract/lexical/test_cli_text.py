@@ -33,7 +33,7 @@ def test_text_features_of_a_corpus_with_odd_transcripts(tmp_path):
     assert status["empty"] == ("flagged", "empty transcript")
     assert status["long"] == ("flagged", "transcript truncated to 64 of 302 tokens")
     assert status["latin1"][0] == "failed" and "not valid UTF-8" in status["latin1"][1]
-    assert status["none"] == ("failed", "text-minilm failed: ValueError: no transcript in the manifest "
+    assert status["none"] == ("failed", "text-minilm failed: ClipError: no transcript in the manifest "
                               "(give one, or transcribe with asr:<model> and set the text feature's option "
                               "transcripts=asr:<model>)")
     n_tokens = dict(zip(ok, feat.array("n_tokens", ids=ok)))

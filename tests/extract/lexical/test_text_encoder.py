@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from extract import base
+from extract import base, models
 from extract.lexical import TextConfig, token_sequence
 from manifests.table import Clip
 from tests.extract.lexical.conftest import MINILM, reference_hidden_states
@@ -17,12 +17,24 @@ def encode(extractor, texts, **clip):
 
 
 def test_masked_mean_of_the_last_layer_is_the_sentence_transformers_embedding(minilm):
-    st = pytest.importorskip("sentence_transformers")
+    """sentence-transformers' all-MiniLM-L6-v2 embedding is the attention-masked mean of the last
+    layer (then L2-normalised): computed here with plain transformers on one padded batch."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
     from extract.lexical import resolve_source
 
-    reference = st.SentenceTransformer(resolve_source(MINILM), device="cpu").encode(SENTENCES[:4])
+    source = resolve_source(MINILM)
+    tokenizer, model = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()
+    batch = tokenizer(SENTENCES[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        last = model(**batch).last_hidden_state                       # [4, T, 384]
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    reference = ((last * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy()
+    assert mask.sum(1).min() < mask.shape[1]  # the batch really is padded
     for out, expected in zip(encode(minilm, SENTENCES[:4]), reference):
         got = out.arrays["mean"][-1]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
         assert np.dot(got, expected) / np.linalg.norm(got) / np.linalg.norm(expected) > 0.9999
 
 
@@ -100,7 +112,9 @@ def test_transcript_that_is_not_unicode_fails_the_clip_with_its_reason(minilm):
         minilm.prepare(Clip(id="y", split="train", text=None), None)
 
 
-def test_presets_are_aliases_of_the_text_kind():
+def test_presets_are_aliases_of_the_text_kind(monkeypatch):
+    # no hub here: every hub model is at one revision (tests/extract/test_models.py reads a real HF cache)
+    monkeypatch.setattr(models, "hub_revision", lambda source: "0" * 40)
     macbert = base.build("chinese-macbert-large")
     assert macbert.source == "hfl/chinese-macbert-large" and macbert.primary == "mean"
     assert macbert.fingerprint == base.build("text:hfl/chinese-macbert-large").fingerprint
@@ -117,4 +131,4 @@ def test_runtime_options_stay_out_of_the_fingerprint_and_bad_options_are_refused
     with pytest.raises(ValueError, match="store_dtype 'int8'"):
         base.build("text-minilm", {"store_dtype": "int8"})
     with pytest.raises(ValueError, match="float16 autocast is not supported on CPU"):
-        base.build("text-minilm", {"dtype": "float16", "device": "cpu"}).setup()
+        base.build("text-minilm", {"compute_dtype": "float16", "device": "cpu"}).setup()

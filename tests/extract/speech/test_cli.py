@@ -43,7 +43,7 @@ def test_every_layer_of_every_clip_matches_transformers(corpus, tmp_path, model_
     assert result.exit_code == 1, result.output  # the 0.01 s clip failed; the run went on
     feat = open_feature("sp", "hubert", tmp_path)
     assert feat.shape == (6, 3, 32) and feat.keys == ["mean", "n_frames", "std"]
-    assert feat.failures() == {"tiny": "ssl failed: ValueError: clip too short for tiny-hubert: 0.010 s "
+    assert feat.failures() == {"tiny": "ssl failed: ClipError: clip too short for tiny-hubert: 0.010 s "
                                        "gives no frame (needs at least 0.025 s)"}
     assert feat.status_of("silent") == ("flagged", "silent audio")
     assert np.isfinite(feat.array(ids=["silent"])).all()

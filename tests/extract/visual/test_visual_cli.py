@@ -103,17 +103,66 @@ def test_dlib_descriptor_tells_the_tracked_person_from_the_other(cached, lfw):
     assert np.linalg.norm(face - two) < 0.6 < np.linalg.norm(two - stranger)
 
 
+def reference_layers(folder, chips: np.ndarray) -> np.ndarray:
+    """float32 [L, W]: the HF model's own forward on uint8 chips [n, S, S, 3] through its own image
+    processor; each hidden state averaged over tokens (or the spatial grid), then over the chips,
+    zero-padded to the widest layer."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModel
+
+    model = AutoModel.from_pretrained(folder).eval()
+    pixels = AutoImageProcessor.from_pretrained(folder)(images=list(chips), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = getattr(model, "vision_model", model)(pixel_values=pixels, output_hidden_states=True).hidden_states
+    pooled = [(h.mean(1) if h.dim() == 3 else h.mean((2, 3))).mean(0).numpy() for h in hidden]
+    width = max(len(p) for p in pooled)
+    return np.stack([np.pad(p, (0, width - len(p))) for p in pooled])
+
+
+def check_against_the_model(cache, feature, crops_feature, folder, atol):
+    """The cached layers of the face clips equal the model's forward on the face-crops of the same
+    sampled frames (same track, chip size and padding), its detected faces only."""
+    feat, crops = open_feature("v", feature, cache), open_feature("v", crops_feature, cache)
+    for cid in ("face", "two"):
+        mask = crops.array("mask", ids=[cid])[0]
+        chips = crops.array(ids=[cid])[0][mask == 1]
+        expected = reference_layers(folder, chips)
+        np.testing.assert_allclose(feat.array(ids=[cid])[0].astype(np.float32), expected, rtol=2e-3, atol=atol)
+    assert np.abs(expected[0] - expected[-1]).max() > 0.01  # the layers really differ
+
+
 def test_vision_model_stores_every_layer_in_float16(corpus, tmp_path):
     build_tiny_vit(tmp_path / "tiny-vit")
-    result = extract(corpus, tmp_path / "cache", f"tinyvit=vision:{tmp_path / 'tiny-vit'}",
-                     "tinyvit.max_frames=3", "tinyvit.chip_size=64")
+    result = extract(corpus, tmp_path / "cache", f"tinyvit=vision:{tmp_path / 'tiny-vit'},crops=face-crops",
+                     "tinyvit.max_frames=3", "tinyvit.chip_size=64",
+                     "crops.max_frames=3", "crops.size=64", "crops.fallback=none")
     assert result.exit_code == 1, result.output
     feat = open_feature("v", "tinyvit", tmp_path / "cache")
     assert feat.shape == (4, 3, 32) and feat.array().dtype == np.float16  # embeddings + 2 layers
     assert set(feat.failures()) == {"noface", "audio"}
-    assert np.isfinite(feat.array(ids=["face", "two"])).all()
+    check_against_the_model(tmp_path / "cache", "tinyvit", "crops", tmp_path / "tiny-vit", atol=3e-3)
     provenance = feat.provenance
     assert "random-initialised" in str(provenance) and str(tmp_path) not in str(provenance.get("model"))
+
+
+def test_a_model_folder_names_its_feature_and_may_move(corpus, tmp_path):
+    """No path in the file name, the feature name, the provenance or the fingerprint: the model is
+    its weights, so a moved folder keeps its cache."""
+    import json
+
+    build_tiny_vit(tmp_path / "before" / "tiny-vit")
+    settings = ("vision:tiny-vit.max_frames=2", "vision:tiny-vit.chip_size=32")
+    first = extract(corpus, tmp_path / "cache", f"vision:{tmp_path / 'before' / 'tiny-vit'}", *settings)
+    assert first.exit_code == 1 and "extracted 4 clips" in first.output, first.output
+    assert [p.name for p in (tmp_path / "cache" / "v").glob("*.h5")] == ["vision_tiny-vit.h5"]
+    feat = open_feature("v", "vision:tiny-vit", tmp_path / "cache")
+    assert feat.provenance["extractor"] == "vision" and feat.provenance["feature"] == "vision:tiny-vit"
+    assert feat.provenance["model"]["model"] == "tiny-vit" and feat.provenance["model"]["weights_sha256"]
+    assert str(tmp_path) not in json.dumps(feat.provenance, default=str)
+    (tmp_path / "before").rename(tmp_path / "after")
+    again = extract(corpus, tmp_path / "cache", f"vision:{tmp_path / 'after' / 'tiny-vit'}", *settings)
+    assert again.exit_code == 1 and "extracted 0 clips" in again.output and "4 already cached" in again.output
+    assert open_feature("v", "vision:tiny-vit", tmp_path / "cache").attrs["fingerprint"] == feat.attrs["fingerprint"]
 
 
 def _tiny_resnet(folder):
@@ -150,11 +199,15 @@ def _tiny_clip_vision(folder):
 def test_vision_kind_serves_cnns_and_clip_image_towers(corpus, tmp_path, build):
     """Tiny random-initialised ResNet, ConvNeXt and CLIP models built here, loaded by folder."""
     n_layers, width = build(tmp_path / "model")
-    result = extract(corpus, tmp_path / "cache", f"vis=vision:{tmp_path / 'model'}", "vis.max_frames=2")
+    result = extract(corpus, tmp_path / "cache", f"vis=vision:{tmp_path / 'model'},crops=face-crops",
+                     "vis.max_frames=2", "vis.chip_size=64",
+                     "crops.max_frames=2", "crops.size=64", "crops.fallback=none")
     assert result.exit_code == 1, result.output  # noface and audio fail, the faces do not
     feat = open_feature("v", "vis", tmp_path / "cache")
     assert feat.shape == (4, n_layers, width) and set(feat.failures()) == {"noface", "audio"}
-    assert np.isfinite(feat.array(ids=["face", "two"])).all()
+    check_against_the_model(tmp_path / "cache", "vis", "crops", tmp_path / "model", atol=3e-3)
+    dims = feat.array("layer_dims", ids=["face"])[0]
+    assert dims.max() == width and (feat.array(ids=["face"])[0][dims < width, width // 2:] == 0).all()
 
 
 def test_cnn_detector_option_finds_the_face(corpus, tmp_path, monkeypatch):
