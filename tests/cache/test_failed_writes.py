@@ -65,7 +65,7 @@ def test_a_writer_that_cannot_commit_keeps_no_other_from_committing(corpus, tmp_
     assert isinstance(result.exception, FileExistsError), result.output
     logmel = FeatureWriter(cache, "b", "logmel", "", {})
     assert logmel.done_ids() == {"clip1", "clip2", "odd", "zed"}  # committed despite mfcc's failure
-    assert sorted(p.name for p in (cache / "b").iterdir()) == ["extract.log", "logmel.parts", "mfcc.parts"]
+    assert sorted(p.name for p in (cache / "b").iterdir()) == ["_clips.h5", "extract.log", "logmel.parts", "mfcc.parts"]
 
 
 def test_a_failed_flush_keeps_its_clips_for_the_next(tmp_path):

@@ -154,7 +154,7 @@ def test_a_model_folder_names_its_feature_and_may_move(corpus, tmp_path):
     settings = ("vision:tiny-vit.max_frames=2", "vision:tiny-vit.chip_size=32")
     first = extract(corpus, tmp_path / "cache", f"vision:{tmp_path / 'before' / 'tiny-vit'}", *settings)
     assert first.exit_code == 1 and "extracted 4 clips" in first.output, first.output
-    assert [p.name for p in (tmp_path / "cache" / "v").glob("*.h5")] == ["vision_tiny-vit.h5"]
+    assert [p.name for p in (tmp_path / "cache" / "v").glob("*.h5")] == ["_clips.h5", "vision_tiny-vit.h5"]
     feat = open_feature("v", "vision:tiny-vit", tmp_path / "cache")
     assert feat.provenance["extractor"] == "vision" and feat.provenance["feature"] == "vision:tiny-vit"
     assert feat.provenance["model"]["model"] == "tiny-vit" and feat.provenance["model"]["weights_sha256"]
