@@ -1,0 +1,256 @@
+"""The one training loop: K-fold CV x seeds, trained together, best epoch per fold.
+
+Every (seed, fold) is a member of one batched model (fuse.ensemble). Per epoch each member sees its
+own shuffled training clips in batches; members with fewer clips get masked padding. After each
+epoch every member is scored on its validation fold; its weights at the best epoch (combined
+score: weighted F1 - 0.25 * valence MSE, F1 alone without valence) are kept, and the test pass runs
+once with them. Standardization statistics come from each member's training clips only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import metrics
+from .ensemble import Ensemble
+from .folds import make_folds
+from .models import build
+from .progress import Progress
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    folds: int = 5
+    epochs: int = 100
+    seeds: tuple[int, ...] = (0,)
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 32
+    precision: str = "fp32"       # fp32 | bf16 (autocast)
+    device: str = "auto"
+    standardize: bool = True
+
+
+@dataclass
+class Fit:
+    """What a CV run leaves: per seed s and fold k (member e = s * K + k)."""
+
+    train_index: np.ndarray          # problem rows of the labelled training clips [n]
+    folds: np.ndarray                # [S, n] fold of each training clip per seed
+    oof_probs: np.ndarray            # [S, n, C] validation-fold probabilities at the best epoch
+    oof_valence: np.ndarray          # [S, n]
+    best_epoch: np.ndarray           # [S, K]
+    fold_scores: list                # [S][K] validation metrics at the best epoch
+    history: np.ndarray              # [S, K, epochs] validation selection score per epoch
+    states: list = field(default_factory=list)   # [S * K] state dicts (CPU)
+    norms: list = field(default_factory=list)    # [S * K] per block (mean, std) or None
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA device is available here (use cpu or auto)")
+    return torch.device(name)
+
+
+def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = True) -> Fit:
+    """Train `model` on the labelled training clips of `problem` with K-fold CV for every seed."""
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    tr = problem.index("train", labelled_only=True)
+    labels, valence = problem.labels[tr], problem.valence[tr]
+    folds = np.stack([make_folds(labels, cfg.folds, s, problem.multi_label) for s in cfg.seeds])
+    members = [(s, k) for s in range(len(cfg.seeds)) for k in range(cfg.folds)]
+    torch.manual_seed(cfg.seeds[0])  # dropout masks
+    ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
+                   len(members), device, cfg.precision)
+    data = _Data(problem, tr, folds, members, device, cfg.standardize)
+    result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
+    result.train_index, result.folds = tr, folds
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _member_net(problem, model, model_config, seed):
+    torch.manual_seed(seed)
+    return build(model, model_config, problem.shapes, problem.modalities, len(problem.classes), problem.multi_label)
+
+
+class _Data:
+    """Training tensors on the device and each member's train / validation rows (padded with -1)."""
+
+    def __init__(self, problem, tr, folds, members, device, standardize):
+        self.blocks = [torch.as_tensor(b[tr], device=device) for b in problem.blocks]
+        self.multi = problem.multi_label
+        lab = problem.labels[tr]
+        self.labels = torch.as_tensor(np.nan_to_num(lab) if self.multi else lab,
+                                      dtype=torch.float32 if self.multi else torch.long, device=device)
+        val = problem.valence[tr]
+        self.has_valence = torch.as_tensor(~np.isnan(val), dtype=torch.float32, device=device)
+        self.valence = torch.as_tensor(np.nan_to_num(val), dtype=torch.float32, device=device)
+        self.labels_np, self.valence_np = lab, val
+        self.train_rows = _padded([np.flatnonzero(folds[s] != k) for s, k in members], device)
+        self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
+        self.val_padded = _padded(self.val_rows, device)
+        self.norms = [self._norms(rows) for rows in self.train_rows.cpu().numpy()] if standardize else None
+        self.mean = [torch.stack([n[i][0] for n in self.norms]) for i in range(len(self.blocks))] if standardize else None
+        self.std = [torch.stack([n[i][1] for n in self.norms]) for i in range(len(self.blocks))] if standardize else None
+
+    def _norms(self, rows):
+        rows = torch.as_tensor(rows[rows >= 0], device=self.blocks[0].device)
+        out = []
+        for b in self.blocks:
+            x = b[rows]
+            out.append((x.mean(0), x.std(0).clamp(min=1e-6)))
+        return out
+
+    def gather(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """rows [E, B] (-1 = padding) -> inputs [E, B, ...] per block, standardized per member."""
+        safe = rows.clamp(min=0)
+        out = []
+        for i, b in enumerate(self.blocks):
+            x = b[safe]
+            if self.mean is not None:
+                shape = (x.shape[0], 1) + x.shape[2:]
+                x = (x - self.mean[i].view(shape)) / self.std[i].view(shape)
+            out.append(x)
+        return out
+
+
+def _padded(rows: list[np.ndarray], device) -> torch.Tensor:
+    out = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
+    for e, r in enumerate(rows):
+        out[e, :len(r)] = r
+    return torch.as_tensor(out, device=device)
+
+
+def _epoch_order(train_rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each member's training rows in a fresh random order, padding (-1) last: [E, n_max]."""
+    keys = torch.rand(train_rows.shape, generator=generator, device="cpu").to(train_rows.device)
+    keys = keys.masked_fill(train_rows < 0, 2.0)
+    return train_rows.gather(1, keys.argsort(dim=1))
+
+
+def _train(ens, data, cfg, problem, progress, title) -> Fit:
+    opt = ens.optimizer(cfg.lr, cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seeds[0])
+    E, S, K = ens.n, len(cfg.seeds), cfg.folds
+    best_score = np.full(E, -np.inf)
+    best_epoch = np.zeros(E, dtype=int)
+    history = np.full((E, cfg.epochs), np.nan)
+    best_params = {k: v.detach().clone() for k, v in ens.params.items()}
+    n_classes = len(problem.classes)
+    val_best = [(np.zeros((len(r), n_classes)), np.zeros(len(r))) for r in data.val_rows]
+    scores = [None] * E
+    bar = Progress(cfg.epochs, title, enabled=progress)
+    for epoch in range(cfg.epochs):
+        order = _epoch_order(data.train_rows, generator)
+        for start in range(0, order.shape[1], cfg.batch_size):
+            rows = order[:, start:start + cfg.batch_size]
+            keep = rows >= 0
+            rows = rows.clamp(min=0)
+            weight = keep.float()
+            opt.zero_grad(set_to_none=True)
+            loss = ens.loss(data.gather(rows), data.labels[rows], data.valence[rows], weight,
+                            weight * data.has_valence[rows])
+            loss.backward()
+            opt.step()
+        probs, predicted = _validate(ens, data)
+        improved = np.zeros(E, dtype=bool)
+        for e in range(E):
+            n = len(data.val_rows[e])
+            score, detail = _selection_score(problem, data, e, probs[e, :n], predicted[e, :n])
+            history[e, epoch] = score
+            if score > best_score[e]:
+                best_score[e], best_epoch[e], scores[e] = score, epoch, detail
+                val_best[e] = (probs[e, :n], predicted[e, :n])
+                improved[e] = True
+        _keep_best(best_params, ens.params, improved)
+        bar.update(epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
+    bar.close()
+    return _collect(ens, data, cfg, best_params, best_epoch, history, scores, val_best, S, K)
+
+
+def _validate(ens, data, chunk: int = 4096):
+    """Validation-fold probabilities [E, V, C] and valence [E, V] (numpy) of the current weights."""
+    outs = []
+    for start in range(0, data.val_padded.shape[1], chunk):
+        rows = data.val_padded[:, start:start + chunk]
+        outs.append(ens.predict(data.gather(rows)))
+    logits = torch.cat([o[0] for o in outs], dim=1)
+    valence = torch.cat([o[1] for o in outs], dim=1)
+    probs = logits.sigmoid() if data.multi else logits.softmax(-1)
+    return probs.cpu().numpy(), valence.cpu().numpy()
+
+
+def _selection_score(problem, data, e, probs, predicted):
+    """The best-epoch criterion on member e's validation fold: (score, metrics)."""
+    rows = data.val_rows[e]
+    valence = data.valence_np[rows] if problem.has_valence else None
+    if problem.multi_label:
+        from sklearn.metrics import average_precision_score  # threshold-free: thresholds come later
+
+        ap = float(average_precision_score(data.labels_np[rows], probs, average="weighted"))
+        mse = metrics.valence_mse(valence, predicted) if valence is not None else float("nan")
+        return metrics.combined_score(ap, mse), {"average_precision": ap}
+    out = metrics.single_label_scores(data.labels_np[rows], probs, valence, predicted)
+    return out["combined"], out
+
+
+def _keep_best(best: dict, params: dict, improved: np.ndarray):
+    if improved.any():
+        mask = torch.as_tensor(improved, device=next(iter(params.values())).device)
+        for name, value in params.items():
+            best[name][mask] = value.detach()[mask]
+
+
+def _collect(ens, data, cfg, best_params, best_epoch, history, scores, val_best, S, K) -> Fit:
+    n, C = len(data.labels_np), val_best[0][0].shape[1]
+    oof_probs, oof_valence = np.zeros((S, n, C)), np.zeros((S, n))
+    for e, rows in enumerate(data.val_rows):
+        oof_probs[e // K, rows], oof_valence[e // K, rows] = val_best[e]
+    states = [ens.member_state(e, best_params) for e in range(ens.n)]
+    norms = ([[(m.cpu(), s.cpu()) for m, s in member] for member in data.norms]
+             if data.norms is not None else [None] * ens.n)
+    fit = Fit(train_index=None, folds=None, oof_probs=oof_probs, oof_valence=oof_valence,
+              best_epoch=best_epoch.reshape(S, K), fold_scores=[scores[s * K:(s + 1) * K] for s in range(S)],
+              history=history.reshape(S, K, -1), states=states, norms=norms)
+    fit._ensemble, fit._best_params = ens, best_params  # for the test pass in this process
+    return fit
+
+
+@torch.no_grad()
+def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], multi_label: bool,
+            chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Every member's outputs on the same clips: probabilities [E, n, C] and valence [E, n].
+    blocks: [n, ...] float32 per block; norms: per member, per block (mean, std) or None."""
+    device = ens.device
+    probs, valence = [], []
+    for start in range(0, len(blocks[0]), chunk):
+        inputs = []
+        for i, b in enumerate(blocks):
+            x = torch.as_tensor(b[start:start + chunk], device=device).unsqueeze(0).expand(ens.n, *b[start:start + chunk].shape)
+            if norms[0] is not None:
+                mean = torch.stack([m[i][0] for m in norms]).to(device).unsqueeze(1)
+                std = torch.stack([m[i][1] for m in norms]).to(device).unsqueeze(1)
+                x = (x - mean) / std
+            inputs.append(x)
+        logits, val = ens.predict(inputs, params)
+        probs.append((logits.sigmoid() if multi_label else logits.softmax(-1)).cpu().numpy())
+        valence.append(val.cpu().numpy())
+    return np.concatenate(probs, axis=1), np.concatenate(valence, axis=1)
+
+
+def load_ensemble(problem_shapes, modalities, n_classes, multi_label, model, model_config, states,
+                  device: str = "auto", precision: str = "fp32") -> Ensemble:
+    """An Ensemble holding saved member weights (for scoring another dataset with a run)."""
+    def make(e):
+        net = build(model, model_config, problem_shapes, modalities, n_classes, multi_label)
+        net.load_state_dict(states[e])
+        return net
+    return Ensemble(make, len(states), resolve_device(device), precision)

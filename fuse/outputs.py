@@ -1,0 +1,133 @@
+"""Score a trained request and write its run folder (layout: fuse.run)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import plots
+from .evaluate import cv_scores, oof_thresholds, score
+from .metrics import mean_std
+from .run import combine, config_dict, replace_folder, save_weights, write_predictions
+
+
+@dataclass
+class Result:
+    folder: Path
+    metrics: dict
+    title: str
+
+    def table(self) -> str:
+        """The compact result table printed at the end of a run."""
+        head = f"{'split':<8}{'clips':>6}  {'weighted F1':<15}{'accuracy':<15}{'valence MSE':<15}{'combined':<15}"
+        lines = [self.title, head]
+        for split, counts in self.metrics["clips"].items():
+            m = self.metrics.get(split)
+            if not m:
+                lines.append(f"{split:<8}{counts:>6}  (unlabelled: predictions only)")
+                continue
+            cells = [_cell(m.get(k)) for k in ("weighted_f1", "accuracy", "mse", "combined")]
+            lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<15}" for c in cells))
+        return "\n".join(lines)
+
+
+def _cell(entry) -> str:
+    return "-" if not entry else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+
+def write_run(folder: Path, request, problem, systems, weights, splits) -> Result:
+    started = time.perf_counter()
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    first = systems[0].fit
+    tr, folds, seeds = first.train_index, first.folds, request.train.seeds
+    oof_probs = sum(w * s.fit.oof_probs for w, s in zip(weights, systems))
+    oof_valence = sum(w * s.fit.oof_valence for w, s in zip(weights, systems))
+    out = {"cv": mean_std(cv_scores(problem, tr, folds, oof_probs, oof_valence)), "ensemble": {},
+           "clips": {"cv": int(len(tr))}}
+    thresholds = oof_thresholds(problem, tr, oof_probs)
+    (tmp / "scores").mkdir()
+    np.savez_compressed(tmp / "scores" / "cv.npz", ids=problem.ids[tr].astype(str), folds=folds,
+                        probs=oof_probs, valence=oof_valence)
+    meta = _meta(problem, request, systems, weights, thresholds)
+    panels = [("CV", problem.labels[tr], oof_probs[0].argmax(1))] if not problem.multi_label else []
+    for split in splits:
+        panel = _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, request)
+        panels += [panel] if panel else []
+    _write_extras(tmp, request, problem, systems, weights, meta, panels, out)
+    out["seconds"] = round(sum(s.fit.seconds for s in systems) + time.perf_counter() - started, 2)
+    (tmp / "metrics.json").write_text(json.dumps(out, indent=2))
+    replace_folder(tmp, folder)
+    title = (f"{request.model} on {problem.dataset}: " + ", ".join(f"{m}={s}" for m, s in zip(problem.modalities, problem.specs))
+             + f" ({len(seeds)} seed(s) x {request.train.folds} folds, {out['seconds']:.1f} s)")
+    return Result(folder, out, title)
+
+
+def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, request):
+    rows = problem.index(split)
+    out["clips"][split] = int(len(rows))
+    if not len(rows):
+        return None
+    probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta,
+                             request.train.device, request.train.precision)
+    S, K = len(request.train.seeds), request.train.folds
+    per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)
+    per_seed_v = valence.reshape(S, K, -1).mean(1)
+    ens_p, ens_v = per_seed_p.mean(0), per_seed_v.mean(0)
+    write_predictions(tmp / "predictions" / f"{split}.csv", problem.ids[rows], ens_p, ens_v,
+                      problem.classes, problem.multi_label, thresholds)
+    np.savez_compressed(tmp / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
+                        probs=per_seed_p, valence=per_seed_v)
+    labelled = problem.labelled[rows]
+    if not labelled.any():
+        return None
+    sub = rows[labelled]
+    runs = [score(problem, sub, per_seed_p[s][labelled], per_seed_v[s][labelled], thresholds) for s in range(S)]
+    out[split] = mean_std(runs)
+    out["ensemble"][split] = score(problem, sub, ens_p[labelled], ens_v[labelled], thresholds)
+    if problem.multi_label:
+        return None
+    return (split, problem.labels[sub], ens_p[labelled].argmax(1))
+
+
+def _meta(problem, request, systems, weights, thresholds) -> dict:
+    return {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
+            "shapes": problem.shapes, "classes": list(problem.classes), "multi_label": problem.multi_label,
+            "has_valence": problem.has_valence, "seeds": list(request.train.seeds), "folds": request.train.folds,
+            "standardize": request.train.standardize, "fingerprints": problem.fingerprints,
+            "thresholds": None if thresholds is None else thresholds.tolist(),
+            "systems": [{"model": s.model, "label": s.label, "config": config_dict(s.config), "weight": float(w)}
+                        for s, w in zip(systems, weights)]}
+
+
+def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
+    for system in systems:
+        save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
+    (tmp / "model.json").write_text(json.dumps(meta, indent=2))
+    config = {"dataset": problem.dataset, "model": request.model, "features": dict(zip(problem.specs, problem.modalities)),
+              "train": dataclasses.asdict(request.train), "test_splits": list(out["clips"])[1:],
+              "systems": meta["systems"], "corpus_override": bool(request.corpus)}
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    out["config"] = config
+    out["features"] = problem.provenance
+    out["best_epoch"] = systems[0].fit.best_epoch.tolist()
+    if len(systems) > 1:
+        out["systems"] = {s.label: {"weight": float(w), "cv": mean_std(cv_scores(
+            problem, s.fit.train_index, s.fit.folds, s.fit.oof_probs, s.fit.oof_valence))} for s, w in zip(systems, weights)}
+    if problem.missing:
+        lines = ["id,reason"] + [f"{cid},\"{why}\"" for cid, why in sorted(problem.missing.items())]
+        (tmp / "missing.csv").write_text("\n".join(lines) + "\n")
+    out["missing"] = len(problem.missing)
+    out["warnings"] = problem.warnings
+    if panels:
+        plots.confusion_matrices(tmp / "confusion.png", panels, problem.classes)
+    estimator = systems[0].estimator
+    plots.training_curves(tmp / "curves.png", systems[0].fit.history, systems[0].fit.best_epoch,
+                          "validation -loss" if estimator else "validation selection score",
+                          f"{request.model} ({systems[0].label}), seed {request.train.seeds[0]}")

@@ -1,0 +1,109 @@
+"""Score another cached dataset with a trained run (a noisy copy, unlabelled clips, a new corpus).
+
+    python -m fuse.predict --run data/runs/demo/attention-ALV-... --dataset demo-noisy
+
+Features are read with the run's specs; each must come from the same extractor, version and config
+as the run's, or the command is refused. Writes predictions/<split>.csv (MER submission format),
+scores/<split>.npz and, where the clips are labelled, metrics.json (mean +- std over the run's seeds).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from cache.__main__ import Refused
+from .evaluate import score
+from .metrics import mean_std
+from .problem import load_problem
+from .run import combine, load_systems, write_predictions
+from .training import clip_table, TrainRequest
+from .loop import TrainConfig
+
+IDENTITY = ("extractor", "version", "config", "model", "revision", "weights")
+
+
+def check_features(run_features: dict, new_features: dict):
+    """Refuse features made differently from the run's (extractor, version, config, model)."""
+    for spec, theirs in run_features.items():
+        ours = new_features.get(spec, {})
+        differ = [k for k in IDENTITY if theirs.get(k) != ours.get(k)]
+        if differ:
+            raise Refused(f"feature {spec}: this dataset's was made with another {', '.join(differ)} "
+                          f"than the run's ({', '.join(f'{k}={theirs.get(k)!r} vs {ours.get(k)!r}' for k in differ)})")
+
+
+def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=None, device="auto", corpus=None):
+    meta = json.loads((run / "model.json").read_text())
+    trained = json.loads((run / "metrics.json").read_text())
+    request = TrainRequest(model=meta["systems"][0]["model"], configs=[], train=TrainConfig(device=device),
+                           dataset=dataset, cache_dir=cache_dir, corpus=corpus or {})
+    table = clip_table(request, dataset)
+    try:
+        problem = load_problem(dataset, list(zip(meta["modalities"], meta["specs"])), root=cache_dir, clips=table)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        raise Refused(str(err)) from None
+    check_features(trained["features"], problem.provenance)
+    if [list(s) for s in problem.shapes] != [list(s) for s in meta["shapes"]]:
+        raise Refused(f"feature shapes {problem.shapes} differ from the run's {meta['shapes']}")
+    if list(problem.classes) != meta["classes"]:
+        problem.classes = tuple(meta["classes"])  # scored against the run's classes
+    systems = load_systems(run, meta)
+    out = Path(out or run / f"predict-{dataset}")
+    thresholds = np.asarray(meta["thresholds"]) if meta["thresholds"] else None
+    metrics = {"run": run.name, "dataset": dataset, "clips": {}}
+    for split in splits or problem.splits:
+        rows = problem.index(split)
+        metrics["clips"][split] = int(len(rows))
+        if len(rows):
+            _score_split(out, split, rows, problem, systems, meta, thresholds, metrics, device)
+    metrics["missing"] = len(problem.missing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return out, metrics
+
+
+def _score_split(out, split, rows, problem, systems, meta, thresholds, metrics, device):
+    weights = [s["weight"] for s in meta["systems"]]
+    probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta, device)
+    S, K = len(meta["seeds"]), meta["folds"]
+    per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)
+    per_seed_v = valence.reshape(S, K, -1).mean(1)
+    write_predictions(out / "predictions" / f"{split}.csv", problem.ids[rows], per_seed_p.mean(0),
+                      per_seed_v.mean(0), meta["classes"], meta["multi_label"], thresholds)
+    (out / "scores").mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
+                        probs=per_seed_p, valence=per_seed_v)
+    labelled = problem.labelled[rows]
+    if labelled.any():
+        sub = rows[labelled]
+        metrics[split] = mean_std([score(problem, sub, per_seed_p[s][labelled], per_seed_v[s][labelled], thresholds)
+                                   for s in range(S)])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A fuse.train run folder.")
+@click.option("--dataset", required=True, help="Cached dataset to score.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@click.option("--splits", help="Splits to score (default: all).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: RUN/predict-DATASET).")
+@click.option("--device", default="auto", show_default=True)
+def main(run_dir, dataset, cache_dir, splits, out, device):
+    """Score DATASET's cached features with the fold models of a trained run."""
+    run = Path(run_dir)
+    if not (run / "model.json").is_file():
+        raise Refused(f"{run} is not a fuse.train run folder (no model.json)")
+    folder, metrics = predict_dataset(run, dataset, cache_dir, splits.split(",") if splits else None, out, device)
+    for split, n in metrics["clips"].items():
+        m = metrics.get(split)
+        result = (f"weighted F1 {m['weighted_f1']['mean']:.3f}" + (f", combined {m['combined']['mean']:.3f}" if "combined" in m else "")
+                  if m else "predictions only")
+        click.echo(f"{split:<8}{n:>6} clips  {result}")
+    click.echo(f"predictions: {folder}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The training problem read from the cache alone: clip table + aligned features.
+
+    problem = load_problem("demo", [("A", "egemaps"), ("V", "face-fer2013")])
+    problem.blocks        # [N, D] or [N, k, D] float32 per feature spec, one id order
+    problem.labels        # int [N] (-1 unlabelled) or 0/1 float [N, C] (NaN rows unlabelled)
+    problem.valence       # float [N], NaN where a clip has none
+    problem.missing       # {clip id: why it is left out} (failed or absent in a feature)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cache import open_clips, open_features
+
+
+@dataclass
+class Problem:
+    dataset: str
+    ids: np.ndarray
+    split: np.ndarray
+    specs: list[str]
+    modalities: list[str]
+    blocks: list[np.ndarray]
+    classes: tuple[str, ...]
+    multi_label: bool
+    labels: np.ndarray
+    valence: np.ndarray
+    missing: dict[str, str] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    fingerprints: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(b.shape[1:]) for b in self.blocks]
+
+    @property
+    def labelled(self) -> np.ndarray:
+        if self.multi_label:
+            return ~np.isnan(self.labels).any(axis=1)
+        return self.labels >= 0
+
+    @property
+    def has_valence(self) -> bool:
+        return bool((~np.isnan(self.valence[self.labelled])).any())
+
+    def index(self, split: str, labelled_only: bool = False) -> np.ndarray:
+        mask = self.split == split
+        if labelled_only:
+            mask &= self.labelled
+        return np.flatnonzero(mask)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(self.split.tolist()))
+
+
+def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips=None) -> Problem:
+    """Read `features` [(modality, spec)] of `dataset` aligned by clip id, with the clip table
+    (`clips`: a ClipTable overriding the cached one). Clips failed or missing in any feature, or
+    with non-finite values, are listed in `missing` and left out, never filled in."""
+    table = clips or open_clips(dataset, root=root)
+    specs = [spec for _, spec in features]
+    aligned = open_features(dataset, specs, root=root, ids=table.ids)
+    blocks = [np.asarray(a, dtype=np.float32) for a in aligned.arrays()]
+    ids = np.asarray(aligned.ids, dtype=object)
+    missing = dict(aligned.missing)
+    finite = np.ones(len(ids), bool)
+    for spec, block in zip(specs, blocks):
+        bad = ~np.isfinite(block.reshape(len(ids), -1)).all(axis=1)
+        for cid in ids[bad & finite]:
+            missing[cid] = f"{spec}: non-finite values"
+        finite &= ~bad
+    ids, blocks = ids[finite], [b[finite] for b in blocks]
+    return Problem(
+        dataset=dataset, ids=ids, split=np.asarray(table.split_of(list(ids)), dtype=object),
+        specs=specs, modalities=[m for m, _ in features], blocks=blocks,
+        classes=tuple(table.classes), multi_label=bool(table.multi_label),
+        labels=table.labels(list(ids)), valence=np.asarray(table.valence(list(ids)), dtype=np.float64),
+        missing=missing, provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints),
+        warnings=list(aligned.manifest_mismatch))

@@ -1,0 +1,135 @@
+"""A run is a folder: resolved config, metrics, predictions, fold weights, folds and plots.
+
+    <run>/config.json              the resolved command: dataset, features, model, options
+    <run>/metrics.json             cv and per-split metrics (mean, std, per seed), ensemble, seconds
+    <run>/predictions/<split>.csv  MER submission format: name,discrete,valence (multi-label: a 0/1
+                                   column per class, then valence)
+    <run>/scores/<split>.npz       ids, probabilities [S, n, C] and valence [S, n] per seed
+    <run>/scores/cv.npz            out-of-fold validation predictions, folds, labels
+    <run>/weights/<system>/seed<s>-fold<k>.pt (.lgbm.json)   every fold model at its best epoch
+    <run>/model.json               what `fuse.predict` needs to rebuild the fold models
+    <run>/confusion.png, curves.png
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .estimators import predict_estimators
+from .loop import Fit, load_ensemble, predict
+from .models import MODELS
+
+
+@dataclass
+class System:
+    """One trained model family: its config and its (seed, fold) members."""
+
+    model: str
+    config: object
+    fit: Fit
+    label: str = ""
+
+    @property
+    def estimator(self) -> bool:
+        return getattr(MODELS[self.model], "estimator", False)
+
+    def predict(self, blocks, shapes, modalities, classes, multi_label, device="auto", precision="fp32"):
+        """Every member's probabilities [E, n, C] and valence [E, n] on `blocks` ([n, ...] each)."""
+        if self.estimator:
+            return predict_estimators(self.fit, blocks, self.model)
+        ens = getattr(self.fit, "_ensemble", None)
+        params = getattr(self.fit, "_best_params", None)
+        if ens is None:
+            ens = load_ensemble(shapes, modalities, len(classes), multi_label, self.model, self.config,
+                                self.fit.states, device, precision)
+        norms = self.fit.norms if self.fit.norms and self.fit.norms[0] is not None else [None] * ens.n
+        return predict(ens, params, norms, blocks, multi_label)
+
+
+def combine(systems: list[System], weights, blocks, meta: dict, device="auto", precision="fp32"):
+    """sum_i k_i * system_i's outputs (decision-level fusion; one system: itself)."""
+    probs = valence = 0
+    for system, k in zip(systems, weights):
+        p, v = system.predict(blocks, meta["shapes"], meta["modalities"], meta["classes"], meta["multi_label"],
+                              device, precision)
+        probs, valence = probs + k * p, valence + k * v
+    return probs, valence
+
+
+def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thresholds=None):
+    """MER submission CSV: name,discrete,valence (multi-label: one 0/1 column per class)."""
+    frame = pd.DataFrame({"name": list(ids)})
+    if multi_label:
+        for c, name in enumerate(classes):
+            frame[name] = (probs[:, c] >= thresholds[c]).astype(int)
+    else:
+        frame["discrete"] = [classes[i] for i in probs.argmax(axis=1)]
+    frame["valence"] = np.round(valence, 6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def save_weights(folder: Path, system: System, seeds, n_folds: int):
+    folder.mkdir(parents=True, exist_ok=True)
+    for e, state in enumerate(system.fit.states):
+        name = f"seed{seeds[e // n_folds]}-fold{e % n_folds}"
+        norm = system.fit.norms[e]
+        if system.estimator:
+            mean, std = norm
+            blob = {"state": state.state(), "mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()}
+            (folder / f"{name}.lgbm.json").write_text(json.dumps(blob))
+        else:
+            torch.save({"state": state, "norms": norm}, folder / f"{name}.pt")
+
+
+def load_systems(run: Path, meta: dict) -> list[System]:
+    """The fold models of a saved run, ready to predict."""
+    from .models import make_config
+    from .models.lgbm import LoadedLGBM
+
+    systems = []
+    for entry in meta["systems"]:
+        config = make_config(entry["model"], **_tuples(entry["config"]))
+        folder = run / "weights" / entry["label"]
+        names = [f"seed{s}-fold{k}" for s in meta["seeds"] for k in range(meta["folds"])]
+        fit = Fit(train_index=None, folds=None, oof_probs=None, oof_valence=None, best_epoch=None,
+                  fold_scores=[], history=None)
+        if getattr(MODELS[entry["model"]], "estimator", False):
+            for name in names:
+                blob = json.loads((folder / f"{name}.lgbm.json").read_text())
+                fit.states.append(LoadedLGBM(blob["state"], len(meta["classes"]), meta["multi_label"]))
+                fit.norms.append((np.asarray(blob["mean"], np.float32), np.asarray(blob["std"], np.float32)))
+        else:
+            for name in names:
+                blob = torch.load(folder / f"{name}.pt", weights_only=False)
+                fit.states.append(blob["state"])
+                fit.norms.append(blob["norms"])
+        systems.append(System(entry["model"], config, fit, entry["label"]))
+    return systems
+
+
+def _tuples(config: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+
+
+def config_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def replace_folder(tmp: Path, final: Path):
+    """Swap a finished run folder in under its final name (the old one, if any, goes)."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)

@@ -1,0 +1,91 @@
+"""Which cached features a run uses: modalities, `--features` specs and per-dataset defaults.
+
+    --modalities A,V                      each modality resolves to its default feature
+    --features "A=hubert-large@18,19,20+is10;L=text-minilm@-4:;V=face-fer2013"
+
+`;` separates modalities, `+` joins several features of one modality (AFG treats each as a unit),
+and the layer selector after `@` keeps its commas. L and T both mean the lexical modality.
+"""
+from __future__ import annotations
+
+MODALITIES = {"A": "acoustic", "L": "lexical", "V": "visual"}
+ALIASES = {"T": "L"}
+
+# documented defaults (README, "Training fusion models"): the MER 2023 baseline's best features
+# per modality, and for the demo the stand-in-free features it caches
+DEFAULTS = {
+    "mer2023": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
+    "mer2024": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
+    "demo": {"A": "egemaps", "L": "text-minilm@-1", "V": "face-fer2013"},
+}
+# any other dataset: the first of these that is cached
+PREFERENCE = {
+    "A": ["hubert-large@-4:", "wavlm-large@-4:", "wav2vec2-large@-4:", "hubert-base@-4:", "wavlm-base-plus@-4:",
+          "wav2vec2-base@-4:", "is10", "egemaps", "is09", "compare2016", "mfcc"],
+    "L": ["chinese-macbert-large@-4:", "chinese-roberta-wwm-ext-large@-4:", "chinese-macbert-base@-4:",
+          "bert-base-chinese@-4:", "bert-base-multilingual-uncased@-4:", "text-minilm@-1"],
+    "V": ["face-fer2013", "face-dlib"],
+}
+
+
+class SpecError(ValueError):
+    """A modality or feature spec that cannot be used (the message names it and the choices)."""
+
+
+def parse_modalities(text: str) -> list[str]:
+    """'A,V' -> ['A', 'V'] (T -> L), refusing unknown letters and repeats."""
+    out = []
+    for item in filter(None, (s.strip().upper() for s in text.split(","))):
+        key = ALIASES.get(item, item)
+        if key not in MODALITIES:
+            raise SpecError(f"unknown modality {item!r}: choose from A (acoustic), L or T (lexical), V (visual)")
+        if key in out:
+            raise SpecError(f"modality {item!r} given twice in --modalities {text!r}")
+        out.append(key)
+    if not out:
+        raise SpecError("--modalities names no modality: give e.g. A,V")
+    return out
+
+
+def parse_features(text: str) -> dict[str, list[str]]:
+    """'A=x@18,19+y;V=z' -> {'A': ['x@18,19', 'y'], 'V': ['z']}."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        modality, eq, specs = part.partition("=")
+        key = ALIASES.get(modality.strip().upper(), modality.strip().upper())
+        if not eq or key not in MODALITIES:
+            raise SpecError(f"--features {part!r}: expected MODALITY=feature[+feature], MODALITY one of A, L (T), V")
+        features = [s.strip() for s in specs.split("+") if s.strip()]
+        if not features:
+            raise SpecError(f"--features {part!r}: no feature named after '='")
+        if key in out:
+            raise SpecError(f"--features names modality {key} twice")
+        out[key] = features
+    return out
+
+
+def resolve(dataset: str, modalities: list[str] | None, features: dict[str, list[str]],
+            cached: list[str]) -> list[tuple[str, str]]:
+    """[(modality, feature spec), ...] in modality order A, L, V: `features` where given, else the
+    dataset's default, else the first cached of PREFERENCE. `cached` names the cached features."""
+    chosen = modalities or [m for m in MODALITIES if m in features]
+    extra = sorted(set(features) - set(chosen))
+    if extra:
+        raise SpecError(f"--features gives {', '.join(extra)} but --modalities {','.join(chosen)} does not use it")
+    out = []
+    for modality in (m for m in MODALITIES if m in chosen):
+        specs = features.get(modality) or [_default(dataset, modality, cached)]
+        out += [(modality, spec) for spec in specs]
+    return out
+
+
+def _default(dataset: str, modality: str, cached: list[str]) -> str:
+    given = DEFAULTS.get(dataset, {}).get(modality)
+    if given:
+        return given
+    for spec in PREFERENCE[modality]:
+        if spec.partition("@")[0] in cached:
+            return spec
+    raise SpecError(f"no default {MODALITIES[modality]} feature cached for dataset {dataset!r} "
+                    f"(looked for {', '.join(s.partition('@')[0] for s in PREFERENCE[modality])}); "
+                    f"name one with --features \"{modality}=FEATURE\" (cached: {', '.join(cached) or 'none'})")

@@ -1,0 +1,72 @@
+"""Stage 2 command line: train a fusion model on cached features, MER 2023 protocol.
+
+    python -m fuse.train --modalities A,V
+    python -m fuse.train --dataset mer2023 --features "A=hubert-large@18,19,20;V=face-fer2013" \
+        --model afg --structure all --decoder jdev --seeds 3
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cache.__main__ import Refused, corpus_options
+from .specs import SpecError, parse_features, parse_modalities
+from .training import TrainRequest, run_training
+
+NEURAL = ("mlp", "attention", "afg")
+
+
+def _hidden(text):
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip()) if text else None
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected layer widths like 256,128", param_hint="--hidden") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dataset", help="Cached dataset (default: the only one in the cache).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@click.option("--modalities", help="Any of A (acoustic), L or T (lexical), V (visual), e.g. A,V.")
+@click.option("--features", "features_text", help='Per modality, e.g. "A=hubert-large@18,19,20+is10;V=face-fer2013".')
+@click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm"]), default="attention", show_default=True)
+@click.option("--decoder", type=click.Choice(["baseline", "jdev"]), help="Emotion/valence heads [baseline].")
+@click.option("--loss", type=click.Choice(["sum", "uncertainty"]), help="Task weighting [afg: uncertainty, else sum].")
+@click.option("--structure", type=click.Choice(["1", "2", "3", "all"]), help="AFG fusion structure [1].")
+@click.option("--attention-scores", type=click.Choice(["softmax", "raw"]), help="attention: paper (softmax) or official code (raw).")
+@click.option("--layer-weights", is_flag=True, default=None, help="Learn softmax weights over the layers of per-layer features.")
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100].")
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds 0..N-1, reported as mean +- std.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [1e-3; lgbm 0.05].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5].")
+@click.option("--hidden", help="Hidden layer widths [256,128].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3].")
+@click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--standardize/--no-standardize", default=True, show_default=True,
+              help="Standardize features with training-fold statistics.")
+@click.option("--test-splits", help="Splits to predict (default: every split but train).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: data/runs/<dataset>/<run id>).")
+@corpus_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(**options):
+    """Train a fusion model with 5-fold CV on the training split, predict the test splits."""
+    try:
+        request = TrainRequest.from_options(
+            modalities=parse_modalities(options["modalities"]) if options["modalities"] else None,
+            features=parse_features(options["features_text"]) if options["features_text"] else {},
+            hidden=_hidden(options["hidden"]), **{k: v for k, v in options.items()
+                                                  if k not in ("modalities", "features_text", "hidden")})
+    except (SpecError, ValueError) as err:
+        raise Refused(str(err)) from None
+    if request.features == {} and request.modalities is None:
+        raise Refused("name the modalities to fuse: --modalities A,V (or --features)")
+    result = run_training(request)
+    click.echo(result.table())
+    click.echo(f"run folder: {result.folder}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

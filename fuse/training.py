@@ -1,0 +1,143 @@
+"""What `python -m fuse.train` does, callable from Python (sweeps, tests):
+
+    request = TrainRequest.from_options(dataset="demo", modalities=["A", "V"], model="attention")
+    result = run_training(request)      # -> Result: folder, metrics
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cache import cache_root, open_clips
+from cache.__main__ import Refused
+from . import specs as feature_specs
+from .loop import TrainConfig, resolve_device
+from .models import MODELS, make_config
+from .problem import load_problem
+
+RUNS_ROOT = Path("data/runs")
+NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
+NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure")
+
+
+@dataclass
+class TrainRequest:
+    model: str
+    configs: list                      # one model config, or three for `afg --structure all`
+    train: TrainConfig
+    dataset: str | None = None
+    cache_dir: str | None = None
+    modalities: list | None = None
+    features: dict = field(default_factory=dict)
+    test_splits: list | None = None
+    out: str | None = None
+    corpus: dict = field(default_factory=dict)   # layout / root / clips: a clip table override
+    quiet: bool = False
+
+    @classmethod
+    def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
+                     folds=5, seeds=1, device="auto", standardize=True, test_splits=None, out=None,
+                     layout=None, root=None, clips=None, quiet=False, lr=None, **options) -> "TrainRequest":
+        """Options as the command line names them; refuses (ValueError) those `model` cannot use."""
+        net = {k: options.pop(k, None) for k in NET_OPTIONS}
+        training = {k: options.pop(k, None) for k in NEURAL_TRAINING}
+        if options:
+            raise ValueError(f"unknown option(s): {', '.join(sorted(options))}")
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}: choose from {', '.join(sorted(MODELS))}")
+        if getattr(MODELS[model], "estimator", False):
+            given = [f"--{k.replace('_', '-')}" for k, v in {**net, **training}.items() if v is not None]
+            if given:
+                raise ValueError(f"--model {model} is not trained by epochs and has no {', '.join(given)}")
+            configs = [make_config(model, **({"learning_rate": lr} if lr else {}))]
+            train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize)
+        else:
+            structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
+            configs = [make_config(model, **{**net, "structure": s}) for s in structures]
+            train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
+                                **{k: v for k, v in {**training, "lr": lr}.items() if v is not None})
+        if train.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
+        resolve_device(device)
+        splits = [s.strip() for s in test_splits.split(",") if s.strip()] if test_splits else None
+        corpus = {k: v for k, v in dict(layout=layout, root=root, clips=clips).items() if v}
+        return cls(model, configs, train, dataset, cache_dir, modalities, features or {}, splits, out, corpus, quiet)
+
+
+def choose_dataset(cache_dir) -> str:
+    """The one dataset in the cache; refuses none or several, listing them."""
+    base = cache_root(cache_dir)
+    found = sorted(p.name for p in base.glob("*") if p.is_dir() and any(p.glob("*.h5")))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise Refused(f"no cached dataset in {base}: run `make demo` or `make extract`, or give --cache DIR")
+    raise Refused(f"several datasets are cached in {base} ({', '.join(found)}): choose one with --dataset")
+
+
+def cached_features(dataset: str, cache_dir) -> list[str]:
+    return sorted(p.stem for p in (cache_root(cache_dir) / dataset).glob("*.h5") if not p.name.startswith("_"))
+
+
+def clip_table(request: TrainRequest, dataset: str):
+    """The cached clip table, or the one of --layout/--root/--clips."""
+    if request.corpus:
+        from manifests import load_manifest
+        from cache.clips import ClipTable
+
+        try:
+            manifest = load_manifest(dataset, **request.corpus)
+        except (ValueError, FileNotFoundError) as err:
+            raise Refused(str(err)) from None
+        return ClipTable.from_manifest(manifest, dataset, source="fuse.train override")
+    try:
+        return open_clips(dataset, root=request.cache_dir)
+    except FileNotFoundError as err:
+        raise Refused(str(err)) from None
+
+
+def prepare(request: TrainRequest):
+    """Everything checked before any training: (dataset, problem, test splits). Refuses with exit 2."""
+    from fuse.layers import LayerSelectionError
+
+    dataset = request.dataset or choose_dataset(request.cache_dir)
+    table = clip_table(request, dataset)
+    cached = cached_features(dataset, request.cache_dir)
+    try:
+        chosen = feature_specs.resolve(dataset, request.modalities, request.features, cached)
+        problem = load_problem(dataset, chosen, root=request.cache_dir, clips=table)
+    except (feature_specs.SpecError, FileNotFoundError, LayerSelectionError, KeyError, ValueError) as err:
+        raise Refused(str(err).strip('"')) from None
+    n_train = len(problem.index("train", labelled_only=True))
+    if n_train < request.train.folds:
+        raise Refused(f"dataset {dataset!r} has {n_train} labelled training clips usable with "
+                      f"{', '.join(problem.specs)}: {request.train.folds} folds need at least {request.train.folds}")
+    splits = request.test_splits or [s for s in problem.splits if s != "train"]
+    unknown = [s for s in splits if s not in table.splits]
+    if unknown:
+        raise Refused(f"--test-splits {','.join(unknown)}: dataset {dataset!r} has splits {', '.join(table.splits)}")
+    return dataset, problem, splits
+
+
+def run_id(request: TrainRequest, problem) -> str:
+    """Named from the resolved config and the fingerprints of the features used."""
+    blob = {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
+            "fingerprints": problem.fingerprints, "model": request.model,
+            "configs": [dataclasses.asdict(c) for c in request.configs],
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k != "device"}}
+    digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    structure = "-all" if len(request.configs) > 1 else ""
+    return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
+
+
+def run_training(request: TrainRequest):
+    from .outputs import write_run
+    from .systems import train_systems
+
+    dataset, problem, splits = prepare(request)
+    folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem)
+    systems, weights = train_systems(problem, request)
+    return write_run(folder, request, problem, systems, weights, splits)
