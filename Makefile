@@ -18,7 +18,7 @@ WORKERS  ?= 2
 DEMO_DIR ?= data/demo
 DEMO_CLIPS ?= 96
 
-.PHONY: setup test demo demo-corpus models extract bench clean-cache
+.PHONY: setup test demo demo-corpus models extract train bench clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +41,20 @@ demo-corpus:
 demo: demo-corpus models
 	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(DEMO_FEATURES) --cache $(CACHE) --workers $(WORKERS)
 	$(PY) -m cache ls --dataset demo --cache $(CACHE)
+	$(PY) -m fuse.train --dataset demo --cache $(CACHE) --modalities A,L,V --seeds 3
 
 # DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)
 extract:
 	$(PY) -m extract --dataset $(DATASET) \
 	  $(if $(DATA),$(if $(filter %.csv,$(DATA)),--clips,--root) $(DATA)) \
 	  --features $(FEATURES) --cache $(CACHE) --workers $(WORKERS)
+
+# stage 2 on a cached dataset: MODALITIES=A,L,V [MODEL=attention] [SEEDS=3]
+MODALITIES ?= A,L,V
+MODEL    ?= attention
+SEEDS    ?= 3
+train:
+	$(PY) -m fuse.train --dataset $(DATASET) --cache $(CACHE) --modalities $(MODALITIES) --model $(MODEL) --seeds $(SEEDS)
 
 # each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
 bench: demo-corpus

@@ -42,7 +42,7 @@ def fit_estimators(problem, model: str, config, cfg: TrainConfig, progress: bool
         curves[e, :len(h)] = -h  # validation loss, negated: higher is better like the other curves
     best = np.array([est.best_round() for est in states]).reshape(S, K)
     return Fit(train_index=tr, folds=folds, oof_probs=oof_probs, oof_valence=oof_valence, best_epoch=best,
-               fold_scores=[], history=curves.reshape(S, K, -1), states=states, norms=norms,
+               history=curves.reshape(S, K, -1), states=states, norms=norms,
                seconds=time.perf_counter() - started)
 
 

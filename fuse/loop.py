@@ -32,6 +32,7 @@ class TrainConfig:
     precision: str = "fp32"       # fp32 | bf16 (autocast)
     device: str = "auto"
     standardize: bool = True
+    threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)
 
 
 @dataclass
@@ -43,7 +44,6 @@ class Fit:
     oof_probs: np.ndarray            # [S, n, C] validation-fold probabilities at the best epoch
     oof_valence: np.ndarray          # [S, n]
     best_epoch: np.ndarray           # [S, K]
-    fold_scores: list                # [S][K] validation metrics at the best epoch
     history: np.ndarray              # [S, K, epochs] validation selection score per epoch
     states: list = field(default_factory=list)   # [S * K] state dicts (CPU)
     norms: list = field(default_factory=list)    # [S * K] per block (mean, std) or None
@@ -66,14 +66,31 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     labels, valence = problem.labels[tr], problem.valence[tr]
     folds = np.stack([make_folds(labels, cfg.folds, s, problem.multi_label) for s in cfg.seeds])
     members = [(s, k) for s in range(len(cfg.seeds)) for k in range(cfg.folds)]
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or step_threads(problem, len(members), cfg.batch_size, model_config))
     torch.manual_seed(cfg.seeds[0])  # dropout masks
     ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
                    len(members), device, cfg.precision)
     data = _Data(problem, tr, folds, members, device, cfg.standardize)
-    result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
+    try:
+        result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
+    finally:
+        torch.set_num_threads(threads)
     result.train_index, result.folds = tr, folds
     result.seconds = time.perf_counter() - started
     return result
+
+
+SMALL_STEP = 2e8  # multiply-adds of a step's first layers below which a second thread costs more than it gives
+
+
+def step_threads(problem, n_members: int, batch_size: int, model_config) -> int:
+    """CPU threads for training: one when a step is small (thread hand-offs dominate, and badly so
+    on a shared machine), else all of torch's."""
+    width = getattr(model_config, "hidden", (256,))[0]
+    macs = n_members * batch_size * width * sum(int(np.prod(s)) for s in problem.shapes)
+    return 1 if macs < SMALL_STEP else torch.get_num_threads()
 
 
 def _member_net(problem, model, model_config, seed):
@@ -117,9 +134,17 @@ class _Data:
             x = b[safe]
             if self.mean is not None:
                 shape = (x.shape[0], 1) + x.shape[2:]
-                x = (x - self.mean[i].view(shape)) / self.std[i].view(shape)
+                x = standardize(x, self.mean[i].view(shape), self.std[i].view(shape))
             out.append(x)
         return out
+
+
+OUTLIER_CLIP = 10.0  # standardized values beyond +-10 SD are clipped: one odd test clip (an openSMILE
+                    # ratio of 500 SD, seen on the demo) must not blow up its valence
+
+
+def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return ((x - mean) / std).clamp(-OUTLIER_CLIP, OUTLIER_CLIP)
 
 
 def _padded(rows: list[np.ndarray], device) -> torch.Tensor:
@@ -146,7 +171,6 @@ def _train(ens, data, cfg, problem, progress, title) -> Fit:
     best_params = {k: v.detach().clone() for k, v in ens.params.items()}
     n_classes = len(problem.classes)
     val_best = [(np.zeros((len(r), n_classes)), np.zeros(len(r))) for r in data.val_rows]
-    scores = [None] * E
     bar = Progress(cfg.epochs, title, enabled=progress)
     for epoch in range(cfg.epochs):
         order = _epoch_order(data.train_rows, generator)
@@ -164,16 +188,16 @@ def _train(ens, data, cfg, problem, progress, title) -> Fit:
         improved = np.zeros(E, dtype=bool)
         for e in range(E):
             n = len(data.val_rows[e])
-            score, detail = _selection_score(problem, data, e, probs[e, :n], predicted[e, :n])
+            score = _selection_score(problem, data, e, probs[e, :n], predicted[e, :n])
             history[e, epoch] = score
             if score > best_score[e]:
-                best_score[e], best_epoch[e], scores[e] = score, epoch, detail
+                best_score[e], best_epoch[e] = score, epoch
                 val_best[e] = (probs[e, :n], predicted[e, :n])
                 improved[e] = True
         _keep_best(best_params, ens.params, improved)
         bar.update(epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
     bar.close()
-    return _collect(ens, data, cfg, best_params, best_epoch, history, scores, val_best, S, K)
+    return _collect(ens, data, best_params, best_epoch, history, val_best, S, K)
 
 
 def _validate(ens, data, chunk: int = 4096):
@@ -188,28 +212,30 @@ def _validate(ens, data, chunk: int = 4096):
     return probs.cpu().numpy(), valence.cpu().numpy()
 
 
-def _selection_score(problem, data, e, probs, predicted):
-    """The best-epoch criterion on member e's validation fold: (score, metrics)."""
-    rows = data.val_rows[e]
-    valence = data.valence_np[rows] if problem.has_valence else None
-    if problem.multi_label:
-        from sklearn.metrics import average_precision_score  # threshold-free: thresholds come later
+def _selection_score(problem, data, e, probs, predicted) -> float:
+    """The best-epoch criterion on member e's validation fold: weighted F1 - 0.25 * valence MSE
+    (F1 alone without valence); multi-label: weighted average precision in place of F1, since
+    thresholds are chosen after training."""
+    from sklearn.metrics import average_precision_score, f1_score
 
-        ap = float(average_precision_score(data.labels_np[rows], probs, average="weighted"))
-        mse = metrics.valence_mse(valence, predicted) if valence is not None else float("nan")
-        return metrics.combined_score(ap, mse), {"average_precision": ap}
-    out = metrics.single_label_scores(data.labels_np[rows], probs, valence, predicted)
-    return out["combined"], out
+    rows = data.val_rows[e]
+    if problem.multi_label:
+        quality = average_precision_score(data.labels_np[rows], probs, average="weighted")
+    else:
+        quality = f1_score(data.labels_np[rows], probs.argmax(1), average="weighted", zero_division=0)
+    mse = metrics.valence_mse(data.valence_np[rows], predicted) if problem.has_valence else None
+    return metrics.combined_score(float(quality), mse)
 
 
 def _keep_best(best: dict, params: dict, improved: np.ndarray):
+    """Copy the members that improved into the best weights."""
     if improved.any():
-        mask = torch.as_tensor(improved, device=next(iter(params.values())).device)
+        index = torch.as_tensor(np.flatnonzero(improved), device=next(iter(params.values())).device)
         for name, value in params.items():
-            best[name][mask] = value.detach()[mask]
+            best[name].index_copy_(0, index, value.detach().index_select(0, index))
 
 
-def _collect(ens, data, cfg, best_params, best_epoch, history, scores, val_best, S, K) -> Fit:
+def _collect(ens, data, best_params, best_epoch, history, val_best, S, K) -> Fit:
     n, C = len(data.labels_np), val_best[0][0].shape[1]
     oof_probs, oof_valence = np.zeros((S, n, C)), np.zeros((S, n))
     for e, rows in enumerate(data.val_rows):
@@ -218,7 +244,7 @@ def _collect(ens, data, cfg, best_params, best_epoch, history, scores, val_best,
     norms = ([[(m.cpu(), s.cpu()) for m, s in member] for member in data.norms]
              if data.norms is not None else [None] * ens.n)
     fit = Fit(train_index=None, folds=None, oof_probs=oof_probs, oof_valence=oof_valence,
-              best_epoch=best_epoch.reshape(S, K), fold_scores=[scores[s * K:(s + 1) * K] for s in range(S)],
+              best_epoch=best_epoch.reshape(S, K),
               history=history.reshape(S, K, -1), states=states, norms=norms)
     fit._ensemble, fit._best_params = ens, best_params  # for the test pass in this process
     return fit
@@ -238,7 +264,7 @@ def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], 
             if norms[0] is not None:
                 mean = torch.stack([m[i][0] for m in norms]).to(device).unsqueeze(1)
                 std = torch.stack([m[i][1] for m in norms]).to(device).unsqueeze(1)
-                x = (x - mean) / std
+                x = standardize(x, mean, std)
             inputs.append(x)
         logits, val = ens.predict(inputs, params)
         probs.append((logits.sigmoid() if multi_label else logits.softmax(-1)).cpu().numpy())

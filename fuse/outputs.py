@@ -24,7 +24,7 @@ class Result:
 
     def table(self) -> str:
         """The compact result table printed at the end of a run."""
-        head = f"{'split':<8}{'clips':>6}  {'weighted F1':<15}{'accuracy':<15}{'valence MSE':<15}{'combined':<15}"
+        head = f"{'split':<8}{'clips':>6}  " + "".join(f"{h:<18}" for h in ("weighted F1", "accuracy", "valence MSE", "combined"))
         lines = [self.title, head]
         for split, counts in self.metrics["clips"].items():
             m = self.metrics.get(split)
@@ -32,7 +32,7 @@ class Result:
                 lines.append(f"{split:<8}{counts:>6}  (unlabelled: predictions only)")
                 continue
             cells = [_cell(m.get(k)) for k in ("weighted_f1", "accuracy", "mse", "combined")]
-            lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<15}" for c in cells))
+            lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<18}" for c in cells))
         return "\n".join(lines)
 
 

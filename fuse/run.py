@@ -101,7 +101,7 @@ def load_systems(run: Path, meta: dict) -> list[System]:
         folder = run / "weights" / entry["label"]
         names = [f"seed{s}-fold{k}" for s in meta["seeds"] for k in range(meta["folds"])]
         fit = Fit(train_index=None, folds=None, oof_probs=None, oof_valence=None, best_epoch=None,
-                  fold_scores=[], history=None)
+                  history=None)
         if getattr(MODELS[entry["model"]], "estimator", False):
             for name in names:
                 blob = json.loads((folder / f"{name}.lgbm.json").read_text())

@@ -45,6 +45,7 @@ def _hidden(text):
 @click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardize features with training-fold statistics.")
 @click.option("--test-splits", help="Splits to predict (default: every split but train).")

@@ -39,7 +39,7 @@ class TrainRequest:
 
     @classmethod
     def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
-                     folds=5, seeds=1, device="auto", standardize=True, test_splits=None, out=None,
+                     folds=5, seeds=1, device="auto", threads=None, standardize=True, test_splits=None, out=None,
                      layout=None, root=None, clips=None, quiet=False, lr=None, **options) -> "TrainRequest":
         """Options as the command line names them; refuses (ValueError) those `model` cannot use."""
         net = {k: options.pop(k, None) for k in NET_OPTIONS}
@@ -53,12 +53,13 @@ class TrainRequest:
             if given:
                 raise ValueError(f"--model {model} is not trained by epochs and has no {', '.join(given)}")
             configs = [make_config(model, **({"learning_rate": lr} if lr else {}))]
-            train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize)
+            train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
+                                threads=threads)
         else:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                **{k: v for k, v in {**training, "lr": lr}.items() if v is not None})
+                                threads=threads, **{k: v for k, v in {**training, "lr": lr}.items() if v is not None})
         if train.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
         resolve_device(device)
@@ -127,7 +128,7 @@ def run_id(request: TrainRequest, problem) -> str:
     blob = {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
             "fingerprints": problem.fingerprints, "model": request.model,
             "configs": [dataclasses.asdict(c) for c in request.configs],
-            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k != "device"}}
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads")}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import FusionNet, NetConfig, register
-from .blocks import encoder
+from .blocks import Linear, encoder
 
 SCORES = ("softmax", "raw")
 
@@ -41,11 +41,11 @@ class Attention(FusionNet):
             for group in self.groups)
         width, n = config.hidden[-1], len(self.groups)
         if config.attention_scores == "softmax":
-            self.score = nn.Linear(width, 1, bias=False)            # W_alpha
+            self.score = Linear(width, 1, bias=False)            # W_alpha
             self.score_bias = nn.Parameter(torch.zeros(n))          # b_alpha
         else:
             self.score_mlp = encoder(width * n, config.hidden, config.dropout)
-            self.score = nn.Linear(width, n)
+            self.score = Linear(width, n)
 
     def forward(self, blocks: list[torch.Tensor]):
         pooled = [pool(b) for pool, b in zip(self.pools, blocks)]
