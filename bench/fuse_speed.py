@@ -69,13 +69,13 @@ def run_official(workdir: Path, epochs: int, log: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]))
     stamped = []  # (seconds since start, line): its stdout carries no times of its own
     start = time.perf_counter()
-    with open(log.with_suffix(".stderr"), "w") as stderr:
+    with open(log.with_suffix(".stderr"), "w") as stderr, open(log, "w", buffering=1) as out:
         with subprocess.Popen(args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=stderr,
                               text=True) as proc:
-            for line in proc.stdout:
+            for line in proc.stdout:  # the log follows the run, line by line
                 stamped.append((time.perf_counter() - start, line.rstrip("\n")))
+                out.write(f"{stamped[-1][0]:9.2f}  {stamped[-1][1]}\n")
     seconds = time.perf_counter() - start
-    log.write_text("".join(f"{t:9.2f}  {line}\n" for t, line in stamped))
     if proc.returncode:
         tail = log.with_suffix(".stderr").read_text()[-2000:]
         raise RuntimeError(f"official script exited with {proc.returncode}; stderr ends:\n{tail}")
@@ -119,7 +119,8 @@ def run_ours(cache_root: Path, dataset: str, extra_args) -> dict:
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or [""])[-1]
         raise RuntimeError(f"fuse.train exited with {proc.returncode}: {last}\n{proc.stderr[-2000:]}")
-    found = [run_dir / "metrics.json"] if (run_dir / "metrics.json").is_file() else list(run_dir.glob("*/metrics.json"))
+    found = [run_dir / "metrics.json"] if (run_dir / "metrics.json").is_file() else []
+    found = found or list(run_dir.glob("*/metrics.json"))  # a run folder named inside --out
     if len(found) != 1:
         raise RuntimeError(f"fuse.train wrote {len(found)} metrics.json files under its --out folder")
     metrics = json.loads(found[0].read_text())
@@ -149,7 +150,8 @@ def table(rows: list[dict]) -> str:
 
     for r in rows:
         ratio = f"{official / r['seconds']:.2f}x" if official and r.get("seconds") else "-"
-        seconds = f"{r['seconds']:.1f}" if r.get("seconds") else f"failed: {(r.get('error') or '?').splitlines()[0][-90:]}"
+        failure = (r.get("error") or "?").splitlines()[0][-90:]
+        seconds = f"{r['seconds']:.1f}" if r.get("seconds") else f"failed: {failure}"
         load = f"{r['load_seconds']:.1f}" if r.get("load_seconds") else "-"
         lines.append(f"| {r['approach']} | {r['seeds']} | {r['precision']} | {seconds} | {load} | {ratio} | "
                      f"{metric(r, 'cv', 'weighted_f1')} | {metric(r, 'cv', 'mse')} | "
