@@ -1,6 +1,7 @@
 """Score a trained request and write its run folder (layout: fuse.run)."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -121,8 +122,9 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
         out["systems"] = {s.label: {"weight": float(w), "cv": mean_std(cv_scores(
             problem, s.fit.train_index, s.fit.folds, s.fit.oof_probs, s.fit.oof_valence))} for s, w in zip(systems, weights)}
     if problem.missing:
-        lines = ["id,reason"] + [f"{cid},\"{why}\"" for cid, why in sorted(problem.missing.items())]
-        (tmp / "missing.csv").write_text("\n".join(lines) + "\n")
+        with open(tmp / "missing.csv", "w", newline="") as f:  # csv quotes reasons with quotes or commas
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerows([("id", "reason"), *sorted(problem.missing.items())])
     out["missing"] = len(problem.missing)
     out["warnings"] = problem.warnings
     if panels:
