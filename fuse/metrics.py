@@ -52,11 +52,13 @@ def multi_label_scores(labels: np.ndarray, probs: np.ndarray, thresholds: np.nda
 def best_thresholds(labels: np.ndarray, probs: np.ndarray, grid=np.linspace(0.05, 0.95, 19)) -> np.ndarray:
     """Per class, the threshold on `probs` that maximises that class's F1 on these (validation)
     clips; 0.5 for a class with no positive clip. labels 0/1 [n, C], probs [n, C] -> [C]."""
-    labels = np.asarray(labels).astype(int)
+    labels, probs = np.asarray(labels).astype(int), np.asarray(probs)
     out = np.full(labels.shape[1], 0.5)
     for c in range(labels.shape[1]):
         if labels[:, c].any():
-            scores = [f1_score(labels[:, c], probs[:, c] >= t, zero_division=0) for t in grid]
+            # one scikit-learn call per class: column t is the class thresholded at grid[t]
+            scores = f1_score(np.repeat(labels[:, [c]], len(grid), axis=1), probs[:, [c]] >= grid[None, :],
+                              average=None, zero_division=0)
             out[c] = grid[int(np.argmax(scores))]
     return out
 
