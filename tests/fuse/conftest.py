@@ -1,8 +1,12 @@
 """Small cached problems written through the real cache writer (HDF5 feature files + clip table)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
+import torch
+from click.testing import CliRunner
 
 from cache import FeatureWriter, write_clips
 from manifests import MER_CLASSES, Clip, Manifest
@@ -35,12 +39,14 @@ def synthetic_corpus(n_train=90, n_test=24, n_unlabelled=6, seed=0, noise=0.6, m
     return Manifest("synth", clips), arrays
 
 
-def write_cache(root, dataset, manifest, arrays, failed=None, primary="x"):
-    """Write `arrays` as cached features of `dataset` and the clip table; `failed`: {feature: {id: reason}}."""
+def write_cache(root, dataset, manifest, arrays, failed=None, primary="x", configs=None):
+    """Write `arrays` as cached features of `dataset` and the clip table; `failed`: {feature: {id: reason}};
+    `configs`: {feature: extractor config recorded in its provenance} (default {})."""
     manifest = Manifest(dataset, manifest.clips, classes=manifest.classes)
     write_clips(manifest, root=root)
     for feature, values in arrays.items():
-        prov = {"extractor": feature, "version": "1", "config": {}, "manifest_fingerprint": manifest.fingerprint()}
+        prov = {"extractor": feature, "version": "1", "config": (configs or {}).get(feature, {}),
+                "manifest_fingerprint": manifest.fingerprint()}
         writer = FeatureWriter(root, dataset, feature, f"fp-{feature}", prov, primary=primary)
         for cid, value in values.items():
             reason = (failed or {}).get(feature, {}).get(cid)
@@ -57,3 +63,66 @@ def synth_cache(tmp_path):
     manifest, arrays = synthetic_corpus()
     return write_cache(tmp_path / "cache", "synth", manifest, arrays,
                        failed={"visual": {"clip0007": "no face found"}})
+
+
+@contextmanager
+def torch_threads(n: int):
+    """The test problems are tiny: on a shared 2-core machine a second intra-op thread mostly waits on
+    the first (measured: one 15-epoch CV run 20 s with two threads, 4 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def lgbm_one_thread(monkeypatch):
+    """LightGBM with one thread: with two on a loaded 2-core machine, the OpenMP barriers of each
+    boosting round on ~70 clips cost more than the work (measured: 64 s against 4 s per CV run)."""
+    from fuse.models.lgbm import LGBM
+
+    params = LGBM._params
+    monkeypatch.setattr(LGBM, "_params", lambda self, seed: {**params(self, seed), "n_jobs": 1})
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Runs whose plots no test looks at skip drawing them (about 2 s of a 4 s run here); the run
+    folder test checks the real ones."""
+    from fuse import plots
+
+    monkeypatch.setattr(plots, "confusion_matrices", lambda path, *args, **kwargs: None)
+    monkeypatch.setattr(plots, "training_curves", lambda path, *args, **kwargs: None)
+
+
+# the run most tests read: attention on acoustic + visual, 2 seeds x 5 folds; visual failed for a
+# training clip and a test1 clip (a reason with quotes and a comma, as a decoder's message has)
+FAILED_VISUAL = {"clip0007": "no face found", "clip0101": 'cannot open "clip0101.mp4", moov atom not found'}
+SYNTH_RUN_ARGS = ["--features", "A=acoustic;V=visual", "--epochs", "10", "--seeds", "2", "--quiet"]
+
+
+def train_cli(*args):
+    """`python -m fuse.train ARGS` in this process: the click result."""
+    from fuse.train import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def synth_run(tmp_path_factory):
+    """(cache root, run folder) of `fuse.train SYNTH_RUN_ARGS` on the synthetic corpus."""
+    base = tmp_path_factory.mktemp("synth-run")
+    manifest, arrays = synthetic_corpus()
+    cache = write_cache(base / "cache", "synth", manifest, arrays, failed={"visual": FAILED_VISUAL})
+    with torch_threads(1):
+        result = train_cli("--cache", cache, "--out", base / "run", *SYNTH_RUN_ARGS)
+    assert result.exit_code == 0, result.output
+    return cache, base / "run"

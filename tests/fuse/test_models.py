@@ -1,0 +1,83 @@
+"""Every fusion model and option learns the separable synthetic problem through the full CV protocol,
+and the option takes effect in the saved fold models."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fuse.training import TrainRequest, run_training
+
+pytestmark = pytest.mark.usefixtures("no_plots")
+
+AV = {"A": ["acoustic"], "V": ["visual"]}
+# three acoustic units for AFG (two layers of a per-layer feature and a plain one) and one visual
+AFG_UNITS = {"A": ["layers@1,2", "acoustic"], "V": ["visual"]}
+
+
+def train(cache, out, model, features, epochs=15, **options):
+    request = TrainRequest.from_options(model=model, features=features, cache_dir=str(cache), out=str(out),
+                                        quiet=True, **({"epochs": epochs} if model != "lgbm" else {}), **options)
+    return run_training(request).metrics
+
+
+def fold_state(run, system, name="seed0-fold0"):
+    return torch.load(run / "weights" / system / f"{name}.pt", weights_only=False)["state"]
+
+
+def assert_learns(m):
+    assert m["cv"]["weighted_f1"]["mean"] > 0.9, m["cv"]
+    assert m["test1"]["weighted_f1"]["mean"] > 0.9, m["test1"]
+
+
+@pytest.mark.parametrize("model, features, options, keys", [
+    ("mlp", AV, {}, {"encoder.0.weight"}),
+    ("attention", AV, {}, {"score.weight", "score_bias"}),
+    ("attention", AV, {"attention_scores": "raw"}, {"score_mlp.0.weight", "score.bias"}),
+    ("afg", AFG_UNITS, {"structure": "1"}, {"gathers.0.weight", "task_weights.log_delta"}),
+    ("afg", AFG_UNITS, {"structure": "2"}, {"gathers.3.weight"}),   # one gathering per acoustic unit + 1
+    ("afg", AFG_UNITS, {"structure": "3"}, {"gathers.1.weight"}),   # intra-, then inter-modal
+    ("afg", AV, {"decoder": "jdev"}, {"decoder.joint.weight", "decoder.emotion_valence.weight"}),
+], ids=["mlp", "attention-softmax", "attention-raw", "afg-1", "afg-2", "afg-3", "afg-jdev"])
+def test_each_network_learns_the_separable_problem(synth_run, tmp_path, model, features, options, keys):
+    cache, _ = synth_run
+    assert_learns(train(cache, tmp_path, model, features, **options))
+    state = fold_state(tmp_path, model)
+    assert keys <= set(state), sorted(state)
+    n_gathers = len({k.split(".")[1] for k in state if k.startswith("gathers.")})
+    assert n_gathers == {"1": 1, "2": 4, "3": 2}.get(options.get("structure"), n_gathers)
+
+
+def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path):
+    cache, _ = synth_run
+    m = train(cache, tmp_path, "afg", AV, epochs=10, structure="all")
+    assert_learns(m)
+    systems = m["systems"]
+    assert set(systems) == {"structure1", "structure2", "structure3"}
+    weights = np.array([s["weight"] for s in systems.values()])
+    assert weights.sum() == pytest.approx(1) and (weights >= 0).all()
+    np.testing.assert_allclose(weights * 10, np.round(weights * 10), atol=1e-9)  # the 0.1 grid
+    # the weights maximise the CV combined score, so the fusion is at least as good as any one structure
+    assert m["cv"]["combined"]["mean"] >= max(s["cv"]["combined"]["mean"] for s in systems.values()) - 1e-9
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert [s["weight"] for s in meta["systems"]] == pytest.approx(weights.tolist())
+    assert {p.name for p in (tmp_path / "weights").iterdir()} == set(systems)
+
+
+def test_layer_weights_learn_to_favour_the_layers_with_the_signal(synth_run, tmp_path):
+    cache, _ = synth_run
+    assert_learns(train(cache, tmp_path, "attention", {"A": ["layers@all"], "V": ["visual"]}, epochs=20,
+                        layer_weights=True))
+    for k in range(5):
+        w = fold_state(tmp_path, "attention", f"seed0-fold{k}")["pools.0.weights"].softmax(0)
+        assert len(w) == 4 and min(w[1], w[2]) > max(w[0], w[3]), w  # the class signal is in layers 1 and 2
+
+
+def test_lgbm_learns_the_separable_problem(synth_run, tmp_path, lgbm_one_thread):
+    cache, _ = synth_run
+    m = train(cache, tmp_path, "lgbm", AV)
+    assert_learns(m)
+    names = sorted(p.name for p in (tmp_path / "weights" / "lgbm").iterdir())
+    assert names == [f"seed0-fold{k}.lgbm.json" for k in range(5)]
+    # boosting stopped early on the validation fold, before the 1000-round limit
+    assert 0 < np.max(m["best_epoch"]) < 1000
