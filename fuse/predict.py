@@ -36,6 +36,23 @@ def check_features(run_features: dict, new_features: dict):
                           f"than the run's ({', '.join(f'{k}={theirs.get(k)!r} vs {ours.get(k)!r}' for k in differ)})")
 
 
+def remap_classes(problem, classes: list[str]):
+    """Express the dataset's labels in the run's class order; refuse classes the run never saw."""
+    unknown = sorted(set(problem.classes) - set(classes))
+    if unknown:
+        raise Refused(f"dataset {problem.dataset!r} has classes {unknown} that the run was not trained on "
+                      f"(its classes: {', '.join(classes)})")
+    index = np.array([classes.index(c) for c in problem.classes])
+    if problem.multi_label:
+        labels = np.full((len(problem.labels), len(classes)), np.nan, dtype=np.float32)
+        known = ~np.isnan(problem.labels).any(axis=1)
+        labels[known] = 0
+        labels[np.ix_(known, index)] = problem.labels[known]
+    else:
+        labels = np.where(problem.labels >= 0, index[np.clip(problem.labels, 0, None)], -1)
+    problem.labels, problem.classes = labels, tuple(classes)
+
+
 def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=None, device="auto", corpus=None):
     meta = json.loads((run / "model.json").read_text())
     trained = json.loads((run / "metrics.json").read_text())
@@ -50,7 +67,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
     if [list(s) for s in problem.shapes] != [list(s) for s in meta["shapes"]]:
         raise Refused(f"feature shapes {problem.shapes} differ from the run's {meta['shapes']}")
     if list(problem.classes) != meta["classes"]:
-        problem.classes = tuple(meta["classes"])  # scored against the run's classes
+        remap_classes(problem, meta["classes"])
     systems = load_systems(run, meta)
     out = Path(out or run / f"predict-{dataset}")
     thresholds = np.asarray(meta["thresholds"]) if meta["thresholds"] else None

@@ -68,3 +68,16 @@ def test_a_folder_that_is_not_a_run_is_refused(synth_run, tmp_path):
     cache, _ = synth_run
     result = predict("--run", tmp_path, "--dataset", "synth", "--cache", cache)
     assert result.exit_code == 2 and "is not a fuse.train run folder (no model.json)" in result.output
+
+
+def test_labels_of_a_dataset_with_another_class_order_are_read_in_the_runs_order():
+    from fuse.predict import remap_classes
+    from fuse.problem import Problem
+
+    problem = Problem("x", np.array(["a", "b", "c"], dtype=object), np.array(["test1"] * 3, dtype=object),
+                      [], [], [], ("sad", "happy"), False, np.array([0, 1, -1]), np.zeros(3))
+    remap_classes(problem, ["neutral", "happy", "sad"])
+    assert problem.labels.tolist() == [2, 1, -1] and problem.classes == ("neutral", "happy", "sad")
+    problem.classes = ("angry",)
+    with pytest.raises(Exception, match="classes \\['angry'\\] that the run was not trained on"):
+        remap_classes(problem, ["neutral", "happy"])
