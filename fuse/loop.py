@@ -63,7 +63,7 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     tr = problem.index("train", labelled_only=True)
-    labels, valence = problem.labels[tr], problem.valence[tr]
+    labels = problem.labels[tr]
     folds = np.stack([make_folds(labels, cfg.folds, s, problem.multi_label) for s in cfg.seeds])
     members = [(s, k) for s in range(len(cfg.seeds)) for k in range(cfg.folds)]
     threads = torch.get_num_threads()

@@ -75,26 +75,36 @@ def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, r
     out["clips"][split] = int(len(rows))
     if not len(rows):
         return None
-    probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta,
-                             request.train.device, request.train.precision)
-    S, K = len(request.train.seeds), request.train.folds
-    per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)
+    labelled = problem.labelled[rows]
+    ens_p = predict_split(tmp, split, rows, problem, systems, weights, meta, out, thresholds,
+                          request.train.device, request.train.precision)
+    if not labelled.any() or problem.multi_label:
+        return None
+    return (split, problem.labels[rows[labelled]], ens_p[labelled].argmax(1))
+
+
+def predict_split(folder, split, rows, problem, systems, weights, meta, out, thresholds, device="auto",
+                  precision="fp32") -> np.ndarray:
+    """Predict problem `rows` with the systems: predictions CSV and scores npz under `folder`, the
+    split's metrics (mean +- std over seeds, and the all-seed ensemble) into `out` when labelled.
+    Returns the ensemble probabilities [n, C]."""
+    probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta, device, precision)
+    S, K = len(meta["seeds"]), meta["folds"]
+    per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)  # fold models: probabilities averaged
     per_seed_v = valence.reshape(S, K, -1).mean(1)
     ens_p, ens_v = per_seed_p.mean(0), per_seed_v.mean(0)
-    write_predictions(tmp / "predictions" / f"{split}.csv", problem.ids[rows], ens_p, ens_v,
-                      problem.classes, problem.multi_label, thresholds)
-    np.savez_compressed(tmp / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
+    write_predictions(Path(folder) / "predictions" / f"{split}.csv", problem.ids[rows], ens_p, ens_v,
+                      meta["classes"], meta["multi_label"], thresholds)
+    (Path(folder) / "scores").mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(Path(folder) / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
                         probs=per_seed_p, valence=per_seed_v)
     labelled = problem.labelled[rows]
-    if not labelled.any():
-        return None
-    sub = rows[labelled]
-    runs = [score(problem, sub, per_seed_p[s][labelled], per_seed_v[s][labelled], thresholds) for s in range(S)]
-    out[split] = mean_std(runs)
-    out["ensemble"][split] = score(problem, sub, ens_p[labelled], ens_v[labelled], thresholds)
-    if problem.multi_label:
-        return None
-    return (split, problem.labels[sub], ens_p[labelled].argmax(1))
+    if labelled.any():
+        sub = rows[labelled]
+        out[split] = mean_std([score(problem, sub, per_seed_p[s][labelled], per_seed_v[s][labelled], thresholds)
+                               for s in range(S)])
+        out.setdefault("ensemble", {})[split] = score(problem, sub, ens_p[labelled], ens_v[labelled], thresholds)
+    return ens_p
 
 
 def _meta(problem, request, systems, weights, thresholds) -> dict:

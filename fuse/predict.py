@@ -16,10 +16,9 @@ import click
 import numpy as np
 
 from cache.__main__ import Refused
-from .evaluate import score
-from .metrics import mean_std
+from .outputs import predict_split
 from .problem import load_problem
-from .run import combine, load_systems, write_predictions
+from .run import load_systems
 from .training import clip_table, TrainRequest
 from .loop import TrainConfig
 
@@ -76,29 +75,12 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
         rows = problem.index(split)
         metrics["clips"][split] = int(len(rows))
         if len(rows):
-            _score_split(out, split, rows, problem, systems, meta, thresholds, metrics, device)
+            predict_split(out, split, rows, problem, systems, [s["weight"] for s in meta["systems"]], meta,
+                          metrics, thresholds, device)
     metrics["missing"] = len(problem.missing)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out, metrics
-
-
-def _score_split(out, split, rows, problem, systems, meta, thresholds, metrics, device):
-    weights = [s["weight"] for s in meta["systems"]]
-    probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta, device)
-    S, K = len(meta["seeds"]), meta["folds"]
-    per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)
-    per_seed_v = valence.reshape(S, K, -1).mean(1)
-    write_predictions(out / "predictions" / f"{split}.csv", problem.ids[rows], per_seed_p.mean(0),
-                      per_seed_v.mean(0), meta["classes"], meta["multi_label"], thresholds)
-    (out / "scores").mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
-                        probs=per_seed_p, valence=per_seed_v)
-    labelled = problem.labelled[rows]
-    if labelled.any():
-        sub = rows[labelled]
-        metrics[split] = mean_std([score(problem, sub, per_seed_p[s][labelled], per_seed_v[s][labelled], thresholds)
-                                   for s in range(S)])
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
