@@ -81,3 +81,15 @@ def test_lgbm_learns_the_separable_problem(synth_run, tmp_path, lgbm_one_thread)
     assert names == [f"seed0-fold{k}.lgbm.json" for k in range(5)]
     # boosting stopped early on the validation fold, before the 1000-round limit
     assert 0 < np.max(m["best_epoch"]) < 1000
+
+
+def test_bf16_autocast_learns_and_differs_from_fp32(synth_run, tmp_path):
+    cache, _ = synth_run
+    fp32 = train(cache, tmp_path / "fp32", "attention", AV, epochs=10)
+    bf16 = train(cache, tmp_path / "bf16", "attention", AV, epochs=10, precision="bf16")
+    assert_learns(bf16)
+    assert bf16["config"]["train"]["precision"] == "bf16"
+    # the products really ran in bfloat16: the validation probabilities are not the fp32 ones
+    cv32 = np.load(tmp_path / "fp32" / "scores" / "cv.npz")["probs"]
+    cv16 = np.load(tmp_path / "bf16" / "scores" / "cv.npz")["probs"]
+    assert np.abs(cv32 - cv16).max() > 1e-4
