@@ -35,7 +35,7 @@ def timed_extract(corpus: Path, features: str, workers: int) -> float:
 
 
 def audio_seconds(corpus: Path) -> float:
-    from extract.media import decode
+    from extract.core.media import decode
 
     return sum(decode(c.media).duration for c in load_manifest("demo", root=corpus))
 

@@ -52,7 +52,7 @@ def token_batches(payloads, budget: int) -> list[list[int]]:
 def main(n, batch_tokens, threads):
     import torch
 
-    from extract import base
+    from extract.core import base
     from manifests.table import Clip
 
     if threads:

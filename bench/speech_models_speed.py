@@ -22,9 +22,9 @@ import torch
 from click.testing import CliRunner
 
 from cache import open_feature
-from extract import models
 from extract.__main__ import main as extract_main
-from extract.speech_models import SpeechModelFeatures
+from extract.core import models
+from extract.speech.encoders import SpeechModelFeatures
 from manifests.folder import write_table
 from manifests.mediafile import write_clip
 from manifests.speech import speech_at

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from click.testing import CliRunner
 
-from extract.face_track import TrackConfig, align_face, detect_all, face_track, model_path
-from extract.fer2013 import fer2013_predict, load_fer2013
+from extract.visual.face_track import TrackConfig, align_face, detect_all, face_track, model_path
+from extract.visual.fer2013 import fer2013_predict, load_fer2013
 
 OPENFACE_SECONDS_PER_FRAME = 1 / 30  # OpenFace issue 119: "about real time", 30 s for a 30 s video
 

@@ -2,27 +2,20 @@
 
     python -m extract --list
     python -m extract --dataset demo --features is09,is10,egemaps,mfcc,e2el-spectrogram
+
+    core/      Extractor base and registry, decoding, model loading, the run over clips
+    acoustic/  openSMILE functionals, librosa MFCC / log-mel / E2E-L spectrogram pieces
+    speech/    every hidden layer of a HF speech encoder (`ssl:`)
+    lexical/   ASR transcripts (`asr:`) and every hidden layer of a HF text encoder (`text:`)
+    visual/    dlib face track -> face crops, dlib and FER2013 embeddings, HF vision encoders (`vision:`)
+    stand_ins  the tiny random-initialised stand-in models (`python -m extract.stand_ins`)
 """
-import importlib
-from pathlib import Path
+from .core.base import KINDS, REGISTRY, BatchExtractor, ClipError, Extractor, Output, build, register
+from .core.media import Media, MediaError, decode
 
-from .base import KINDS, REGISTRY, BatchExtractor, ClipError, Extractor, Output, build, register
-from .media import Media, MediaError, decode
-
-# modules that register extractors when imported
-EXTRACTOR_MODULES = ("acoustic", "speech_models", "visual", "lexical")
+# importing each family registers its extractors
+from . import acoustic, lexical, speech, visual  # noqa: F401
+from .visual import fer2013_predict  # public: embed your own face crops
 
 __all__ = ["Extractor", "BatchExtractor", "Output", "ClipError", "REGISTRY", "KINDS", "build", "register",
-           "decode", "Media", "MediaError", "load_all_extractors", "fer2013_predict"]
-
-
-def load_all_extractors():
-    here = Path(__file__).parent
-    for name in EXTRACTOR_MODULES:
-        if (here / f"{name}.py").exists():  # families land one by one
-            importlib.import_module(f"{__name__}.{name}")
-
-
-load_all_extractors()
-
-from .fer2013 import fer2013_predict  # noqa: E402  (public: embed your own face crops)
+           "decode", "Media", "MediaError", "fer2013_predict"]

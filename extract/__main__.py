@@ -18,9 +18,9 @@ import click
 from cache import ConfigMismatch, FeatureWriter, cache_root, write_clips
 from manifests import load_manifest
 
-from . import base
-from .models import STAND_IN_NOTE
-from .runner import load_models, run
+from .core import base
+from .core.models import STAND_IN_NOTE
+from .core.runner import load_models, run
 
 
 class Refused(click.ClickException):

@@ -2,24 +2,125 @@
 
 They load through the same code path as hub models (`from_pretrained` on a folder), so tests and
 the demo run without a model hub. They are NOT pretrained: each folder holds a STAND_IN note, and
-provenance of every feature they produce says so.
+provenance of every feature they produce says so. Every builder of every model family lives here.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
-from . import load_all_extractors
-from .models import STAND_IN_NOTE, STAND_INS
+from .core.media import SAMPLE_RATE
+from .core.models import STAND_IN_NOTE, mark_stand_in
+
+# stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
+STAND_INS: dict[str, Callable[[Path], None]] = {}
+
+
+def stand_in(name: str):
+    def register(builder):
+        STAND_INS[name] = builder
+        return builder
+    return register
+
+
+# -- speech encoders (ssl:) ---------------------------------------------------------------------------
+TINY_SPEECH = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                   conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def _save_speech(folder, model_cls, config, description, return_attention_mask):
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    model_cls(config).eval().save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=return_attention_mask).save_pretrained(folder)
+    mark_stand_in(folder, description)
+
+
+@stand_in("tiny-hubert")
+def tiny_hubert(folder):
+    """Layer-norm front end, like hubert-large: exact when padded."""
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(**TINY_SPEECH, feat_extract_norm="layer", do_stable_layer_norm=True)
+    _save_speech(folder, HubertModel, config, "tiny HuBERT (layer-norm front end, 32 x 2 layers)", True)
+
+
+@stand_in("tiny-wav2vec2")
+def tiny_wav2vec2(folder):
+    """Group-norm front end, like hubert-base and wav2vec2-base: not exact when padded."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(**TINY_SPEECH, feat_extract_norm="group", do_stable_layer_norm=False)
+    _save_speech(folder, Wav2Vec2Model, config, "tiny wav2vec 2.0 (group-norm front end, 32 x 2 layers)", False)
+
+
+@stand_in("tiny-wavlm")
+def tiny_wavlm(folder):
+    """Layer-norm WavLM (gated relative position bias), like wavlm-large."""
+    from transformers import WavLMConfig, WavLMModel
+
+    config = WavLMConfig(**TINY_SPEECH, feat_extract_norm="layer", do_stable_layer_norm=True, num_buckets=32,
+                         max_bucket_distance=100)
+    _save_speech(folder, WavLMModel, config, "tiny WavLM (layer-norm front end, 32 x 2 layers)", True)
+
+
+@stand_in("tiny-data2vec-audio")
+def tiny_data2vec_audio(folder):
+    """data2vec-audio: layer-norm CNN, but stacked positional convolutions that read the padding."""
+    from transformers import Data2VecAudioConfig, Data2VecAudioModel
+
+    config = Data2VecAudioConfig(**TINY_SPEECH | {"num_conv_pos_embeddings": 2, "conv_pos_kernel_size": 5})
+    _save_speech(folder, Data2VecAudioModel, config, "tiny data2vec-audio (32 x 2 layers)", True)
+
+
+# -- speech recognition (asr:) ------------------------------------------------------------------------
+@stand_in("tiny-asr-ctc")
+def tiny_asr_ctc(folder):
+    """A wav2vec2-CTC with 2 layers of width 32 over 26 letters: its transcripts are random letters."""
+    import json
+
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab |= {chr(c): 5 + i for i, c in enumerate(range(ord("a"), ord("z") + 1))}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, return_attention_mask=True)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                            feat_extract_norm="layer", do_stable_layer_norm=True)
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    mark_stand_in(folder, "tiny-asr-ctc: wav2vec2-CTC, 2 layers, letters a-z; transcripts are random")
+
+
+# -- vision encoders (vision:) ------------------------------------------------------------------------
+@stand_in("tiny-vit")
+def tiny_vit(folder: Path):
+    """A 2-layer 32-d ViT on 32 px images, random weights (a stand-in, NOT pretrained)."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64)
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    mark_stand_in(folder, f"tiny-vit: ViT 2 layers, hidden 32, random weights ({STAND_IN_NOTE})")
 
 
 def build_stand_ins(out, only=()) -> list[Path]:
-    """Build every registered stand-in (or those in `only`) under `out`; returns their folders."""
+    """Build every stand-in (or those in `only`) under `out`; returns their folders."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    load_all_extractors()
     unknown = set(only) - set(STAND_INS)
     if unknown:
         raise click.BadParameter(f"unknown stand-ins {sorted(unknown)}; known: {sorted(STAND_INS)}")

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from cache import FeatureWriter, open_feature
 from cache.store import OK, Records, write_records
-from extract import base
 from extract.__main__ import main
+from extract.core import base
 from tests.conftest import write_table
 from tests.media import write_clip
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from extract import base, models
+from extract import stand_ins
 from extract.__main__ import main
-from extract.lexical import resolve_source
+from extract.core import base
+from extract.lexical.text import resolve_source
 from tests.media import write_clip
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +31,7 @@ def tiny_asr(tmp_path_factory):
     """Folder of the tiny random-initialised CTC stand-in, built as `make models` does."""
     folder = tmp_path_factory.mktemp("models") / "tiny-asr-ctc"
     folder.mkdir()
-    models.STAND_INS["tiny-asr-ctc"](folder)
+    stand_ins.STAND_INS["tiny-asr-ctc"](folder)
     return folder
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cache import open_feature
-from extract.asr import has_speech
-from extract.models import STAND_IN_NOTE
+from extract.core.models import STAND_IN_NOTE
+from extract.lexical.asr import has_speech
 from tests.extract.lexical.conftest import extract, mer_corpus
 from tests.media import speech
 
@@ -115,7 +115,7 @@ def tiny_whisper(folder):
 
 
 def test_whisper_style_models_generate_transcripts(tmp_path, speech_16k):
-    from extract import base
+    from extract.core import base
 
     tiny_whisper(tmp_path)
     for language in ("en", ""):  # a given language, or Whisper's own detection

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from extract import base, models
-from extract.lexical import TextConfig, token_sequence
+from extract.core import base, models
+from extract.lexical.text import TextConfig, token_sequence
 from manifests.table import Clip
 from tests.extract.lexical.conftest import MINILM, reference_hidden_states
 
@@ -22,7 +22,7 @@ def test_masked_mean_of_the_last_layer_is_the_sentence_transformers_embedding(mi
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from extract.lexical import resolve_source
+    from extract.lexical.text import resolve_source
 
     source = resolve_source(MINILM)
     tokenizer, model = AutoTokenizer.from_pretrained(source), AutoModel.from_pretrained(source).eval()

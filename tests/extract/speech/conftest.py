@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from extract import models
+from extract import stand_ins
 
 STAND_INS = ("tiny-hubert", "tiny-wav2vec2", "tiny-wavlm", "tiny-data2vec-audio")
 
@@ -17,7 +17,7 @@ def model_dir(tmp_path_factory):
     for name in STAND_INS:
         folder = root / name
         folder.mkdir()
-        models.STAND_INS[name](folder)
+        stand_ins.STAND_INS[name](folder)
         folders[name] = folder
     return folders
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cache import open_feature
 from extract.__main__ import main
-from extract.media import decode
+from extract.core.media import decode
 from tests.conftest import write_table
 from tests.media import write_clip
 

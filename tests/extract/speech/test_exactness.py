@@ -3,7 +3,7 @@ group-norm front ends and windows of long clips."""
 import numpy as np
 import pytest
 
-from extract.speech_models import SpeechModelConfig, SpeechModelFeatures
+from extract.speech.encoders import SpeechModelConfig, SpeechModelFeatures
 
 from .conftest import frames_of, reference_hidden_states
 

@@ -4,8 +4,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from extract.face_track import TrackConfig, clip_track
-from extract.media import decode
+from extract.core.media import decode
+from extract.visual.face_track import TrackConfig, clip_track
 from tests.media import write_clip
 
 

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from extract.face_track import (TrackConfig, align_face, detect_all, face_track, link_tracks,
+from extract.visual.face_track import (TrackConfig, align_face, detect_all, face_track, link_tracks,
                                 sample_indices, dominant_track, _landmarks)
 from tests.extract.visual.conftest import lfw_rgb, two_face_frames
 

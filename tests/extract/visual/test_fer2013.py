@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract.fer2013 import LABELS, fer2013_predict
 from extract.visual import fer2013_predict as public_predict
+from extract.visual.fer2013 import LABELS, fer2013_predict
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "fer2013_keras_reference.npz"
 
@@ -42,7 +42,7 @@ def test_wrong_input_shape_is_refused_with_the_expected_shape():
 
 def test_our_aligned_astronaut_chip_is_the_fixtures_input(reference, astronaut):
     """face-fer2013 feeds the model what the reference was computed on: a 64 px dlib chip, padding 0.25."""
-    from extract.face_track import align_face, face_track, to_gray
+    from extract.visual.face_track import align_face, face_track, to_gray
 
     track = face_track(astronaut[None])
     chip = to_gray(align_face(astronaut, track.boxes[0], track.landmarks5[0], 64, 0.25)).astype(np.float32)

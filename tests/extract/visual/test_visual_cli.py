@@ -5,8 +5,8 @@ from click.testing import CliRunner
 
 from cache import open_feature
 from extract.__main__ import main
-from extract.fer2013 import fer2013_predict
-from extract.vision_models import build_tiny_vit
+from extract.stand_ins import tiny_vit
+from extract.visual.fer2013 import fer2013_predict
 from tests.conftest import write_table
 from tests.extract.visual.conftest import lfw_rgb, no_face_frames, two_face_frames
 from tests.media import face_frames, write_clip
@@ -90,7 +90,7 @@ def test_fer2013_feature_equals_the_public_function_on_its_crops(cached):
 def test_dlib_descriptor_tells_the_tracked_person_from_the_other(cached, lfw):
     import dlib
 
-    from extract.face_track import align_face, face_track, model_path
+    from extract.visual.face_track import align_face, face_track, model_path
 
     dlib_feat = open_feature("v", "face-dlib", cached)
     face, two = dlib_feat.array(ids=["face", "two"])
@@ -132,7 +132,7 @@ def check_against_the_model(cache, feature, crops_feature, folder, atol):
 
 
 def test_vision_model_stores_every_layer_in_float16(corpus, tmp_path):
-    build_tiny_vit(tmp_path / "tiny-vit")
+    tiny_vit(tmp_path / "tiny-vit")
     result = extract(corpus, tmp_path / "cache", f"tinyvit=vision:{tmp_path / 'tiny-vit'},crops=face-crops",
                      "tinyvit.max_frames=3", "tinyvit.chip_size=64",
                      "crops.max_frames=3", "crops.size=64", "crops.fallback=none")
@@ -150,7 +150,7 @@ def test_a_model_folder_names_its_feature_and_may_move(corpus, tmp_path):
     its weights, so a moved folder keeps its cache."""
     import json
 
-    build_tiny_vit(tmp_path / "before" / "tiny-vit")
+    tiny_vit(tmp_path / "before" / "tiny-vit")
     settings = ("vision:tiny-vit.max_frames=2", "vision:tiny-vit.chip_size=32")
     first = extract(corpus, tmp_path / "cache", f"vision:{tmp_path / 'before' / 'tiny-vit'}", *settings)
     assert first.exit_code == 1 and "extracted 4 clips" in first.output, first.output
@@ -212,7 +212,7 @@ def test_vision_kind_serves_cnns_and_clip_image_towers(corpus, tmp_path, build):
 
 def test_cnn_detector_option_finds_the_face(corpus, tmp_path, monkeypatch):
     """dlib's MMOD CNN detector (GPU builds of dlib make it fast; here 2 small frames on the CPU)."""
-    from extract import face_track
+    from extract.visual import face_track
 
     used, load = [], face_track._dlib_model
     monkeypatch.setattr(face_track, "_dlib_model", lambda kind: used.append(kind) or load(kind))

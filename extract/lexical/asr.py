@@ -16,9 +16,9 @@ import numpy as np
 
 from cache import non_default_config
 
-from . import models
-from .base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, _config, cache_name
-from .media import SAMPLE_RATE, SILENCE_PEAK
+from ..core import models
+from ..core.base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, _config, cache_name
+from ..core.media import SAMPLE_RATE, SILENCE_PEAK
 
 MIN_SPEECH_SAMPLES = SAMPLE_RATE // 10  # below 0.1 s there is no word to recognise
 WHISPER_SECONDS = 30                    # Whisper's input window: longer clips are cut (flagged)
@@ -119,7 +119,7 @@ class SpeechRecognition(BatchExtractor):
 
 
 def has_speech(audio: np.ndarray) -> bool:
-    """False for audio too short or too quiet to hold a word (as extract.media calls it silent)."""
+    """False for audio too short or too quiet to hold a word (as extract.core.media calls it silent)."""
     return len(audio) >= MIN_SPEECH_SAMPLES and float(np.max(np.abs(audio), initial=0.0)) >= SILENCE_PEAK
 
 
@@ -176,28 +176,3 @@ class TranscriptSource:
     def provenance(self) -> dict:
         return {"manifest": "clips with a transcript in the manifest use it",
                 "asr": {"feature": self.feature, "fingerprint": self.fingerprint} if self.feature else None}
-
-
-# -- tiny random-initialised stand-in (python -m extract.stand_ins --out data/models) -----------------
-@models.stand_in("tiny-asr-ctc")
-def tiny_asr_ctc(folder):
-    """A wav2vec2-CTC with 2 layers of width 32 over 26 letters: its transcripts are random letters."""
-    import json
-
-    import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
-    vocab |= {chr(c): 5 + i for i, c in enumerate(range(ord("a"), ord("z") + 1))}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
-    extractor = Wav2Vec2FeatureExtractor(sampling_rate=SAMPLE_RATE, return_attention_mask=True)
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            feat_extract_norm="layer", do_stable_layer_norm=True)
-    Wav2Vec2ForCTC(config).save_pretrained(folder)
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
-    models.mark_stand_in(folder, "tiny-asr-ctc: wav2vec2-CTC, 2 layers, letters a-z; transcripts are random")

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from cache import open_feature
-from extract import base
 from extract.__main__ import main
+from extract.core import base
 from tests.conftest import write_table
 from tests.media import write_clip
 
@@ -65,8 +65,8 @@ def test_batches_respect_the_budget_and_isolate_a_failing_clip(tmp_path, speech_
 def test_decoding_runs_ahead_of_a_slow_model_by_a_bounded_window(tmp_path, speech_16k, workers):
     import time
 
-    from extract.acoustic import LogMel
-    from extract.runner import _results
+    from extract.acoustic.spectral import LogMel
+    from extract.core.runner import _results
     from manifests import load_manifest
 
     rows = []

@@ -4,9 +4,9 @@ import re
 
 from click.testing import CliRunner
 
-from extract import progress
 from extract.__main__ import main
-from extract.progress import Progress
+from extract.core import progress
+from extract.core.progress import Progress
 
 
 class Terminal(io.StringIO):

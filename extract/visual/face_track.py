@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ClipError
+from ..core.base import ClipError
 
 DETECT_SIDE = 640      # frames are scaled down to this long side for detection (speed)
 LINK_IOU = 0.2         # boxes of consecutive detections of one face overlap at least this much

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from cache import open_feature
-from extract import base
 from extract.__main__ import main
-from extract.recorder import STOP_AFTER
+from extract.core import base
+from extract.core.recorder import STOP_AFTER
 from tests.conftest import write_table
 from tests.media import write_clip
 

@@ -4,8 +4,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from cache import open_feature
-from extract import base
 from extract.__main__ import main, parse_features
+from extract.core import base
 
 
 def run(corpus, cache, *args):

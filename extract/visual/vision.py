@@ -14,14 +14,12 @@ widest and `layer_dims` [L] says how many values of each row are real.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .base import KINDS, MODEL_RUNTIME, _config
-from .models import (STAND_IN_NOTE, autocast, check_dtypes, load_pretrained, mark_stand_in, model_identity,
-                     resolve_device, stand_in)
-from .visual import FaceEmbedder, FaceModelConfig
+from ..core.base import KINDS, MODEL_RUNTIME, _config
+from ..core.models import autocast, check_dtypes, load_pretrained, model_identity, resolve_device
+from .embedder import FaceEmbedder, FaceModelConfig
 
 
 @dataclass(frozen=True)
@@ -100,15 +98,3 @@ def vision_extractor(argument: str, options: dict[str, str]) -> VisionLayers:
 
 vision_extractor.__doc__ = vision_extractor.__doc__.strip()
 KINDS["vision"] = vision_extractor
-
-
-@stand_in("tiny-vit")
-def build_tiny_vit(folder: Path):
-    """A 2-layer 32-d ViT on 32 px images, random weights (a stand-in, NOT pretrained)."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=64)
-    ViTModel(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    mark_stand_in(folder, f"tiny-vit: ViT 2 layers, hidden 32, random weights ({STAND_IN_NOTE})")

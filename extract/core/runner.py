@@ -3,7 +3,7 @@
 Clips are decoded on `workers` processes, where per-clip (CPU-bound) extractors also run. Batched
 extractors (models) run in the main process on batches of similar-length clips, while the workers
 keep decoding ahead. The main process alone writes HDF5. A bad clip is recorded as failed with its
-reason and the run goes on; a feature that fails on every clip is stopped (extract.recorder).
+reason and the run goes on; a feature that fails on every clip is stopped (extract.core.recorder).
 """
 from __future__ import annotations
 

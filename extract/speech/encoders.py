@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import models
-from .base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, register_presets
-from .media import SAMPLE_RATE
+from ..core import models
+from ..core.base import KINDS, MODEL_RUNTIME, BatchExtractor, ClipError, Output, register_presets
+from ..core.media import SAMPLE_RATE
 from .pooling import Moments, average_pool_time, combine, masked_moments, window_bounds
 
 PADDING_LEAKS = {"data2vec-audio"}  # model types whose encoder mixes padded frames into valid ones
@@ -192,7 +192,7 @@ class SpeechModelFeatures(BatchExtractor):
 
 def speech_model(argument: str, options: dict[str, str]) -> SpeechModelFeatures:
     """every hidden layer of a HF speech encoder (HuBERT, wav2vec 2.0, WavLM, data2vec-audio)"""
-    from .base import _config
+    from ..core.base import _config
 
     return SpeechModelFeatures(_config(SpeechModelConfig, options, f"ssl:{argument}"), source=argument)
 
@@ -220,5 +220,3 @@ PRESETS = {
 }
 register_presets(SpeechModelFeatures, PRESETS, globals())
 
-
-from . import speech_stand_ins  # noqa: E402,F401  (registers the tiny random stand-ins)

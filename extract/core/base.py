@@ -26,7 +26,7 @@ def register(cls):
 
 class ClipError(ValueError):
     """The clip's content is at fault (too short, no face, no transcript), not the extractor: a
-    failure of that clip, never taken for an extractor bug (see extract.recorder)."""
+    failure of that clip, never taken for an extractor bug (see extract.core.recorder)."""
 
 
 @dataclass
