@@ -48,9 +48,12 @@ def oof_thresholds(problem, train_index, oof_probs) -> np.ndarray | None:
 
 
 def _mean_of(per_fold: list[dict]) -> dict:
+    """Fold metrics averaged over the folds (per-class dicts per class)."""
     out = {}
     for key, value in per_fold[0].items():
-        if isinstance(value, float):
+        if isinstance(value, dict):
+            out[key] = _mean_of([f[key] for f in per_fold])
+        elif isinstance(value, float):
             values = [f[key] for f in per_fold if f[key] is not None]
             out[key] = float(np.mean(values)) if values else None
     return out

@@ -71,11 +71,14 @@ def _with_valence(out: dict, valence, predicted_valence) -> dict:
 
 
 def mean_std(runs: list[dict]) -> dict:
-    """[{metric: value}, ...] over seeds -> {metric: {"mean", "std", "per_seed"}} (numbers only)."""
+    """[{metric: value}, ...] over seeds -> {metric: {"mean", "std", "per_seed"}}; a dict of numbers
+    (per-class F1) gives one such entry per key; None values are left out."""
     out = {}
     for key, value in runs[0].items():
-        if isinstance(value, (int, float)) and value is not None:
-            values = [r[key] for r in runs]
+        if isinstance(value, dict):
+            out[key] = mean_std([r[key] for r in runs])
+        elif isinstance(value, (int, float)):
+            values = [r[key] for r in runs if r[key] is not None]
             out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
                         "per_seed": [float(v) for v in values]}
     return out

@@ -34,6 +34,11 @@ class Result:
                 continue
             cells = [_cell(m.get(k)) for k in ("weighted_f1", "accuracy", "mse", "combined")]
             lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<18}" for c in cells))
+        if "macro_f1" in self.metrics["cv"]:
+            lines.append(f"multi-label: CV macro F1 {_cell(self.metrics['cv']['macro_f1'])}; per class in metrics.json")
+        if self.metrics.get("missing"):
+            lines.append(f"left out: {self.metrics['missing']} clips failed or absent in a feature (missing.csv)")
+        lines += [f"warning: {w}" for w in self.metrics.get("warnings", [])]
         return "\n".join(lines)
 
 

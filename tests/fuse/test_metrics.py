@@ -85,10 +85,11 @@ def test_best_thresholds_find_the_separating_grid_point_per_class():
     assert metrics.multi_label_scores(labels, probs, np.array([0.55, 0.2, 0.5]))["per_class_f1"]["0"] < 1
 
 
-def test_mean_std_over_seeds_keeps_numbers_only():
+def test_mean_std_over_seeds_keeps_numbers_and_per_class_dicts():
     runs = [{"weighted_f1": 0.5, "mse": None, "per_class_f1": {"a": 1.0}},
             {"weighted_f1": 0.7, "mse": None, "per_class_f1": {"a": 0.0}}]
     out = metrics.mean_std(runs)
-    assert set(out) == {"weighted_f1"}
+    assert set(out) == {"weighted_f1", "per_class_f1"}  # no valence: no mse entry
+    assert out["per_class_f1"]["a"]["mean"] == 0.5 and out["per_class_f1"]["a"]["per_seed"] == [1.0, 0.0]
     assert out["weighted_f1"]["per_seed"] == [0.5, 0.7]
     assert (out["weighted_f1"]["mean"], out["weighted_f1"]["std"]) == pytest.approx((0.6, 0.1))  # population std
