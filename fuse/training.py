@@ -123,10 +123,18 @@ def prepare(request: TrainRequest):
     return dataset, problem, splits
 
 
-def run_id(request: TrainRequest, problem) -> str:
-    """Named from the resolved config and the fingerprints of the features used."""
+def feature_identity(provenance: dict, fingerprint: str | None) -> str:
+    """What a run's result depends on in a cached feature: its config fingerprint and when its file
+    was last merged (a re-extraction with the same config, e.g. more clips, is another feature)."""
+    return f"{fingerprint}@{provenance.get('updated') or provenance.get('created') or ''}"
+
+
+def run_id(request: TrainRequest, problem, splits=None) -> str:
+    """Named from the resolved config and the identities of the features used."""
+    identities = {spec: feature_identity(problem.provenance.get(spec, {}), problem.fingerprints.get(spec))
+                  for spec in problem.specs}
     blob = {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
-            "fingerprints": problem.fingerprints, "model": request.model,
+            "features": identities, "model": request.model, "splits": splits, "corpus": request.corpus,
             "configs": [dataclasses.asdict(c) for c in request.configs],
             "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads")}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -139,6 +147,6 @@ def run_training(request: TrainRequest):
     from .systems import train_systems
 
     dataset, problem, splits = prepare(request)
-    folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem)
+    folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem, splits)
     systems, weights = train_systems(problem, request)
     return write_run(folder, request, problem, systems, weights, splits)
