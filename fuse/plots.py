@@ -42,3 +42,42 @@ def training_curves(path: Path, history: np.ndarray, best: np.ndarray, ylabel: s
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def pair_heatmap(path: Path, frame, title: str = "CV combined score"):
+    """Best CV combined score of each feature pair (diagonal: the feature alone). frame: leaderboard
+    rows with columns A, L, V (feature or empty), n_modalities, cv_combined."""
+    best = frame.drop_duplicates(subset=[c for c in ("A", "L", "V") if c in frame], keep="first")
+    features = [f"{m}:{r[m]}" for _, r in best.iterrows() for m in "ALV" if isinstance(r.get(m), str)]
+    names = list(dict.fromkeys(features))
+    grid = np.full((len(names), len(names)), np.nan)
+    for _, r in best[best["n_modalities"] <= 2].iterrows():
+        used = [names.index(f"{m}:{r[m]}") for m in "ALV" if isinstance(r.get(m), str)]
+        i, j = (used[0], used[0]) if len(used) == 1 else used
+        grid[i, j] = grid[j, i] = r["cv_combined"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.5, 0.9 * len(names) + 1.8))
+    image = ax.imshow(grid, cmap="viridis")
+    for (i, j), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if v < np.nanmean(grid) else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fusion_gain(path: Path, gains):
+    """Bars: CV combined gain of each multimodal set over its best single-modality part."""
+    fig, ax = plt.subplots(figsize=(7, 0.4 * max(len(gains), 3) + 1.2))
+    order = gains.sort_values("gain")
+    ax.barh(order["set"], order["gain"], color=["tab:green" if g > 0 else "tab:red" for g in order["gain"]])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("CV combined: fused - best single modality")
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

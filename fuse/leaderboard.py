@@ -1,0 +1,100 @@
+"""A sweep's results: one row per trial read back from its run folder, the MER 2023 Table-3 layout
+(feature sets grouped unimodal / bimodal / trimodal, columns Dis / Dim / Com per split) and plots.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .trials import Trial
+
+SIZES = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
+
+
+def rows(runs: dict[str, Trial], folder: Path) -> pd.DataFrame:
+    """One row per finished trial (run id -> Trial; run folders under `folder`), best CV combined first."""
+    out = []
+    for run, trial in runs.items():
+        path = folder / run / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        row = {"run": run, "model": trial.model, "modalities": trial.modalities, "n_modalities": len(trial.features),
+               **{m_: spec for m_, spec in trial.features},
+               "params": " ".join(trial.label().split(" ")[1 + len(trial.features):]), "seconds": m.get("seconds")}
+        for split in ["cv"] + [s for s in m.get("clips", {}) if s != "cv"]:
+            for key in ("weighted_f1", "mse", "combined"):
+                entry = m.get(split, {}).get(key)
+                row[f"{split}_{key}"] = entry["mean"] if entry else None
+                row[f"{split}_{key}_std"] = entry["std"] if entry else None
+        out.append(row)
+    frame = pd.DataFrame(out)
+    if len(frame):
+        frame = frame.sort_values("cv_combined", ascending=False, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _pm(mean, std, digits=3) -> str:
+    if mean is None or pd.isna(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def splits_of(frame: pd.DataFrame) -> list[str]:
+    """Splits with a score in some row (unlabelled splits have none)."""
+    return [c[:-len("_combined")] for c in frame.columns
+            if c.endswith("_combined") and not c.endswith("_std") and frame[c].notna().any()]
+
+
+def markdown(frame: pd.DataFrame, runs_link: str = "runs") -> str:
+    """The leaderboard as a markdown table (the best trial's run folder linked)."""
+    splits = splits_of(frame)
+    head = ["#", "model", "A", "L", "V", "params"] + [f"{s} F1" for s in splits[:1]] + [f"{s} combined" for s in splits] + ["s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for i, r in frame.iterrows():
+        name = f"[{i + 1}]({runs_link}/{r['run']})" if i == 0 else str(i + 1)
+        cells = [name, r["model"], *(str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"), r["params"],
+                 _pm(r["cv_weighted_f1"], r["cv_weighted_f1_std"])]
+        cells += [_pm(r[f"{s}_combined"], r[f"{s}_combined_std"]) for s in splits]
+        cells.append(f"{r['seconds']:.1f}" if r["seconds"] is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table3(frame: pd.DataFrame) -> str:
+    """MER 2023 Table 3: the best trial of each feature set, grouped by the number of modalities;
+    per split Dis (weighted F1, %), Dim (valence MSE), Com (combined)."""
+    splits = splits_of(frame)
+    best = frame.drop_duplicates(subset=[c for c in ("A", "L", "V") if c in frame], keep="first")
+    head = ["A", "L", "V"] + [f"{s} {k}" for s in splits for k in ("Dis", "Dim", "Com")]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for size, name in SIZES.items():
+        group = best[best["n_modalities"] == size]
+        if not len(group):
+            continue
+        lines.append(f"| **{name}** |" + " |" * (len(head) - 1))
+        for _, r in group.iterrows():
+            cells = [str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"]
+            for s in splits:
+                cells += [_pm(100 * r[f"{s}_weighted_f1"] if r[f"{s}_weighted_f1"] is not None else None,
+                              100 * (r[f"{s}_weighted_f1_std"] or 0), 2),
+                          _pm(r[f"{s}_mse"], r[f"{s}_mse_std"], 2), _pm(r[f"{s}_combined"], r[f"{s}_combined_std"], 2)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def fusion_gain(frame: pd.DataFrame) -> pd.DataFrame:
+    """For every multimodal feature set: its CV combined minus that of its best single-modality part."""
+    best = frame.drop_duplicates(subset=[c for c in ("A", "L", "V") if c in frame], keep="first")
+    single = {(m, r[m]): r["cv_combined"] for _, r in best[best["n_modalities"] == 1].iterrows()
+              for m in "ALV" if isinstance(r.get(m), str)}
+    out = []
+    for _, r in best[best["n_modalities"] > 1].iterrows():
+        parts = [single.get((m, r[m])) for m in "ALV" if isinstance(r.get(m), str)]
+        if all(p is not None for p in parts):
+            label = " + ".join(r[m] for m in "ALV" if isinstance(r.get(m), str))
+            out.append({"set": label, "combined": r["cv_combined"], "best_single": max(parts),
+                        "gain": r["cv_combined"] - max(parts)})
+    return pd.DataFrame(out)

@@ -1,0 +1,94 @@
+"""Sweeps: many fuse.train runs over feature combinations, models and hyper-parameters.
+
+    python -m fuse.sweep --dataset mer2023 --features "A=hubert-large@-4:|is10;L=chinese-macbert-large@-4:;V=face-fer2013|face-dlib"
+    python -m fuse.sweep --models attention,lgbm --grid "lr=1e-3,1e-4;hidden=128,256x128" --workers 2
+    python -m fuse.sweep --search random --trials 50 --rerun-best 6 --grid "lr=1e-5:1e-2;dropout=0.1:0.5"
+
+Every trial is a fuse.train run whose folder is named by its run id: finished trials are skipped,
+a killed sweep resumes where it stopped. Trials are queued in an Optuna study (SQLite by default,
+`--storage postgresql://...` to share one sweep between machines: start the same command on each).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+
+import click
+
+from cache.__main__ import Refused
+from .specs import SpecError, parse_modalities
+from .sweep_plan import plan
+from .sweep_report import report
+from .sweep_run import Sweep, work_until_done
+from .training import choose_dataset
+from .trials import parse_grid
+
+MODEL_NAMES = ("attention", "mlp", "afg", "lgbm")
+
+
+def _duration(text: str | None) -> float | None:
+    """'8h', '90m', '45s', '3600' -> seconds."""
+    if not text:
+        return None
+    units = {"h": 3600, "m": 60, "s": 1}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected e.g. 8h, 90m or 45s", param_hint="--budget") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dataset", help="Cached dataset (default: the only one in the cache).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@click.option("--modalities", help="Modalities to combine, e.g. A,L,V (default: those of --features).")
+@click.option("--features", "features_text", help='Alternatives per modality: "A=hubert-large@-4:|is10;V=face-fer2013".')
+@click.option("--models", default="attention", show_default=True, help="Comma-separated: attention, mlp, afg, lgbm.")
+@click.option("--grid", "grid_text", help='fuse.train options to vary: "lr=1e-3,1e-4;hidden=128,256x128".')
+@click.option("--search", type=click.Choice(["grid", "random"]), default="grid", show_default=True)
+@click.option("--trials", "n_trials", type=click.IntRange(1), default=50, show_default=True,
+              help="Random search: draws per feature set and model.")
+@click.option("--rerun-best", type=click.IntRange(0), default=0, show_default=True,
+              help="Random search: rerun the best draw of each feature set and model with this many seeds.")
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds per trial (batched).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Trials run in parallel.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///RUNS/study.db).")
+@click.option("--budget", help="Start no trial after this long (8h, 90m); a rerun continues.")
+@click.option("--top-k", type=click.IntRange(0, 4), default=3, show_default=True,
+              help="Decision-level fusion of the k best trials (0: none).")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), help="Run folders (default data/runs/<dataset>).")
+@click.option("--out", type=click.Path(file_okay=False), help="Leaderboard and plots (default data/sweeps/<study>).")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def main(dataset, cache_dir, modalities, features_text, models, grid_text, search, n_trials, rerun_best, seeds,
+         workers, storage, budget, top_k, runs_dir, out, quiet):
+    """Run every trial of a sweep (resumable, parallel), then write the leaderboard."""
+    try:
+        chosen = parse_modalities(modalities) if modalities else None
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MODEL_NAMES]
+        if unknown or not names:
+            raise SpecError(f"--models {models!r}: choose from {', '.join(MODEL_NAMES)}")
+        if not chosen and not features_text:
+            raise SpecError("name the modalities to combine: --modalities A,L,V (or --features)")
+        dataset = dataset or choose_dataset(cache_dir)
+        grid = parse_grid(grid_text)
+        seeds_first = 1 if search == "random" and rerun_best else seeds
+        trials = plan(dataset, cache_dir, chosen, features_text, names, grid, search, n_trials, seeds_first)
+    except SpecError as err:
+        raise Refused(str(err)) from None
+    definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
+                  "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
+    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, _duration(budget), quiet)
+    if not quiet:
+        click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials ({sweep.finished()} already finished), "
+                   f"{workers} worker(s); runs in {sweep.runs}", err=True)
+    work_until_done(sweep)
+    if search == "random" and rerun_best and not sweep.over_budget():
+        sweep.rerun_best(rerun_best)
+        work_until_done(sweep)
+    click.echo(report(sweep, top_k))
+
+
+if __name__ == "__main__":
+    mp.freeze_support()
+    sys.exit(main())
+

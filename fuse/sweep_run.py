@@ -1,0 +1,151 @@
+"""Running a sweep's trials: queued in the Optuna study, popped by worker processes.
+
+Each trial's key is the run id of its fuse.train run; its Trial and seed count travel in the
+study's user attributes, so a worker on another machine needs only the storage URL and the cache.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from . import study as studies
+from .sweep_plan import Plan, request_for, trial_run_id
+from .training import RUNS_ROOT, run_training
+from .trials import Trial
+
+SWEEPS_ROOT = Path("data/sweeps")
+
+
+@dataclass
+class Sweep:
+    name: str
+    plan: Plan
+    definition: dict
+    cache_dir: str | None
+    runs: Path
+    out: Path
+    storage: str
+    workers: int
+    deadline: float | None
+    quiet: bool
+
+    @classmethod
+    def create(cls, plan: Plan, definition, cache_dir, runs_dir, out, storage, workers, budget, quiet) -> "Sweep":
+        runs = Path(runs_dir) if runs_dir else RUNS_ROOT / plan.dataset
+        runs.mkdir(parents=True, exist_ok=True)
+        name = studies.study_name(definition)
+        storage = storage or f"sqlite:///{runs / 'study.db'}"
+        sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else SWEEPS_ROOT / name, storage,
+                    workers, time.time() + budget if budget else None, quiet)
+        sweep.enqueue(plan.trials)
+        return sweep
+
+    def study(self):
+        return studies.open_study(self.storage, self.name)
+
+    def enqueue(self, trials: dict):
+        """Queue the trials whose run folder is not finished (a finished one is never run again)."""
+        todo = {run: t for run, t in trials.items() if not self.done(run)}
+        studies.enqueue(self.study(), [json.dumps({"run": run, "trial": t.key, "seeds": self.plan.seeds[run],
+                                                   "dataset": self.plan.dataset}) for run, t in todo.items()])
+
+    def done(self, run: str) -> bool:
+        return (self.runs / run / "metrics.json").is_file()
+
+    def finished(self) -> int:
+        return sum(self.done(run) for run in self.plan.trials)
+
+    def over_budget(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
+
+    def rerun_best(self, seeds: int):
+        """Random search, second phase: the best draw of each feature set and model, with `seeds` seeds."""
+        from .leaderboard import rows
+
+        frame = rows(self.plan.trials, self.runs)
+        best = frame.drop_duplicates(subset=["model", "modalities", *[c for c in "ALV" if c in frame]], keep="first")
+        for run in best["run"]:
+            trial = self.plan.trials[run]
+            rerun = trial_run_id(trial, self.plan.dataset, self.cache_dir, seeds)
+            self.plan.add(rerun, trial, seeds)
+            self.plan.reruns[rerun] = run
+        self.enqueue({r: self.plan.trials[r] for r in self.plan.reruns})
+
+
+def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> float:
+    """Train one trial (or read its finished run): the CV combined score."""
+    blob = json.loads(payload)
+    folder = runs / blob["run"]
+    if not (folder / "metrics.json").is_file():
+        run_training(request_for(Trial.from_key(blob["trial"]), blob["dataset"], cache_dir, blob["seeds"],
+                                 out=str(folder), threads=threads))
+    return json.loads((folder / "metrics.json").read_text())["cv"]["combined"]["mean"]
+
+
+def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads) -> int:
+    study = studies.open_study(storage, name)
+    return studies.work(study, n_keys, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline)
+
+
+def work_until_done(sweep: Sweep):
+    """Run the queue with `sweep.workers` processes (this one included), showing progress."""
+    args = (sweep.storage, sweep.name, len(sweep.plan.trials), sweep.cache_dir, str(sweep.runs), sweep.deadline,
+            1 if sweep.workers > 1 else None)
+    context = mp.get_context("spawn")
+    others = [context.Process(target=_worker, args=args) for _ in range(sweep.workers - 1)]
+    for p in others:
+        p.start()
+    watcher = _Progress(sweep) if not sweep.quiet else None
+    try:
+        if watcher:
+            watcher.start()
+        _worker(*args)
+        for p in others:
+            p.join()
+    finally:
+        for p in others:
+            if p.is_alive():
+                p.terminate()
+        if watcher:
+            watcher.stop()
+
+
+class _Progress:
+    """A line every few seconds: trials finished, running, waiting, failed, ETA."""
+
+    def __init__(self, sweep: Sweep, every: float = 15.0):
+        import threading
+
+        self.sweep, self.every = sweep, every
+        self.started, self.start_done = time.time(), sweep.finished()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self._line()
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            self._line()
+
+    def _line(self):
+        trials = self.sweep.study().get_trials(deepcopy=False)
+        count = {s: sum(t.state == s for t in trials if t.user_attrs.get("key")) for s in TrialState}
+        total, done = len(self.sweep.plan.trials), self.sweep.finished()
+        elapsed = time.time() - self.started
+        rate = (done - self.start_done) / elapsed if elapsed > 0 else 0
+        eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "?"
+        print(f"sweep: {done}/{total} trials finished, {count[TrialState.RUNNING]} running, "
+              f"{count[TrialState.WAITING]} waiting, {count[TrialState.FAIL]} failed; "
+              f"{elapsed:.0f} s elapsed, ETA {eta}", file=sys.stderr, flush=True)

@@ -1,0 +1,144 @@
+"""The trials of a sweep: feature combinations x models x hyper-parameters, each a fuse.train run.
+
+    --features "A=hubert-large@18,19,20|is10;L=text-minilm@-4:;V=face-fer2013|face-dlib"
+        `|` separates the alternatives of a modality; every non-empty combination of at most one
+        alternative per modality is a feature set (2 x 1 x 2 above: 17 sets).
+    --grid "lr=1e-3,1e-4;hidden=128,256x128"
+        `;` between options, `,` between values (a hidden value's layers joined by `x`); any
+        fuse.train option. With --search random a value `low:high` is a range: log-uniform for lr
+        and weight_decay, uniform otherwise, integers for integer options.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .specs import ALIASES, MODALITIES, SpecError
+
+LOG_SCALE = {"lr", "weight_decay"}
+INTEGER = {"epochs", "batch_size", "folds"}
+FLAGS = {"layer_weights", "standardize"}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration: features per modality ('+'-joined specs), a model, options (sorted)."""
+
+    features: tuple
+    model: str
+    options: tuple = ()
+
+    @property
+    def modalities(self) -> str:
+        return "".join(m for m, _ in self.features)
+
+    @property
+    def key(self) -> str:
+        return json.dumps({"features": self.features, "model": self.model, "options": self.options})
+
+    @classmethod
+    def from_key(cls, key: str) -> "Trial":
+        blob = json.loads(key)
+        return cls(tuple(tuple(f) for f in blob["features"]), blob["model"],
+                   tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in blob["options"]))
+
+    def train_options(self) -> dict:
+        """Keyword arguments of fuse.training.TrainRequest.from_options."""
+        return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features},
+                **dict(self.options)}
+
+    def label(self) -> str:
+        parts = [f"{m}={s}" for m, s in self.features] + [f"{k}={_show(v)}" for k, v in self.options]
+        return f"{self.model} " + " ".join(parts)
+
+
+def parse_alternatives(text: str) -> dict[str, list[str]]:
+    """'A=x|y;V=z' -> {'A': ['x', 'y'], 'V': ['z']} (modalities in A, L, V order)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        modality, eq, specs = part.partition("=")
+        key = ALIASES.get(modality.strip().upper(), modality.strip().upper())
+        if not eq or key not in MODALITIES:
+            raise SpecError(f"--features {part!r}: expected MODALITY=feature|feature, MODALITY one of A, L (T), V")
+        choices = [s.strip() for s in specs.split("|") if s.strip()]
+        if not choices or key in out:
+            raise SpecError(f"--features {part!r}: no feature named, or modality {key} given twice")
+        out[key] = choices
+    return {m: out[m] for m in MODALITIES if m in out}
+
+
+def feature_sets(alternatives: dict[str, list[str]]) -> list[tuple]:
+    """Every non-empty combination of at most one alternative per modality: unimodal sets first."""
+    modalities = list(alternatives)
+    out = []
+    for size in range(1, len(modalities) + 1):
+        for chosen in itertools.combinations(modalities, size):
+            for specs in itertools.product(*(alternatives[m] for m in chosen)):
+                out.append(tuple(zip(chosen, specs)))
+    return out
+
+
+def parse_grid(text: str | None) -> dict[str, list]:
+    """'lr=1e-3,1e-4;hidden=128,256x128' -> {'lr': ['1e-3', '1e-4'], 'hidden': ['128', '256x128']}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(";"))):
+        name, eq, values = part.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not eq or not values.strip():
+            raise SpecError(f"--grid {part!r}: expected OPTION=value,value")
+        out[name] = [v.strip() for v in values.split(",") if v.strip()]
+    return out
+
+
+def value(name: str, text: str):
+    """A grid value as fuse.train takes it."""
+    if name == "hidden":
+        return tuple(int(x) for x in text.split("x"))
+    if name in FLAGS:
+        return text.lower() in ("1", "true", "yes", "on")
+    if name in INTEGER:
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def grid_points(grid: dict[str, list]) -> list[tuple]:
+    names = sorted(grid)
+    return [tuple(zip(names, (value(n, v) for n, v in zip(names, combo))))
+            for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def random_points(grid: dict[str, list], n: int, seed: int) -> list[tuple]:
+    """`n` draws from the grid's ranges (`low:high`) and value lists, the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    names = sorted(grid)
+    points = []
+    for _ in range(n):
+        point = []
+        for name in names:
+            choice = grid[name][rng.integers(len(grid[name]))]
+            point.append((name, _draw(name, choice, rng) if ":" in choice else value(name, choice)))
+        points.append(tuple(point))
+    return points
+
+
+def _draw(name: str, text: str, rng):
+    low, high = (float(x) for x in text.split(":"))
+    if name in LOG_SCALE:
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    if name in INTEGER:
+        return int(rng.integers(int(low), int(high) + 1))
+    return float(rng.uniform(low, high))
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return "x".join(map(str, v))
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
