@@ -1,9 +1,17 @@
 """`lgbm`: LightGBM gradient-boosted trees on the concatenated features, an estimator rather than a
 network: a classifier for the emotion (one binary model per class when multi-label) and a
-regressor for the valence, each stopped early on the validation fold.
+regressor for the valence, each stopped early on the validation fold: the (single-label)
+classifier on weighted F1 and the regressor on valence MSE, the two parts of the score that
+chooses the neural models' best epoch (multi-label: binary log loss per class).
 
-Settings for wide dense inputs (three 1024-d features): 63 histogram bins, a third of the columns
-per tree, row subsampling, small leaves; per-layer blocks enter as the mean of their layers.
+Made for wide dense inputs (three 1024-d features) and for small corpora alike: the features are
+binned once per fold into one `lgb.Dataset` that every task trains from (binning 3072 columns
+costs as much as a hundred boosting rounds); few histogram bins and a fifth of the columns per
+tree keep each round cheap; one thread per fit (the folds run side by side instead, see
+fuse/estimators.py). The valence regressor boosts from the valence the emotion classifier
+implies (class-mean valences weighted by its probabilities), as joint emotion-valence decoders
+decode valence from emotion: on small corpora, trees alone fit valence poorly.
+Per-layer blocks enter as the mean of their layers.
 """
 from __future__ import annotations
 
@@ -16,18 +24,25 @@ from . import MODELS
 
 @dataclass(frozen=True)
 class LGBMConfig:
-    n_estimators: int = 1000
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_child_samples: int = 10
-    colsample_bytree: float = 0.3
-    subsample: float = 0.8
-    max_bin: int = 63
-    early_stopping: int = 50
+    n_estimators: int = 1000          # at most; early stopping ends most fits far sooner
+    learning_rate: float = 0.1
+    num_leaves: int = 4
+    min_child_samples: int = 5
+    colsample_bytree: float = 0.2     # columns drawn per tree: histograms are built for these only
+    subsample: float = 1.0            # rows drawn per round
+    max_bin: int = 31
+    reg_lambda: float = 1.0
+    early_stopping: int = 30          # rounds without a better validation score
+    selection: str = "score"          # single-label emotion stopped on weighted F1 (score) or log loss (loss)
+    valence_from_emotion: bool = True  # single-label: valence boosted from the classifier's expected valence
+
+    def __post_init__(self):
+        if self.selection not in ("score", "loss"):
+            raise ValueError(f"lgbm selection {self.selection!r}: choose score (weighted F1) or loss")
 
 
 class LGBM:
-    """fit(blocks, labels, valence, val_blocks, val_labels, val_valence, seed); predict(blocks)."""
+    """fit(x, labels, valence, x_val, labels_val, valence_val, seed); predict(x)."""
 
     name = "lgbm"
     estimator = True
@@ -35,7 +50,7 @@ class LGBM:
 
     def __init__(self, config: LGBMConfig, shapes, modalities, n_classes: int, multi_label: bool = False):
         self.config, self.n_classes, self.multi_label = config, n_classes, multi_label
-        self.emotion, self.valence = [], None
+        self.emotion, self.valence, self.valence_means, self.curves = [], None, None, []
 
     @staticmethod
     def features(blocks: list[np.ndarray]) -> np.ndarray:
@@ -43,61 +58,118 @@ class LGBM:
         return np.concatenate([b.mean(axis=1) if b.ndim == 3 else b for b in blocks], axis=1)
 
     def _params(self, seed: int) -> dict:
+        """LightGBM parameters shared by the binning and every task of one fit; one thread (several
+        fits run side by side, and OpenMP barriers on a shared machine cost more than they save)."""
         c = self.config
-        return dict(n_estimators=c.n_estimators, learning_rate=c.learning_rate, num_leaves=c.num_leaves,
-                    min_child_samples=c.min_child_samples, colsample_bytree=c.colsample_bytree,
-                    subsample=c.subsample, subsample_freq=1, max_bin=c.max_bin, random_state=seed,
-                    deterministic=True, force_col_wise=True, n_jobs=2, verbose=-1)
+        return dict(learning_rate=c.learning_rate, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
+                    colsample_bytree=c.colsample_bytree, subsample=c.subsample, subsample_freq=1,
+                    max_bin=c.max_bin, reg_lambda=c.reg_lambda, seed=seed, deterministic=True,
+                    force_col_wise=True, n_jobs=1, verbose=-1)
 
     def fit(self, x, labels, valence, x_val, labels_val, valence_val, seed: int = 0):
+        """x [n, D] float32, labels int [n] (or 0/1 [n, C]), valence float [n] (NaN: unknown);
+        the same for the validation fold."""
         import lightgbm as lgb
 
-        stop = [lgb.early_stopping(self.config.early_stopping, verbose=False)]
+        params = self._params(seed)
+        train = lgb.Dataset(x, params=params, free_raw_data=True).construct()  # bins found once
+        valid = train.create_valid(x_val, params=params).construct()
         if self.multi_label:
-            self.emotion = [lgb.LGBMClassifier(**self._params(seed)).fit(
-                x, labels[:, c], eval_set=[(x_val, labels_val[:, c])], callbacks=stop)
-                for c in range(self.n_classes)]
+            self.emotion = [self._task(train, valid, labels[:, c], labels_val[:, c], params, objective="binary")
+                            for c in range(self.n_classes)]
         else:
-            self.emotion = [lgb.LGBMClassifier(objective="multiclass", num_class=self.n_classes,
-                                               **self._params(seed)).fit(
-                x, labels, eval_set=[(x_val, labels_val)], callbacks=stop)]
-        known, known_val = ~np.isnan(valence), ~np.isnan(valence_val)
+            by_score = self.config.selection == "score"
+            self.emotion = [self._task(train, valid, labels, labels_val, params,
+                                       [self._weighted_f1, self._log_loss] if by_score else None,
+                                       objective="multiclass", num_class=self.n_classes,
+                                       metric="None" if by_score else "multi_logloss")]
+        known, known_val = np.flatnonzero(~np.isnan(valence)), np.flatnonzero(~np.isnan(valence_val))
         self.valence = None
-        if known.any() and known_val.any():
-            self.valence = lgb.LGBMRegressor(**self._params(seed)).fit(
-                x[known], valence[known], eval_set=[(x_val[known_val], valence_val[known_val])], callbacks=stop)
+        if len(known) and len(known_val):
+            train, valid = _rows(train, known), _rows(valid, known_val)
+            if self.config.valence_from_emotion and not self.multi_label:
+                # boosting starts from the valence the classifier implies (LightGBM's init_score)
+                self.valence_means = _class_means(labels[known], valence[known], self.n_classes)
+                train.set_init_score(self._emotion_probs(x[known]) @ self.valence_means)
+                valid.set_init_score(self._emotion_probs(x_val[known_val]) @ self.valence_means)
+            self.valence = self._task(train, valid, valence[known], valence_val[known_val], params,
+                                      objective="regression")
         return self
+
+    def _task(self, train, valid, target, target_val, params, feval=None, **objective):
+        """One booster trained from the binned fold, stopped on the first validation metric
+        (that of `feval` if given, else the objective's)."""
+        import lightgbm as lgb
+
+        curve = {}
+        booster = lgb.train({**params, **objective}, train.set_label(target), self.config.n_estimators,
+                            valid_sets=[valid.set_label(target_val)], valid_names=["validation"], feval=feval,
+                            callbacks=[lgb.early_stopping(self.config.early_stopping, first_metric_only=True,
+                                                          verbose=False),
+                                       lgb.record_evaluation(curve)])
+        booster.free_dataset()
+        self.curves.append(list(curve["validation"].values())[-1])  # the loss (last when stopped on F1)
+        return booster
+
+    def _weighted_f1(self, probs, data):
+        from sklearn.metrics import f1_score
+
+        return "weighted_f1", f1_score(data.get_label(), probs.argmax(1), average="weighted", zero_division=0), True
+
+    @staticmethod
+    def _log_loss(probs, data):
+        # what sklearn's log_loss computes, without its input checks (it runs every round)
+        picked = probs[np.arange(len(probs)), data.get_label().astype(int)]
+        return "multi_logloss", float(-np.log(np.clip(picked, 1e-15, None)).mean()), False
+
+    def _emotion_probs(self, x) -> np.ndarray:
+        # one thread, as in training: LightGBM keeps its thread count in a process-wide setting
+        # that each call overwrites, so fits running side by side must all ask for the same count
+        if self.multi_label:
+            return np.stack([b.predict(x, num_threads=1) for b in self.emotion], axis=1)
+        return self.emotion[0].predict(x, num_threads=1).reshape(len(x), self.n_classes)
 
     def predict(self, x) -> tuple[np.ndarray, np.ndarray]:
         """x [n, D] -> probabilities [n, C], valence [n] (NaN without a valence model)."""
-        if self.multi_label:
-            probs = np.stack([m.predict_proba(x)[:, 1] for m in self.emotion], axis=1)
-        else:
-            probs = self._full_proba(self.emotion[0], x)
-        valence = self.valence.predict(x) if self.valence is not None else np.full(len(x), np.nan)
-        return probs, valence
-
-    def _full_proba(self, model, x):
-        # a class absent from a training fold has no column: put it back as probability 0
-        out = np.zeros((len(x), self.n_classes))
-        out[:, model.classes_] = model.predict_proba(x)
-        return out
+        probs = self._emotion_probs(x)
+        return probs, _valence(self.valence, self.valence_means, x, probs, threads=1)
 
     def history(self) -> np.ndarray:
-        """Validation loss per boosting round of the emotion model (for the training-curve plot)."""
-        results = self.emotion[0].evals_result_
-        return np.asarray(next(iter(next(iter(results.values())).values())))
+        """Validation loss per boosting round of the (first) emotion model, for the training-curve plot."""
+        return np.asarray(self.curves[0])
 
     def best_round(self) -> int:
-        return int(self.emotion[0].best_iteration_ or self.config.n_estimators)
+        return int(self.emotion[0].best_iteration or self.emotion[0].current_iteration())
 
     def state(self) -> dict:
-        return {"emotion": [m.booster_.model_to_string() for m in self.emotion],
-                "valence": self.valence.booster_.model_to_string() if self.valence is not None else None,
-                "classes": [m.classes_.tolist() for m in self.emotion]}
+        """Model strings cut at each booster's best round (what `LoadedLGBM` reads back)."""
+        cut = lambda b: b.model_to_string(num_iteration=b.best_iteration)  # noqa: E731
+        return {"emotion": [cut(b) for b in self.emotion],
+                "valence": cut(self.valence) if self.valence is not None else None,
+                "valence_means": self.valence_means.tolist() if self.valence_means is not None else None,
+                "classes": [[0, 1]] * self.n_classes if self.multi_label else [list(range(self.n_classes))]}
 
 
 MODELS["lgbm"] = LGBM
+
+
+def _rows(data, used: np.ndarray):
+    """The binned set itself when every row is used, else a subset sharing its bins."""
+    return data if len(used) == data.num_data() else data.subset(used).construct()
+
+
+def _class_means(labels: np.ndarray, valence: np.ndarray, n_classes: int) -> np.ndarray:
+    """[C] mean valence per class; the overall mean for a class without clips."""
+    return np.array([valence[labels == c].mean() if (labels == c).any() else valence.mean()
+                     for c in range(n_classes)])
+
+
+def _valence(regressor, means, x, probs, threads: int = 0) -> np.ndarray:
+    """Valence [n]: the regressor's output, plus the expected valence it was boosted from (if any)."""
+    if regressor is None:
+        return np.full(len(x), np.nan)
+    start = probs @ np.asarray(means) if means is not None else 0.0
+    return regressor.predict(x, num_threads=threads) + start
 
 
 def from_state(config, state: dict, n_classes: int, multi_label: bool) -> "LoadedLGBM":
@@ -112,6 +184,7 @@ class LoadedLGBM:
 
         self.emotion = [lgb.Booster(model_str=text) for text in state["emotion"]]
         self.valence = lgb.Booster(model_str=state["valence"]) if state["valence"] else None
+        self.valence_means = state.get("valence_means")
         self.classes, self.n_classes, self.multi_label = state["classes"], n_classes, multi_label
 
     def predict(self, x):
@@ -120,5 +193,4 @@ class LoadedLGBM:
         else:
             probs = np.zeros((len(x), self.n_classes))
             probs[:, self.classes[0]] = self.emotion[0].predict(x).reshape(len(x), -1)
-        valence = self.valence.predict(x) if self.valence is not None else np.full(len(x), np.nan)
-        return probs, valence
+        return probs, _valence(self.valence, self.valence_means, x, probs)
