@@ -3,6 +3,8 @@
 Logistic regression on cached features (run `make demo` first), weighted F1 with stratified
 5-fold CV over the labelled train + test1 clips, averaged over 3 fold seeds. A check of the demo's
 design (each modality learnable, none alone enough), not a model of this project's fusion stage.
+Then what the pretrained FER2013 CNN itself sees: its class probabilities (the cached
+`face-fer2013` `probs`, mean over each clip's dlib-aligned faces) averaged per demo emotion.
 
     python bench/demo_signal.py [--cache data/cache]
 """
@@ -17,7 +19,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cache import open_feature
-from manifests import load_manifest
+from extract.visual import LABELS
+from manifests import MER_CLASSES, load_manifest
 
 MODALITIES = {"A: egemaps": ("egemaps", None), "T: text-minilm (last layer)": ("text-minilm", -1),
               "V: face-fer2013": ("face-fer2013", None)}
@@ -45,6 +48,29 @@ def main(cache, root):
     for name, x in blocks.items():
         click.echo(f"| {name} | {weighted_f1(x, y):.3f} |")
     click.echo(f"| A + T + V, concatenated | {weighted_f1(np.hstack(list(blocks.values())), y):.3f} |")
+    probs = open_feature("demo", "face-fer2013", cache).array("probs", ids=ids)
+    click.echo("\nFER2013 CNN, mean class probability per demo emotion (rows: clips of that emotion)\n")
+    click.echo(fer_table(probs, y))
+    margins = [f"{e} {own_class_margin(probs, y, e):+.2f}" for e in ("happy", "sad", "angry", "surprise")]
+    click.echo(f"\nown-class margin (P on its clips minus the highest other row): {', '.join(margins)}")
+
+
+def own_class_margin(probs: np.ndarray, labels: np.ndarray, emotion: str) -> float:
+    """Mean P(emotion) on the emotion's clips minus its highest mean on another emotion's clips."""
+    column = probs[:, LABELS.index(emotion)]
+    others = [column[labels == e].mean() for e in MER_CLASSES if e != emotion and (labels == e).any()]
+    return float(column[labels == emotion].mean() - max(others))
+
+
+def fer_table(probs: np.ndarray, labels: np.ndarray) -> str:
+    """Markdown table: rows the demo emotions, columns the FER2013 classes, cells the mean of
+    `probs` (float [n, 7], FER2013 order) over the clips of that emotion (`labels` [n])."""
+    lines = ["| demo emotion | clips | " + " | ".join(LABELS) + " |", "| --- | --- |" + " --- |" * len(LABELS)]
+    for emotion in MER_CLASSES:
+        rows = probs[labels == emotion]
+        cells = " | ".join(f"{v:.2f}" for v in rows.mean(0)) if len(rows) else " | ".join("-" * len(LABELS))
+        lines.append(f"| {emotion} | {len(rows)} | {cells} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from .faces import FaceAnimator
 from .mediafile import write_clip
 from .speech import SAMPLE_RATE, synthesize
 
-VERSION = "demo/3"  # change when the output changes
+VERSION = "demo/4"  # change when the output changes
 FPS, FRAME_SIZE = 15, 256
 MIN_SECONDS, MAX_SECONDS, LEAD_SECONDS = 2.0, 5.0, 0.3
 __all__ = ["CLASSES", "generate", "VERSION"]
@@ -116,12 +116,12 @@ def add_speech_noise(audio: np.ndarray, design: ClipDesign, seed: int) -> np.nda
 
 
 def clip_frames(design: ClipDesign, n_frames: int, animator: FaceAnimator) -> np.ndarray:
-    """uint8 [T, 256, 256, 3]: the felt expression (at the face cue) blended with a weaker
-    distractor rises over 0.6 s and holds."""
+    """uint8 [T, 256, 256, 3]: the felt expression (at the face cue), with a weaker distractor
+    expression in the brows and eyes, rises over 0.6 s and holds."""
     t = np.arange(n_frames) / FPS
     intensity = np.clip(t / 0.6, 0, 1) * (0.9 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    blend = {design.label: design.face_cue, design.face_distractor: design.distractor_cue}
-    frames = animator.render(blend, intensity, design.motion_seed, n_frames, FRAME_SIZE)
+    frames = animator.render({design.label: design.face_cue}, intensity, design.motion_seed, n_frames, FRAME_SIZE,
+                             upper={design.face_distractor: design.distractor_cue})
     if design.blur_factor and design.blur_factor > 1:
         small = FRAME_SIZE // design.blur_factor
         frames = np.stack([cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA),

@@ -1,9 +1,9 @@
 """What each demo clip says and shows: emotion cues per modality, drawn from a seed.
 
-Every modality carries the emotion, none of them always: per clip each of voice, face and text is
-independently "ambiguous" (neutral prosody, a neutral face, neutral wording) with probability
-AMBIGUOUS, its cue strength varies, and faces blend in a weaker distractor expression, so fusing
-modalities beats any single one.
+Every modality carries the emotion, none of them always: per clip each of voice and text is
+independently "ambiguous" (neutral prosody, neutral wording) with probability AMBIGUOUS, the face
+(a neutral face) with probability FACE_AMBIGUOUS, cue strengths vary, and faces blend in a weaker
+distractor expression in the brows and eyes, so fusing modalities beats any single one.
 """
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import numpy as np
 
 CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")  # MER 2023 order
 AMBIGUOUS = 0.35
+# a real expression is read more reliably than prosody or wording: the face is neutral more often
+FACE_AMBIGUOUS = 0.5
 
 # valence centre per class, on MER 2023's [-5, 5] scale
 VALENCE = {"neutral": 0.0, "angry": -3.2, "happy": 3.4, "sad": -3.0, "worried": -1.8, "surprise": 1.2}
 
 # espeak-ng prosody at full cue strength: (pitch 0-100, rate wpm, pitch range 0-100, volume 0-200)
-PROSODY = {"neutral": (50, 165, 45, 100), "angry": (40, 210, 80, 180), "happy": (75, 190, 90, 130),
-           "sad": (30, 115, 10, 60), "worried": (60, 145, 25, 80), "surprise": (85, 170, 100, 140)}
+PROSODY = {"neutral": (50, 165, 45, 100), "angry": (38, 235, 85, 200), "happy": (80, 195, 100, 140),
+           "sad": (25, 100, 5, 50), "worried": (62, 135, 20, 70), "surprise": (95, 170, 100, 155)}
 
 # speakers: (espeak voice, pitch offset); each says every kind of sentence
 VOICES = (("en+m1", -8), ("en+m3", -4), ("en+f2", 10), ("en+f4", 6), ("en-us+m2", -2),
@@ -53,7 +55,7 @@ class ClipDesign:
     voice: str
     voice_cue: float   # 0 = neutral prosody, 1 = full emotional prosody
     face_cue: float    # peak expression intensity (0 = neutral face)
-    face_distractor: str     # another expression blended in, weaker on average (faces are not clean)
+    face_distractor: str     # another expression in the brows and eyes, weaker (faces are not clean)
     distractor_cue: float
     text_cue: bool     # False = a neutral sentence
     audio_rate: int
@@ -67,9 +69,9 @@ class ClipDesign:
         return asdict(self)
 
 
-def cue(rng: np.random.Generator) -> float:
-    """A modality's cue strength: 0 with probability AMBIGUOUS, else in [0.45, 1]."""
-    return 0.0 if rng.random() < AMBIGUOUS else float(rng.uniform(0.45, 1.0))
+def cue(rng: np.random.Generator, ambiguous: float = AMBIGUOUS) -> float:
+    """A modality's cue strength: 0 with probability `ambiguous`, else in [0.45, 1]."""
+    return 0.0 if rng.random() < ambiguous else float(rng.uniform(0.45, 1.0))
 
 
 def audio_format(index: int) -> tuple[int, int]:
@@ -86,7 +88,7 @@ def design_clip(rng: np.random.Generator, clip_id: str, split: str, label: str, 
     others = [c for c in CLASSES if c not in ("neutral", label)]
     return ClipDesign(id=clip_id, split=split, label=label, valence=round(valence, 2),
                       text=pool[int(rng.integers(len(pool)))], voice=voice, voice_cue=cue(rng),
-                      face_cue=cue(rng), face_distractor=others[int(rng.integers(len(others)))],
+                      face_cue=cue(rng, FACE_AMBIGUOUS), face_distractor=others[int(rng.integers(len(others)))],
                       distractor_cue=float(rng.uniform(0.0, 0.45)), text_cue=text_cue,
                       audio_rate=rate, audio_channels=channels, motion_seed=int(rng.integers(2**31)))
 

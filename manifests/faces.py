@@ -1,10 +1,12 @@
 """Animated talking-head frames from one real face photograph.
 
 The face of `skimage.data.astronaut()` is located once with dlib (HOG detector and the
-68-point shape predictor shipped by `face_recognition_models`). An expression moves the
-landmarks (mouth corners, brows, eyelids, jaw); a smooth Gaussian-RBF displacement field
-interpolates those moves over the whole image and `cv2.remap` applies it, scaled by a
-per-frame intensity. Small head motion (rotation, scale, translation) is added on top.
+68-point shape predictor shipped by `face_recognition_models`). Expressions move control points
+(landmarks and a few more, `expressions.py`) from a neutralised rest face: a piecewise affine warp
+over a triangle mesh of those points (strips along the lips, so that closed lips hide the photo's
+teeth exactly), smoothed off the lips, is applied with `cv2.remap` and interpolated from the rest
+face by a per-frame intensity; an open mouth's inside is shaded dark. Small head motion
+(rotation, scale, translation) is added on top.
 """
 from __future__ import annotations
 
@@ -15,16 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-EXPRESSIONS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+from .expressions import (EXPRESSIONS, MESH_EXCLUDED, OPENING_BOTTOM, OPENING_TOP, OUTER_LIPS,
+                          control_points, expression_moves, lip_triangles, mouth_darkness, opening_polygon, rest_moves,
+                          uncross_lips)
 
-# 68-point landmark groups (iBUG 300-W numbering)
-_BROWS = tuple(range(17, 27))
-_BROW_INNER, _BROW_OUTER = (20, 21, 22, 23), (17, 18, 25, 26)
-_UPPER_LIDS, _LOWER_LIDS = (37, 38, 43, 44), (40, 41, 46, 47)
-_MOUTH_CORNERS = (48, 54, 60, 64)
-_LOWER_LIP, _UPPER_LIP = (55, 56, 57, 58, 59, 65, 66, 67), (49, 50, 51, 52, 53, 61, 62, 63)
-_CHIN = (6, 7, 8, 9, 10)
+__all__ = ["EXPRESSIONS", "FaceAnimator", "astronaut_landmarks", "head_motion", "piecewise_affine_map"]
 
+_SMOOTH_FACES = 0.03  # Gaussian smoothing of the warp off the lips, in face widths
+_N_BORDER = 16  # canvas border points after the control points
 _CROP_FACES = 3.0  # working canvas side, in face widths: room for head motion
 _VIEW_FACES = 2.4  # output frame side, in face widths: a large face for downstream detectors
 
@@ -55,54 +55,6 @@ def astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
     return image, points
 
 
-# per expression: (landmarks, dx, dy, dx_is_outward), in face widths (x right, y down)
-_EXPRESSION_MOVES = {
-    "neutral": [],
-    "happy": [(_MOUTH_CORNERS, 0.03, -0.05, True), (_LOWER_LIDS, 0.0, -0.015, False)],
-    "sad": [(_MOUTH_CORNERS, -0.005, 0.05, True), (_BROW_INNER, 0.0, -0.04, False),
-            (_BROW_OUTER, 0.0, 0.015, False)],
-    "angry": [(_BROWS, 0.0, 0.04, False), (_BROW_INNER, -0.02, 0.015, True),
-              (_UPPER_LIDS, 0.0, 0.01, False), (_UPPER_LIP, 0.0, 0.01, False),
-              (_LOWER_LIP, 0.0, -0.015, False)],
-    "surprise": [(_BROWS, 0.0, -0.06, False), (_UPPER_LIDS, 0.0, -0.02, False),
-                 (_LOWER_LIDS, 0.0, 0.008, False), (_LOWER_LIP, 0.0, 0.06, False),
-                 (_CHIN, 0.0, 0.05, False), (_MOUTH_CORNERS, -0.015, 0.025, True)],
-    "worried": [(_BROW_INNER, 0.01, -0.045, True), (_BROW_OUTER, 0.0, 0.01, False),
-                (_MOUTH_CORNERS, 0.02, 0.02, True), (_UPPER_LIDS, 0.0, -0.008, False)],
-}
-
-
-def expression_moves(expression: str, landmarks: np.ndarray) -> np.ndarray:
-    """Landmark displacements at full intensity: float32 [68, 2] in pixels of `landmarks`."""
-    if expression not in _EXPRESSION_MOVES:
-        raise ValueError(f"unknown expression {expression!r}; choose from {EXPRESSIONS}")
-    face_width = landmarks[16, 0] - landmarks[0, 0]
-    midline = landmarks[27:31, 0].mean()  # nose bridge
-    moves = np.zeros_like(landmarks)
-    for indices, dx, dy, outward in _EXPRESSION_MOVES[expression]:
-        for i in indices:
-            sign = np.sign(landmarks[i, 0] - midline) if outward else 1.0
-            moves[i] += (sign * dx * face_width, dy * face_width)
-    return moves
-
-
-def rbf_displacement(points: np.ndarray, moves: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """Smooth field through given point moves: Gaussian RBF weights solved exactly.
-
-    points: float32 [K, 2] control points (x, y) in pixels; moves: float32 [K, 2] their
-    displacements (0 for anchors). Returns float32 [size, size, 2] displacement (dx, dy).
-    """
-    d2 = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
-    kernel = np.exp(-d2 / (2 * sigma**2)) + 1e-3 * np.eye(len(points))  # ridge: near-duplicate points
-    weights = np.linalg.solve(kernel, moves.astype(np.float64))  # [K, 2]
-    axis = np.arange(size, dtype=np.float32)
-    gx = np.exp(-((axis[None, :] - points[:, 0:1]) ** 2) / (2 * sigma**2))  # [K, W]
-    gy = np.exp(-((axis[None, :] - points[:, 1:2]) ** 2) / (2 * sigma**2))  # [K, H]
-    # Gaussian is separable: sum_k w_k gy_k(y) gx_k(x) as one matrix product per component
-    field = np.einsum("ky,kx,kc->yxc", gy, gx, weights.astype(np.float32), optimize=True)
-    return field.astype(np.float32)
-
-
 def head_motion(motion_seed: int, n_frames: int, fps: float = 15.0) -> np.ndarray:
     """Smooth random head pose per frame: float32 [T, 4] = (angle deg, scale, dx, dy).
 
@@ -120,79 +72,160 @@ def head_motion(motion_seed: int, n_frames: int, fps: float = 15.0) -> np.ndarra
     return pose.astype(np.float32)
 
 
+
+
+def piecewise_affine_map(source: np.ndarray, target: np.ndarray, triangles: np.ndarray, side: int) -> np.ndarray:
+    """Backward map of a piecewise affine warp moving `source` points to `target` points.
+
+    source, target: float32 [K, 2] (x, y); triangles: int [M, 3] point indices (a mesh of the
+    source points covering the canvas). Returns float32 [side, side, 2]: for each output pixel the
+    source pixel it shows. Target triangles of zero area (lips pressed shut) show nothing.
+    """
+    label = np.full((side, side), -1, np.int32)
+    affines = np.zeros((len(triangles), 2, 3), np.float64)
+    for k, tri in enumerate(triangles):
+        corners = target[tri].astype(np.float32)
+        edge1, edge2 = corners[1] - corners[0], corners[2] - corners[0]
+        if abs(edge1[0] * edge2[1] - edge1[1] * edge2[0]) < 1e-3:
+            continue
+        affines[k] = cv2.getAffineTransform(corners, source[tri].astype(np.float32))
+        cv2.fillConvexPoly(label, np.round(corners * 16).astype(np.int32), k, cv2.LINE_8, shift=4)
+    if (label < 0).any():  # pixels only on collapsed triangles: take the nearest covered pixel's
+        from scipy.ndimage import distance_transform_edt
+
+        nearest = distance_transform_edt(label < 0, return_distances=False, return_indices=True)
+        label = label[nearest[0], nearest[1]]
+    grid_y, grid_x = np.mgrid[0:side, 0:side].astype(np.float64)
+    chosen = affines[label]  # [side, side, 2, 3]
+    mapped = chosen[..., 0] * grid_x[..., None] + chosen[..., 1] * grid_y[..., None] + chosen[..., 2]
+    return mapped.astype(np.float32)
+
+
+def face_mesh(points: np.ndarray) -> np.ndarray:
+    """Triangles int [M, 3] over control and border points: Delaunay outside the lips, strips
+    along the lip edges inside them (Delaunay would cross the thin lips)."""
+    from scipy.spatial import Delaunay
+
+    outside = np.setdiff1d(np.arange(len(points)), [*MESH_EXCLUDED, *OPENING_TOP, *OPENING_BOTTOM])
+    triangles = outside[Delaunay(points[outside]).simplices]
+    lips = points[list(OUTER_LIPS)].astype(np.float32)
+    centres = points[triangles].mean(1)
+    inside = [cv2.pointPolygonTest(lips, (float(cx), float(cy)), False) > 0 for cx, cy in centres]
+    return np.concatenate([triangles[~np.array(inside)], lip_triangles(points)])
+
+
+def smooth_outside_lips(warp: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """A backward map float32 [W, W, 2] smoothed everywhere but on the lips: the mesh's creases
+    (brows, jaw) vanish, lips closing over the teeth stay exact. `target`: the control points."""
+    side = warp.shape[0]
+    face_width = target[16, 0] - target[0, 0]
+    grid = np.stack(np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32)), -1)
+    shift = warp - grid
+    smooth = cv2.GaussianBlur(shift, (0, 0), _SMOOTH_FACES * face_width)
+    lips = np.zeros((side, side), np.float32)
+    cv2.fillPoly(lips, [np.round(target[list(OUTER_LIPS)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    lips = cv2.GaussianBlur(cv2.dilate(lips, np.ones((3, 3), np.uint8)), (0, 0), 0.02 * face_width)
+    lips = np.clip(lips * 2, 0, 1)[..., None]
+    return (grid + lips * shift + (1 - lips) * smooth).astype(np.float32)
+
+
 class FaceAnimator:
     """Renders the astronaut's face with an expression and head motion.
 
-    Builds a working canvas (face centred, `_CROP_FACES` face widths wide) once per output
-    size and caches each expression's unit displacement field.
+    Builds a working canvas (face centred, `_CROP_FACES` face widths wide) once per output size,
+    a triangle mesh over its control points, and caches the warp of each expression blend.
     """
 
     def __init__(self):
-        self._canvas: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._fields: dict[tuple[str, int], np.ndarray] = {}
+        self._canvas: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._maps: dict[tuple, np.ndarray] = {}
 
-    def _working_canvas(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Canvas uint8 [W, W, 3] (W = canvas side for frame `size`) and landmarks [68, 2] on it."""
+    def _working_canvas(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Canvas uint8 [W, W, 3] (W = canvas side for frame `size`), its control points plus
+        border points float32 [K, 2], and mesh triangles int [M, 3]."""
         if size not in self._canvas:
-            image, points = astronaut_landmarks()
+            image, landmarks = astronaut_landmarks()
             side = int(round(size * _CROP_FACES / _VIEW_FACES))
-            face_width = points[16, 0] - points[0, 0]
-            centre = points[[0, 16, 8, 19, 24]].mean(0)  # jaw sides, chin, brows
+            face_width = landmarks[16, 0] - landmarks[0, 0]
+            centre = landmarks[[0, 16, 8, 19, 24]].mean(0)  # jaw sides, chin, brows
             scale = side / (_CROP_FACES * face_width)
             crop = np.array([[scale, 0, side / 2 - scale * centre[0]],
                              [0, scale, side / 2 - scale * centre[1]]], np.float32)
             canvas = cv2.warpAffine(image, crop, (side, side), flags=cv2.INTER_AREA,
                                     borderMode=cv2.BORDER_REFLECT)
-            landmarks = points @ crop[:, :2].T + crop[:, 2]
-            self._canvas[size] = (canvas, landmarks.astype(np.float32))
+            points = control_points(landmarks @ crop[:, :2].T + crop[:, 2])
+            # the canvas border stays put, so the background does not drift
+            ticks = np.linspace(0, side - 1, 5)
+            border = np.array([(x, y) for x in ticks for y in ticks if x in (0, side - 1) or y in (0, side - 1)])
+            points = np.concatenate([points, border]).astype(np.float32)
+            self._canvas[size] = (canvas, points, face_mesh(points))
         return self._canvas[size]
 
-    def _unit_field(self, expression: str, size: int) -> np.ndarray:
-        """Backward-warp displacement at intensity 1: float32 [W, W, 2]."""
-        key = (expression, size)
-        if key not in self._fields:
-            canvas, landmarks = self._working_canvas(size)
-            side = canvas.shape[0]
-            # frame corners and edge midpoints stay put, so the background does not drift
-            border = np.array([(x, y) for x in (0, side / 2, side - 1) for y in (0, side / 2, side - 1)
-                               if (x, y) != (side / 2, side / 2)], np.float32)
-            moves = expression_moves(expression, landmarks)
-            face_width = landmarks[16, 0] - landmarks[0, 0]
-            sigma = 0.14 * face_width
-            moving = np.abs(moves).sum(1) > 0
-            gap = np.linalg.norm(landmarks[:, None] - landmarks[None, moving], axis=-1)
-            # still landmarks pin the field only away from moving ones: close pins would fold it
-            pinned = ~moving & (gap.min(1, initial=np.inf) > 1.2 * sigma)
-            points = np.concatenate([landmarks[moving | pinned], border])
-            moves = np.concatenate([moves[moving | pinned], np.zeros_like(border)])
-            self._fields[key] = rbf_displacement(points, moves, side, sigma=sigma)
-        return self._fields[key]
+    def _targets(self, blend: tuple, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Point positions of the rest face and of `blend` ((expression, weight, upper face only),
+        ...) at full intensity: float32 [K, 2]."""
+        _, points, _ = self._working_canvas(size)
+        n = len(points) - _N_BORDER
+        rest, full = points.copy(), points.copy()
+        rest[:n] += rest_moves(points[:n])
+        full[:n] = rest[:n] + sum(w * expression_moves(e, points[:n], upper) for e, w, upper in blend)
+        return rest, uncross_lips(full)
+
+    def _map(self, blend: tuple, size: int) -> np.ndarray:
+        key = (size, blend)
+        if key not in self._maps:
+            canvas, points, triangles = self._working_canvas(size)
+            target = self._targets(blend, size)[1]
+            warp = piecewise_affine_map(points, target, triangles, canvas.shape[0])
+            self._maps[key] = smooth_outside_lips(warp, target)
+        return self._maps[key]
 
     def render(self, expression: str | dict[str, float], intensity_curve: np.ndarray, motion_seed: int,
-               n_frames: int, size: int = 256) -> np.ndarray:
+               n_frames: int, size: int = 256, upper: dict[str, float] | None = None) -> np.ndarray:
         """Frames uint8 [n_frames, size, size, 3] RGB.
 
-        expression: one of EXPRESSIONS, or a blend {expression: weight} (e.g. the felt emotion and
-        a weaker distractor); intensity_curve: float [n_frames] in [0, 1] (strength per frame);
-        motion_seed: seeds the head motion.
+        expression: one of EXPRESSIONS, or a blend {expression: weight}; upper: a blend moving
+        only the brows and eyes (e.g. a weaker distractor); intensity_curve: float [n_frames] in
+        [0, 1] (strength per frame, 0 = the neutral rest face); motion_seed: seeds the head motion.
         """
         intensity = np.clip(np.asarray(intensity_curve, np.float32), 0, 1)
         if intensity.shape != (n_frames,):
             raise ValueError(f"intensity_curve has shape {intensity.shape}, expected ({n_frames},)")
-        canvas, _ = self._working_canvas(size)
-        blend = {expression: 1.0} if isinstance(expression, str) else expression
-        field = sum(weight * self._unit_field(name, size) for name, weight in blend.items())
+        whole = {expression: 1.0} if isinstance(expression, str) else dict(expression)
+        unknown = (set(whole) | set(upper or {})) - set(EXPRESSIONS)
+        if unknown:
+            raise ValueError(f"unknown expression {sorted(unknown)}; choose from {EXPRESSIONS}")
+        blend = tuple(sorted((e, round(float(w), 6), False) for e, w in whole.items())) + \
+            tuple(sorted((e, round(float(w), 6), True) for e, w in (upper or {}).items()))
+        canvas, _, _ = self._working_canvas(size)
+        rest_map, full_map = self._map((), size), self._map(blend, size)
+        rest, full = self._targets(blend, size)
+        dark = mouth_darkness(whole)
         side = canvas.shape[0]
-        grid_x, grid_y = np.meshgrid(np.arange(side, dtype=np.float32),
-                                     np.arange(side, dtype=np.float32))
         frames = np.empty((n_frames, size, size, 3), np.uint8)
         for t, (angle, scale, dx, dy) in enumerate(head_motion(motion_seed, n_frames)):
-            # out(x) = in(x - D(x)) moves each landmark by about +D
-            expressive = cv2.remap(canvas, grid_x - intensity[t] * field[..., 0],
-                                   grid_y - intensity[t] * field[..., 1],
-                                   cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            warp = rest_map + intensity[t] * (full_map - rest_map)
+            expressive = cv2.remap(canvas, warp[..., 0], warp[..., 1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REFLECT)
+            mouth = opening_polygon(rest + intensity[t] * (full - rest))
+            # fully dark once a third open: a slit showing the photo's teeth reads as a smile
+            expressive = _shade(expressive, mouth, min(1.0, 3 * dark * intensity[t]))
             pose = cv2.getRotationMatrix2D((side / 2, side / 2), float(angle), float(scale))
             pose[:, 2] += (dx * size - (side - size) / 2, dy * size - (side - size) / 2)
             frames[t] = cv2.warpAffine(expressive, pose, (size, size), flags=cv2.INTER_LINEAR,
                                        borderMode=cv2.BORDER_REFLECT)
         return frames
+
+
+_MOUTH_SHADOW = np.array([45, 20, 22], np.float32)  # RGB of the inside of an open mouth
+
+
+def _shade(image: np.ndarray, polygon: np.ndarray, strength: float) -> np.ndarray:
+    """`image` with the inside of `polygon` (float [P, 2]) darkened to the mouth shadow by
+    `strength` in [0, 1], edges softened over ~1 px."""
+    if strength <= 0:
+        return image
+    mask = np.zeros(image.shape[:2], np.float32)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], float(strength), cv2.LINE_AA, shift=4)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 0.8)[..., None]
+    return np.clip(image * (1 - alpha) + _MOUTH_SHADOW * alpha, 0, 255).astype(np.uint8)

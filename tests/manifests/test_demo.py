@@ -135,7 +135,8 @@ def test_synthesize_gives_speech_and_repeats_exactly():
 
 @pytest.mark.parametrize("expression, landmarks, direction", [
     ("happy", [48, 54], -1),      # mouth corners up
-    ("sad", [48, 54], +1),        # mouth corners down
+    ("sad", [21, 22], -1),        # inner brows raised
+    ("sad", [37, 38, 43, 44], +1),  # upper lids droop
     ("surprise", [19, 24], -1),   # brows raised
     ("surprise", [57], +1),       # lower lip drops: the mouth opens
 ])
@@ -156,3 +157,44 @@ def test_expressions_move_the_landmarks_dlib_finds(expression, landmarks, direct
     face_width = rest[16, 0] - rest[0, 0]
     dy = (full[landmarks, 1] - rest[landmarks, 1]).mean() / face_width
     assert direction * dy > 0.015
+
+
+@pytest.fixture(scope="module")
+def fer_table():
+    """Mean FER2013 class probabilities [6 expressions, 7 classes] of rendered faces (intensity 0.7,
+    3 head motions x 2 frames each), through the face-fer2013 path: dlib track, aligned gray chips."""
+    from extract.visual import LABELS, fer2013_predict
+    from extract.visual.embedder import face_crops
+    from extract.visual.face_track import face_track, to_gray
+    from extract.visual.faces import FaceFER2013
+    from manifests.faces import EXPRESSIONS, FaceAnimator
+
+    animator, table = FaceAnimator(), []
+    for expression in EXPRESSIONS:
+        probs = []
+        for motion_seed in (11, 12, 13):
+            frames = animator.render(expression, np.full(2, 0.7), motion_seed, 2, 256)
+            track = face_track(frames)
+            assert track.detected.all(), (expression, motion_seed)
+            chips, _ = face_crops(frames, track, FaceFER2013.chip_size, FaceFER2013.chip_padding)
+            probs.append(fer2013_predict(to_gray(chips))[0])
+        table.append(np.concatenate(probs).mean(0))
+    return EXPRESSIONS, LABELS, np.array(table)
+
+
+@pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "surprise"])
+def test_a_real_fer2013_cnn_sees_the_expression(fer_table, emotion):
+    # each FER class is most probable on its own expression, by a margin: the face carries a
+    # real expression, not only a geometric cue a classifier must learn
+    expressions, labels, table = fer_table
+    column = table[:, labels.index(emotion)]
+    own = column[expressions.index(emotion)]
+    others = np.delete(column, expressions.index(emotion))
+    assert own > others.max() + 0.15, dict(zip(expressions, column.round(2)))
+
+
+def test_the_rest_face_is_not_the_photos_smile(fer_table):
+    # the photo smiles with its teeth; the rest face (no expression) must not read as happy
+    expressions, labels, table = fer_table
+    neutral, happy = table[expressions.index("neutral")], table[expressions.index("happy")]
+    assert neutral[labels.index("happy")] < happy[labels.index("happy")] - 0.3
