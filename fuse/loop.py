@@ -82,7 +82,7 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     return result
 
 
-SMALL_STEP = 2e8  # multiply-adds of a step's first layers below which a second thread costs more than it gives
+SMALL_STEP = 1e8  # multiply-adds of a step's first layers below which a second thread costs more than it gives
 
 
 def step_threads(problem, n_members: int, batch_size: int, model_config) -> int:

@@ -30,11 +30,26 @@ class Linear(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
+class Dropout(nn.Module):
+    """Inverted dropout as nn.Dropout, its mask drawn with torch.rand: on CPU `bernoulli_` (what
+    nn.Dropout calls) takes 2.5x as long, a tenth of a MER-sized training step."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+
+
 def encoder(in_dim: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
     """Linear-ReLU-Dropout layers, as the MER 2023 baseline's MLP (Eq. 1 with several layers)."""
     layers = []
     for width in hidden:
-        layers += [Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [Linear(in_dim, width), nn.ReLU(), Dropout(dropout)]
         in_dim = width
     return nn.Sequential(*layers)
 
