@@ -25,9 +25,9 @@ from cache import open_feature
 from extract.__main__ import main as extract_main
 from extract.core import models
 from extract.speech.encoders import SpeechModelFeatures
+from manifests.demo.mediafile import write_clip
+from manifests.demo.speech import speech_at
 from manifests.folder import write_table
-from manifests.mediafile import write_clip
-from manifests.speech import speech_at
 
 CHOICES = {"last": [12], "layer9": [9], "layer10": [10], "sum-last4": [9, 10, 11, 12]}
 TIMES = {"setup": 0.0, "forward": 0.0}

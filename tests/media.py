@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from manifests.mediafile import write_clip  # noqa: F401  (re-exported for the tests)
-from manifests.speech import speech_at
+from manifests.demo.mediafile import write_clip  # noqa: F401  (re-exported for the tests)
+from manifests.demo.speech import speech_at
 
 
 def speech(text: str = "I can't believe it, this is wonderful news", rate: int = 16000,

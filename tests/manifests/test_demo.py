@@ -9,7 +9,7 @@ import pytest
 
 from manifests import MER_CLASSES, load_manifest
 from manifests.demo import generate
-from manifests.demo_design import split_sizes
+from manifests.demo.design import split_sizes
 
 N = 12
 
@@ -120,7 +120,7 @@ def test_rerun_is_a_no_op_and_another_corpus_is_refused(corpus):
 
 
 def test_synthesize_gives_speech_and_repeats_exactly():
-    from manifests.speech import SAMPLE_RATE, synthesize
+    from manifests.demo.speech import SAMPLE_RATE, synthesize
 
     text = "The meeting starts at nine tomorrow."
     first = synthesize(text, voice="en+f3", rate=160)
@@ -142,7 +142,7 @@ def test_synthesize_gives_speech_and_repeats_exactly():
 ])
 def test_expressions_move_the_landmarks_dlib_finds(expression, landmarks, direction):
     import dlib
-    from manifests.faces import FaceAnimator, shape_predictor_path
+    from manifests.demo.faces import FaceAnimator, shape_predictor_path
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(shape_predictor_path()))
@@ -167,7 +167,7 @@ def fer_table():
     from extract.visual.embedder import face_crops
     from extract.visual.face_track import face_track, to_gray
     from extract.visual.faces import FaceFER2013
-    from manifests.faces import EXPRESSIONS, FaceAnimator
+    from manifests.demo.faces import EXPRESSIONS, FaceAnimator
 
     animator, table = FaceAnimator(), []
     for expression in EXPRESSIONS:

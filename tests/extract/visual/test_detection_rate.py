@@ -1,8 +1,5 @@
 """Detection rate of the face track on clips of a moving real face (and the demo corpus)."""
-import importlib.util
-
 import numpy as np
-import pytest
 
 from extract.core.media import decode
 from extract.visual.face_track import TrackConfig, clip_track
@@ -33,8 +30,6 @@ def test_moving_head_clips_are_detected_in_nearly_every_frame(tmp_path):
     assert np.mean(detected) >= 0.9
 
 
-@pytest.mark.skipif(importlib.util.find_spec("manifests.demo") is None,
-                    reason="manifests/demo.py (demo corpus generator) is not in this tree yet")
 def test_demo_corpus_faces_are_detected(tmp_path):
     from manifests import load_manifest
     from manifests.demo import generate

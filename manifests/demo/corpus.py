@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
-from .demo_design import CLASSES, VOICES, ClipDesign, design_clip, prosody, split_sizes
+from .design import CLASSES, VOICES, ClipDesign, design_clip, prosody, split_sizes
 from .faces import FaceAnimator
 from .mediafile import write_clip
 from .speech import SAMPLE_RATE, synthesize
@@ -154,18 +154,3 @@ def _write_tables(out: Path, designs: list[ClipDesign]):
         writer.writerow(["name", "sentence"])
         for d in designs:
             writer.writerow([d.id, d.text])
-
-
-@click.command()
-@click.option("--out", default="data/demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--clips", "n_clips", default=96, show_default=True, type=click.IntRange(4))
-@click.option("--seed", default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Replace a demo corpus already in --out.")
-def main(out, n_clips, seed, force):
-    """Write the synthetic demo corpus in the MER 2023 release layout."""
-    path = generate(out, n_clips, seed, force)
-    click.echo(f"demo corpus: {path} ({n_clips} clips, seed {seed}; synthetic speech and face)")
-
-
-if __name__ == "__main__":
-    main()
