@@ -1,35 +1,103 @@
 """The shared record of a sweep's trials: an Optuna study in an RDB storage (an SQLite file by
 default, a PostgreSQL URL for several machines). Optuna is the queue: every trial of the sweep is
-enqueued once; any number of worker processes, on any machine reaching the storage, pop waiting
-trials atomically. A worker that dies stops sending heartbeats; after the grace period its trial is
-failed and put back in the queue (RetryHeartbeatStaleTrialCallback), so no trial is lost.
+enqueued, any number of worker processes, on any machine reaching the storage, pop waiting trials.
+A worker that dies stops sending heartbeats; after the grace period its trial is failed and put
+back in the queue (RetryHeartbeatStaleTrialCallback), so no trial is lost.
+
+Two processes may enqueue the same key at once (nothing in Optuna makes "enqueue if absent"
+atomic), so a popped trial steps aside when another copy of its key is queued or running with a
+lower trial number: each key is trained by one worker at a time, and a copy popped after the key
+finished finds its run folder and trains nothing. Heartbeat and grace period (seconds) come from
+the environment variables MER_SWEEP_HEARTBEAT and MER_SWEEP_GRACE (defaults 20 and 60).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
-
 import warnings
+from contextlib import contextmanager
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 20     # seconds between a running trial's heartbeats
 GRACE = 60         # a trial silent this long belongs to a dead worker
 RETRIES = 3
+LIVE = (TrialState.WAITING, TrialState.RUNNING)
 
 
-def storage(url: str, heartbeat: int = HEARTBEAT, grace: int = GRACE) -> RDBStorage:
-    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
-                      engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
+def _seconds(variable: str, default: int) -> int:
+    text = os.environ.get(variable, "")
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        raise ValueError(f"{variable}={text!r}: expected a whole number of seconds") from None
+    if value < 1:
+        raise ValueError(f"{variable}={text!r}: expected at least 1 second")
+    return value
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, from MER_SWEEP_HEARTBEAT / MER_SWEEP_GRACE."""
+    heartbeat = _seconds("MER_SWEEP_HEARTBEAT", HEARTBEAT)
+    grace = _seconds("MER_SWEEP_GRACE", max(GRACE, 3 * heartbeat))
+    if grace <= heartbeat:  # a live worker would be taken for dead between two heartbeats
+        raise ValueError(f"MER_SWEEP_GRACE={grace} must exceed MER_SWEEP_HEARTBEAT={heartbeat}")
+    return heartbeat, grace
+
+
+@contextmanager
+def _quiet_experimental():
+    """Heartbeats are an experimental Optuna feature (there since 2.9): no warning at every call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def storage(url: str) -> RDBStorage:
+    heartbeat, grace = heartbeat_settings()
+    sqlite = url.startswith("sqlite")
+    for attempt in range(5):
+        try:
+            with _quiet_experimental():
+                rdb = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
+                                 engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
+            break
+        except SQLAlchemyError:  # another process is creating the same new storage's tables
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    if sqlite:
+        _immediate_transactions(rdb.engine)
+    return rdb
+
+
+def _immediate_transactions(engine):
+    """SQLite: take the write lock when a transaction begins. pysqlite begins one only at the first
+    write, so two processes could both read a trial as WAITING and both pop it (measured: 15 of
+    150 trials popped twice by 3 processes); PostgreSQL's SELECT ... FOR UPDATE has no such gap.
+    (The SQLAlchemy recipe for pysqlite transactions.)"""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened by RDBStorage's set-up predate the listeners
 
 
 def study_name(definition: dict) -> str:
@@ -38,14 +106,15 @@ def study_name(definition: dict) -> str:
     return f"sweep-{definition.get('dataset', '')}-{digest}"
 
 
-def open_study(url: str, name: str, heartbeat: int = HEARTBEAT, grace: int = GRACE) -> optuna.Study:
-    return optuna.create_study(study_name=name, storage=storage(url, heartbeat, grace), load_if_exists=True,
-                               direction="maximize")
+def open_study(url: str, name: str) -> optuna.Study:
+    return optuna.create_study(study_name=name, storage=storage(url), load_if_exists=True, direction="maximize")
 
 
 def enqueue(study: optuna.Study, keys: list[str]) -> int:
-    """Queue every trial key not yet in the study (finished, running or waiting); returns how many."""
-    known = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
+    """Queue every key not waiting or running in the study; returns how many were queued. The
+    caller passes the keys whose run is not finished: a failed trial, or a complete one whose run
+    folder was deleted since, is queued again."""
+    known = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False, states=LIVE)}
     added = 0
     for index, key in enumerate(keys):
         if key not in known:
@@ -58,25 +127,43 @@ def waiting(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = None, poll: float = 5.0) -> int:
+def taken(study: optuna.Study, number: int, key: str) -> bool:
+    """Whether another copy of `key` is waiting or running with a lower trial number (the lowest
+    live copy always runs, so no key is dropped and none runs twice at once)."""
+    return any(t.number < number and t.user_attrs.get("key") == key
+               for t in study.get_trials(deepcopy=False, states=LIVE))
+
+
+def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = None) -> int:
     """Run queued trials until the queue is empty and no trial is running anywhere (a dead
-    worker's trial comes back to the queue after the grace period): `run_trial(key) -> objective
-    value`. Starts no trial after `deadline` (time.time()). Returns how many trials this worker ran."""
-    ran = []
+    worker's trial comes back to the queue after the grace period): `run_trial(key) -> (objective
+    value, trained: bool)`. Starts no trial after `deadline` (time.time()). Returns how many trials
+    this worker trained."""
+    trained = []
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
         key = trial.user_attrs.get("key")
         if key is None:  # the sampler's own trial: another worker took the last queued one
             raise optuna.TrialPruned("queue empty")
+        if taken(study, trial.number, key):
+            trial.set_user_attr("duplicate", True)
+            raise optuna.TrialPruned("another copy of this trial is queued or running")
         trial.suggest_int("index", 0, max(n_keys - 1, 0))
-        return run_trial(key)
+        trial.set_user_attr("worker", worker)
+        value, did_train = run_trial(key)
+        trial.set_user_attr("trained", did_train)
+        trained.extend([key] if did_train else [])
+        return value
 
+    poll = min(2.0, float(heartbeat_settings()[0]))  # waiting on other workers' last trials
     while deadline is None or time.time() < deadline:
         if waiting(study):
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[lambda s, t: ran.append(t)])
+            study.optimize(objective, n_trials=1, catch=(Exception,))
             continue
-        optuna.storages.fail_stale_trials(study)
+        with _quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
         if not waiting(study) and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             break
         time.sleep(poll)
-    return sum(1 for t in ran if t.user_attrs.get("key") is not None)
+    return len(trained)

@@ -1,12 +1,14 @@
 """Sweeps: many fuse.train runs over feature combinations, models and hyper-parameters.
 
     python -m fuse.sweep --dataset mer2023 --features "A=hubert-large@-4:|is10;L=chinese-macbert-large@-4:;V=face-fer2013|face-dlib"
-    python -m fuse.sweep --models attention,lgbm --grid "lr=1e-3,1e-4;hidden=128,256x128" --workers 2
-    python -m fuse.sweep --search random --trials 50 --rerun-best 6 --grid "lr=1e-5:1e-2;dropout=0.1:0.5"
+    python -m fuse.sweep --modalities A,L,V --models attention,lgbm --grid "lr=1e-3,1e-4;hidden=128,256x128" --workers 2
+    python -m fuse.sweep --modalities A,V --search random --trials 50 --rerun-best 6 --grid "lr=1e-5:1e-2;dropout=0.1:0.5"
 
 Every trial is a fuse.train run whose folder is named by its run id: finished trials are skipped,
 a killed sweep resumes where it stopped. Trials are queued in an Optuna study (SQLite by default,
 `--storage postgresql://...` to share one sweep between machines: start the same command on each).
+Exit status 0 when every trial finished (or --budget ran out), 1 when some failed, 2 when the
+command was refused before any work. See docs/sweeps.md.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import click
 
 from cache.__main__ import Refused
 from .specs import SpecError, parse_modalities
+from .study import heartbeat_settings
 from .sweep_plan import plan
 from .sweep_report import report
 from .sweep_run import Sweep, work_until_done
@@ -70,22 +73,30 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
         if not chosen and not features_text:
             raise SpecError("name the modalities to combine: --modalities A,L,V (or --features)")
         dataset = dataset or choose_dataset(cache_dir)
-        grid = parse_grid(grid_text)
+        grid = parse_grid(grid_text, search)
         seeds_first = 1 if search == "random" and rerun_best else seeds
         trials = plan(dataset, cache_dir, chosen, features_text, names, grid, search, n_trials, seeds_first)
-    except SpecError as err:
+        budget_s = _duration(budget)
+        heartbeat_settings()  # MER_SWEEP_HEARTBEAT / MER_SWEEP_GRACE
+    except ValueError as err:  # SpecError included
         raise Refused(str(err)) from None
     definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
                   "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
-    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, _duration(budget), quiet)
-    if not quiet:
-        click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials ({sweep.finished()} already finished), "
-                   f"{workers} worker(s); runs in {sweep.runs}", err=True)
+    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, budget_s, quiet)
+    done = sweep.finished()
+    click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials, {done} already finished (skipped), "
+               f"{len(trials.trials) - done} to run on {workers} worker(s); runs in {sweep.runs}", err=True)
     work_until_done(sweep)
     if search == "random" and rerun_best and not sweep.over_budget():
         sweep.rerun_best(rerun_best)
         work_until_done(sweep)
     click.echo(report(sweep, top_k))
+    unfinished = len(sweep.plan.trials) - sweep.finished()
+    if unfinished and sweep.over_budget():
+        click.echo(f"--budget reached with {unfinished} trial(s) to go: run the same command to continue", err=True)
+    elif unfinished:  # their errors were logged as they failed
+        click.echo(f"{unfinished} trial(s) failed: run the same command to retry them", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from cache import open_features
+from cache import open_clips, open_features
 from cache.__main__ import Refused
 from .specs import DEFAULTS, PREFERENCE, SpecError, _default
 from .training import TrainRequest, cached_features, run_id
@@ -48,33 +48,38 @@ def points(grid: dict, search: str, n_trials: int, seed: int) -> list[tuple]:
 
 
 def model_grid(model: str, grid: dict) -> dict:
-    """The grid options `model` takes (a sweep over attention and lgbm varies `hidden` for attention
-    only); `model.option` applies to that model alone; an option no model takes is refused."""
-    from .models import MODELS
-
+    """The grid options `model` takes, by option name (a sweep over attention and lgbm varies
+    `hidden` for attention only); `model.option` applies to that model alone."""
     kept = {}
-    estimator = getattr(MODELS.get(model), "estimator", False)
-    for name, values in grid.items():
+    for name, values in sorted(grid.items(), key=lambda item: "." in item[0]):  # `attention.hidden` wins
         owner, dot, option = name.rpartition(".")
-        if dot:  # `lgbm.lr=...`: for that model only
-            if owner != model:
-                continue
-            name = option
-        elif name == "lr" and estimator:  # a network's learning rate is not a boosting rate
+        if dot and owner != model:
             continue
-        probe = Trial((("A", "x"),), model, ((name, _probe_value(name, values[0])),))
-        try:
-            TrainRequest.from_options(**{k: v for k, v in probe.train_options().items() if k != "features"})
-        except (ValueError, SpecError):
-            continue
-        kept[name] = values
+        if _takes(model, option, values[0], qualified=bool(dot)):
+            kept[option] = values
     return kept
 
 
-def _probe_value(name, text):
+def _takes(model: str, option: str, text: str, qualified: bool) -> bool:
+    from .models import MODELS
     from .trials import value
 
-    return value(name, text.split(":")[0])
+    if option == "lr" and getattr(MODELS.get(model), "estimator", False) and not qualified:
+        return False  # a network's learning rate is not a boosting rate: say `lgbm.lr`
+    try:
+        TrainRequest.from_options(model=model, **{option: value(option, text.split(":")[0])})
+    except (ValueError, SpecError):
+        return False
+    return True
+
+
+def check_grid(models: list[str], grid: dict):
+    """Refuse a grid option no model of the sweep takes (and a qualified one for a model not swept)."""
+    unused = [name for name in grid
+              if not any(name.rpartition(".")[2] in model_grid(m, {name: grid[name]}) for m in models)]
+    if unused:
+        hint = " (a boosting rate is `lgbm.lr`)" if "lr" in unused and "lgbm" in models else ""
+        raise Refused(f"--grid {', '.join(unused)}: no model of {', '.join(models)} takes it{hint}")
 
 
 def request_for(trial: Trial, dataset: str, cache_dir, seeds: int, out=None, quiet=True, threads=None) -> TrainRequest:
@@ -86,17 +91,21 @@ def request_for(trial: Trial, dataset: str, cache_dir, seeds: int, out=None, qui
 
 
 def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int) -> str:
-    """fuse.train's run id of the trial, from the features' metadata only (no array is read)."""
+    """The run id `python -m fuse.train` gives the trial (its run folder's name), from the clip table
+    and the features' metadata only (no array is read)."""
     request = request_for(trial, dataset, cache_dir, seeds)
     specs = [s for _, spec in trial.features for s in spec.split("+")]
     modalities = [m for m, spec in trial.features for _ in spec.split("+")]
     try:
-        aligned = open_features(dataset, specs, root=cache_dir)
-        meta = SimpleNamespace(dataset=dataset, specs=specs, modalities=modalities,
-                               provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints))
+        table = open_clips(dataset, root=cache_dir)
+        aligned = open_features(dataset, specs, root=cache_dir, ids=table.ids)
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise Refused(f"trial {trial.label()}: {err}") from None
-    return run_id(request, meta)
+    meta = SimpleNamespace(dataset=dataset, specs=specs, modalities=modalities,
+                           provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints))
+    # fuse.train's default test splits: those of the usable clips, in clip order
+    splits = [s for s in dict.fromkeys(table.split_of(aligned.ids)) if s != "train"]
+    return run_id(request, meta, splits)
 
 
 def plan(dataset: str, cache_dir, modalities, features_text, models, grid, search="grid", n_trials=50,
@@ -104,11 +113,8 @@ def plan(dataset: str, cache_dir, modalities, features_text, models, grid, searc
     """Every trial of the sweep; refuses (exit 2) an unknown feature, model or option before any work."""
     cached = cached_features(dataset, cache_dir)
     sets = feature_sets(alternatives(dataset, modalities, features_text, cached))
+    check_grid(models, grid)
     grids = {model: model_grid(model, grid) for model in models}
-    used = {name for g in grids.values() for name in g}
-    unused = sorted(n for n in grid if n not in used and n.rpartition(".")[2] not in used)
-    if unused:
-        raise Refused(f"--grid {', '.join(unused)}: no model of {', '.join(models)} takes it")
     out = Plan(dataset)
     for features in sets:
         for model in models:

@@ -34,6 +34,7 @@ class Sweep:
     workers: int
     deadline: float | None
     quiet: bool
+    _study: object = None
 
     @classmethod
     def create(cls, plan: Plan, definition, cache_dir, runs_dir, out, storage, workers, budget, quiet) -> "Sweep":
@@ -47,7 +48,10 @@ class Sweep:
         return sweep
 
     def study(self):
-        return studies.open_study(self.storage, self.name)
+        """The sweep's Optuna study (opened once per process)."""
+        if self._study is None:
+            self._study = studies.open_study(self.storage, self.name)
+        return self._study
 
     def enqueue(self, trials: dict):
         """Queue the trials whose run folder is not finished (a finished one is never run again)."""
@@ -78,14 +82,15 @@ class Sweep:
         self.enqueue({r: self.plan.trials[r] for r in self.plan.reruns})
 
 
-def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> float:
-    """Train one trial (or read its finished run): the CV combined score."""
+def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[float, bool]:
+    """Train one trial (or read its finished run): (CV combined score, whether it was trained here)."""
     blob = json.loads(payload)
     folder = runs / blob["run"]
-    if not (folder / "metrics.json").is_file():
+    trained = not (folder / "metrics.json").is_file()
+    if trained:
         run_training(request_for(Trial.from_key(blob["trial"]), blob["dataset"], cache_dir, blob["seeds"],
                                  out=str(folder), threads=threads))
-    return json.loads((folder / "metrics.json").read_text())["cv"]["combined"]["mean"]
+    return json.loads((folder / "metrics.json").read_text())["cv"]["combined"]["mean"], trained
 
 
 def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads) -> int:
@@ -146,6 +151,6 @@ class _Progress:
         elapsed = time.time() - self.started
         rate = (done - self.start_done) / elapsed if elapsed > 0 else 0
         eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "?"
-        print(f"sweep: {done}/{total} trials finished, {count[TrialState.RUNNING]} running, "
-              f"{count[TrialState.WAITING]} waiting, {count[TrialState.FAIL]} failed; "
-              f"{elapsed:.0f} s elapsed, ETA {eta}", file=sys.stderr, flush=True)
+        print(f"sweep: {done}/{total} trials finished, {count[TrialState.RUNNING]} running, {total - done} to go "
+              f"({count[TrialState.FAIL]} failed attempts); {elapsed:.0f} s elapsed, ETA {eta}",
+              file=sys.stderr, flush=True)

@@ -20,7 +20,18 @@ from .specs import ALIASES, MODALITIES, SpecError
 
 LOG_SCALE = {"lr", "weight_decay"}
 INTEGER = {"epochs", "batch_size", "folds"}
+FLOAT = {"lr", "weight_decay", "dropout"}
 FLAGS = {"layer_weights", "standardize"}
+CHOICES = {"decoder": ("baseline", "jdev"), "loss": ("sum", "uncertainty"), "attention_scores": ("softmax", "raw"),
+           "structure": ("1", "2", "3", "all"), "precision": ("fp32", "bf16")}
+TEXT = set(CHOICES)
+# what a grid may vary: fuse.train's hyper-parameters (not its data, seeds, device or outputs)
+OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | {"hidden"}
+# the ranges fuse.train's command line accepts
+LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1, "at least 1"),
+          "batch_size": (lambda x: x >= 1, "at least 1"), "lr": (lambda x: x > 0, "above 0"),
+          "weight_decay": (lambda x: x >= 0, "at least 0"), "dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
+          "hidden": (lambda x: min(x) >= 1, "layer widths of at least 1")}
 
 
 @dataclass(frozen=True)
@@ -81,30 +92,67 @@ def feature_sets(alternatives: dict[str, list[str]]) -> list[tuple]:
     return out
 
 
-def parse_grid(text: str | None) -> dict[str, list]:
-    """'lr=1e-3,1e-4;hidden=128,256x128' -> {'lr': ['1e-3', '1e-4'], 'hidden': ['128', '256x128']}."""
+def parse_grid(text: str | None, search: str = "grid") -> dict[str, list]:
+    """'lr=1e-3,1e-4;hidden=128,256x128' -> {'lr': ['1e-3', '1e-4'], 'hidden': ['128', '256x128']}.
+    An option may be qualified by a model (`lgbm.lr`); ranges `low:high` only with random search."""
     out = {}
     for part in filter(None, (p.strip() for p in (text or "").split(";"))):
         name, eq, values = part.partition("=")
         name = name.strip().lstrip("-").replace("-", "_")
+        option = name.rpartition(".")[2]
         if not eq or not values.strip():
             raise SpecError(f"--grid {part!r}: expected OPTION=value,value")
+        if option not in OPTIONS:
+            raise SpecError(f"--grid {name}: not a hyper-parameter a sweep varies; choose from "
+                            f"{', '.join(sorted(OPTIONS))}")
+        if name in out:
+            raise SpecError(f"--grid names {name} twice")
         out[name] = [v.strip() for v in values.split(",") if v.strip()]
+        for v in out[name]:
+            _check(name, v, search)
     return out
 
 
+def _check(name: str, text: str, search: str):
+    """Refuse a value fuse.train would not take (SpecError naming the option)."""
+    option = name.rpartition(".")[2]
+    if ":" in text:
+        if search != "random":
+            raise SpecError(f"--grid {name}={text}: a range needs --search random (grid search takes values)")
+        if option not in INTEGER | FLOAT:
+            raise SpecError(f"--grid {name}={text}: only numeric options take a range low:high")
+        low, _, high = text.partition(":")
+        _check(name, low, search), _check(name, high, search)
+        if float(low) >= float(high) or (option in LOG_SCALE and float(low) <= 0):
+            raise SpecError(f"--grid {name}={text}: expected low < high" + (" and low > 0" if option in LOG_SCALE else ""))
+        return
+    if option in CHOICES and text not in CHOICES[option]:
+        raise SpecError(f"--grid {name}={text}: choose from {', '.join(CHOICES[option])}")
+    try:
+        parsed = value(option, text)
+    except ValueError:
+        kind = {"hidden": "layer widths like 256x128"}.get(option, "an integer" if option in INTEGER else
+                                                         "true or false" if option in FLAGS else "a number")
+        raise SpecError(f"--grid {name}={text}: expected {kind}") from None
+    accepts, limit = LIMITS.get(option, (lambda x: True, ""))
+    if not accepts(parsed):
+        raise SpecError(f"--grid {name}={text}: expected {limit}")
+
+
 def value(name: str, text: str):
-    """A grid value as fuse.train takes it."""
+    """A grid value as fuse.train takes it (ValueError when it is not one)."""
+    name = name.rpartition(".")[2]
     if name == "hidden":
         return tuple(int(x) for x in text.split("x"))
     if name in FLAGS:
+        if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"{text!r} is not true or false")
         return text.lower() in ("1", "true", "yes", "on")
     if name in INTEGER:
         return int(text)
-    try:
+    if name in FLOAT:
         return float(text)
-    except ValueError:
-        return text
+    return text
 
 
 def grid_points(grid: dict[str, list]) -> list[tuple]:
@@ -128,6 +176,7 @@ def random_points(grid: dict[str, list], n: int, seed: int) -> list[tuple]:
 
 
 def _draw(name: str, text: str, rng):
+    name = name.rpartition(".")[2]
     low, high = (float(x) for x in text.split(":"))
     if name in LOG_SCALE:
         return float(np.exp(rng.uniform(np.log(low), np.log(high))))
