@@ -48,19 +48,43 @@ def splits_of(frame: pd.DataFrame) -> list[str]:
             if c.endswith("_combined") and not c.endswith("_std") and frame[c].notna().any()]
 
 
-def markdown(frame: pd.DataFrame, runs_link: str = "runs") -> str:
-    """The leaderboard as a markdown table (the best trial's run folder linked)."""
+def markdown(frame: pd.DataFrame, runs_link: str = "runs", fusion: dict | None = None) -> str:
+    """The leaderboard as a markdown table (the best trial's run folder linked); `fusion`
+    (fusion_row) is added last, unranked."""
     splits = splits_of(frame)
     head = ["#", "model", "A", "L", "V", "params"] + [f"{s} F1" for s in splits[:1]] + [f"{s} combined" for s in splits] + ["s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, r in frame.iterrows():
         name = f"[{i + 1}]({runs_link}/{r['run']})" if i == 0 else str(i + 1)
-        cells = [name, r["model"], *(str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"), r["params"],
-                 _pm(r["cv_weighted_f1"], r["cv_weighted_f1_std"])]
-        cells += [_pm(r[f"{s}_combined"], r[f"{s}_combined_std"]) for s in splits]
-        cells.append(f"{r['seconds']:.1f}" if r["seconds"] is not None else "-")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([name, *_cells(r, splits)]) + " |")
+    if fusion:
+        lines.append("| " + " | ".join([f"[fusion]({fusion['run']})", *_cells(pd.Series(fusion), splits)]) + " |")
     return "\n".join(lines)
+
+
+def _cells(r: pd.Series, splits: list[str]) -> list[str]:
+    cells = [r["model"], *(str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"), r["params"],
+             _pm(r.get("cv_weighted_f1"), r.get("cv_weighted_f1_std"))]
+    cells += [_pm(r.get(f"{s}_combined"), r.get(f"{s}_combined_std")) for s in splits]
+    cells.append("-" if r.get("seconds") is None or pd.isna(r.get("seconds")) else f"{r['seconds']:.1f}")
+    return cells
+
+
+def fusion_row(metrics: dict, frame: pd.DataFrame, folder: str = "fusion") -> dict:
+    """Decision-level fusion (fuse.decision metrics) as a leaderboard row: the fused trials by rank
+    and weight. Not ranked among the trials: its weights were chosen on the CV scores it reports."""
+    rank = {run: i + 1 for i, run in enumerate(frame["run"])}
+    used = frame.set_index("run").loc[metrics["runs"]]
+    modalities = "".join(m for m in "ALV" if any(m in s for s in used["modalities"]))
+    parts = ", ".join(f"#{rank[r]} x {w:.1f}" for r, w in zip(metrics["runs"], metrics["weights"]))
+    row = {"run": folder, "model": "fusion", "modalities": modalities, "n_modalities": len(modalities),
+           "params": f"top {len(metrics['runs'])}: {parts}", "seconds": None}
+    for split in ["cv"] + [s for s in splits_of(frame) if s != "cv"]:
+        for key in ("weighted_f1", "mse", "combined"):
+            entry = metrics.get(split, {}).get(key)
+            row[f"{split}_{key}"] = entry["mean"] if entry else None
+            row[f"{split}_{key}_std"] = entry["std"] if entry else None
+    return row
 
 
 def table3(frame: pd.DataFrame) -> str:

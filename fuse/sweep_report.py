@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pandas as pd
+
 from . import leaderboard, plots
 from .decision import fuse_runs
 
@@ -18,13 +20,13 @@ def report(sweep, top_k: int = 3) -> str:
     if not len(frame):
         return f"sweep {sweep.name}: no finished trial yet (re-run the same command to continue)"
     link = os.path.relpath(sweep.runs, out)
-    frame.to_csv(out / "leaderboard.csv", index=False)
-    fusion = _fusion(sweep, frame, top_k)
-    board = leaderboard.markdown(frame, link)
-    if fusion:
-        board += "\n\n" + fusion
-    (out / "leaderboard.md").write_text(board + "\n")
-    (out / "table3.md").write_text(leaderboard.table3(frame) + "\n")
+    fused = _fusion(sweep, frame, top_k)
+    row = leaderboard.fusion_row(fused, frame) if fused else None
+    (pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if row else frame).to_csv(
+        out / "leaderboard.csv", index=False)
+    (out / "leaderboard.md").write_text(leaderboard.markdown(frame, link, row) + "\n")
+    layout = leaderboard.table3(frame)
+    (out / "table3.md").write_text(layout + "\n")
     if (frame["n_modalities"] <= 2).any():
         plots.pair_heatmap(out / "pair_heatmap.png", frame)
     gains = leaderboard.fusion_gain(frame)
@@ -35,24 +37,24 @@ def report(sweep, top_k: int = 3) -> str:
                                                indent=2, default=str))
     best = frame.iloc[0]
     lines = [f"sweep {sweep.name}: {len(frame)}/{len(trials)} trials finished; reports in {out}",
-             leaderboard.markdown(frame.head(10), link)]
+             leaderboard.markdown(frame.head(10), link, row), "", "MER 2023 Table-3 layout (best trial per feature set):",
+             layout, ""]
     if len(gains):
         top = gains.sort_values("gain", ascending=False).iloc[0]
         lines.append(f"largest fusion gain: {top['set']} {top['combined']:.3f} vs {top['best_single']:.3f} "
-                     f"(+{top['gain']:.3f} CV combined)")
+                     f"({top['gain']:+.3f} CV combined)")
     lines.append(f"best: {best['model']} {best['modalities']} ({best['run']}), CV combined {best['cv_combined']:.3f}")
-    if fusion:
-        lines.append(fusion)
+    if fused:
+        cells = "; ".join(f"{s} {m['combined']['mean']:.3f}" for s, m in fused.items()
+                          if isinstance(m, dict) and "combined" in m)
+        lines.append(f"decision-level fusion of the top {len(fused['runs'])} ({row['params']}, weights chosen on "
+                     f"CV): combined {cells}; predictions in {out / 'fusion' / 'predictions'}")
     return "\n".join(lines)
 
 
-def _fusion(sweep, frame, top_k: int) -> str:
-    """Fuse the top-k trials; a markdown line with its CV and test combined scores ('' when k < 2)."""
+def _fusion(sweep, frame, top_k: int) -> dict | None:
+    """Fuse the top-k trials (fuse.decision): its metrics, or None when k < 2 or fewer trials."""
     if top_k < 2 or len(frame) < 2:
-        return ""
+        return None
     runs = [sweep.runs / r for r in frame["run"].head(top_k)]
-    metrics = fuse_runs(runs, sweep.plan.dataset, sweep.cache_dir, sweep.out / "fusion")
-    cells = [f"{s} {m['combined']['mean']:.3f} ± {m['combined']['std']:.3f}" for s, m in metrics.items()
-             if isinstance(m, dict) and "combined" in m]
-    weights = ", ".join(f"{w:.1f}" for w in metrics["weights"])
-    return f"decision-level fusion of the top {len(runs)} (weights {weights}, chosen on CV): " + "; ".join(cells)
+    return fuse_runs(runs, sweep.plan.dataset, sweep.cache_dir, sweep.out / "fusion")
