@@ -39,11 +39,12 @@ def synthetic_corpus(n_train=90, n_test=24, n_unlabelled=6, seed=0, noise=0.6, m
     return Manifest("synth", clips), arrays
 
 
-def write_cache(root, dataset, manifest, arrays, failed=None, primary="x", configs=None):
-    """Write `arrays` as cached features of `dataset` and the clip table; `failed`: {feature: {id: reason}};
-    `configs`: {feature: extractor config recorded in its provenance} (default {})."""
+def write_cache(root, dataset, manifest, arrays, failed=None, primary="x", configs=None, clips=True):
+    """Write `arrays` as cached features of `dataset` and (`clips`) the clip table; `failed`:
+    {feature: {id: reason}}; `configs`: {feature: extractor config recorded in its provenance} (default {})."""
     manifest = Manifest(dataset, manifest.clips, classes=manifest.classes)
-    write_clips(manifest, root=root)
+    if clips:
+        write_clips(manifest, root=root)
     for feature, values in arrays.items():
         prov = {"extractor": feature, "version": "1", "config": (configs or {}).get(feature, {}),
                 "manifest_fingerprint": manifest.fingerprint()}
