@@ -198,3 +198,33 @@ def test_the_rest_face_is_not_the_photos_smile(fer_table):
     expressions, labels, table = fer_table
     neutral, happy = table[expressions.index("neutral")], table[expressions.index("happy")]
     assert neutral[labels.index("happy")] < happy[labels.index("happy")] - 0.3
+
+
+def test_piecewise_affine_map_inverts_a_global_affine_move():
+    # every point moved by one affine transform: the backward map is that transform's inverse
+    # everywhere the mesh covers, whatever the triangulation
+    from scipy.spatial import Delaunay
+
+    from manifests.demo.faces import piecewise_affine_map
+
+    rng = np.random.default_rng(0)
+    source = np.concatenate([[[0, 0], [63, 0], [0, 63], [63, 63]], rng.uniform(5, 58, (20, 2))]).astype(np.float32)
+    forward = np.array([[1.1, 0.1, -3.0], [-0.05, 0.95, 2.0]])
+    target = source @ forward[:, :2].T + forward[:, 2]
+    warp = piecewise_affine_map(source, target.astype(np.float32), Delaunay(source).simplices, 64)
+    ys, xs = np.mgrid[10:50, 10:50]
+    back = np.linalg.solve(forward[:, :2], np.stack([xs - forward[0, 2], ys - forward[1, 2]]).reshape(2, -1))
+    np.testing.assert_allclose(warp[10:50, 10:50].reshape(-1, 2), back.T, atol=1e-3)
+
+
+def test_pressed_lips_meet_instead_of_crossing():
+    from manifests.demo.expressions import N_OPENING, N_POINTS, OPENING_BOTTOM, OPENING_TOP, uncross_lips
+
+    points = np.zeros((N_POINTS + 2 * N_OPENING, 2), np.float32)
+    points[list(OPENING_TOP), 1] = 10.0
+    points[list(OPENING_BOTTOM), 1] = [12, 12, 8, 8, 12, 12, 12, 12, 6]  # three crossed pairs
+    fixed = uncross_lips(points)
+    top, bottom = fixed[list(OPENING_TOP), 1], fixed[list(OPENING_BOTTOM), 1]
+    np.testing.assert_array_equal(bottom >= top, True)
+    np.testing.assert_allclose(top[[2, 3, 8]], [9, 9, 8])
+    np.testing.assert_allclose(bottom[[0, 1]], 12)  # open pairs untouched
