@@ -165,6 +165,24 @@ def test_two_workers_give_the_same_leaderboard_as_one(cache, tmp_path, no_report
     pd.testing.assert_frame_equal(one[scores], two[scores], check_exact=False, rtol=1e-6)
 
 
+def test_random_search_reruns_the_best_draw_of_each_feature_set_with_more_seeds(cache, tmp_path, no_report_plots):
+    grid = "lr=1e-4:3e-2;epochs=3;folds=2;hidden=16"
+    sweep_cli(*args_for(cache, tmp_path, "--search", "random", "--trials", "3", "--rerun-best", "2",
+                        features="A=acoustic;V=visual", grid=grid))
+    runs = tmp_path / "runs"
+    trials = {run_of(t): Trial.from_key(json.loads(t.user_attrs["key"])["trial"]) for t in study_trials(runs)}
+    metrics = {run: json.loads((runs / run / "metrics.json").read_text()) for run in trials}
+    seeds = {run: len(m["cv"]["combined"]["per_seed"]) for run, m in metrics.items()}
+    draws = [run for run in trials if seeds[run] == 1]
+    assert len(draws) == 3 * 3 and sorted(seeds.values()).count(2) == 3
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert len(board) == 3 and all(seeds[run] == 2 for run in board["run"])   # the reruns alone
+    for run in board["run"]:   # each reruns the draw of its feature set with the best 1-seed CV score
+        rivals = [d for d in draws if trials[d].features == trials[run].features]
+        best = max(rivals, key=lambda d: metrics[d]["cv"]["combined"]["mean"])
+        assert trials[run] == trials[best] and metrics[run]["config"]["train"]["seeds"] == [0, 1]
+
+
 # --- separate processes: a real kill -9, and two commands sharing one study -----------------------
 
 def command(cache, base, *extra, grid=TINY):
