@@ -17,8 +17,11 @@ CACHE    ?= data/cache
 WORKERS  ?= 2
 DEMO_DIR ?= data/demo
 DEMO_CLIPS ?= 96
+# the demo's sweep: 2 acoustic x 1 lexical x 2 visual features, every combination (17 trials)
+DEMO_SWEEP ?= A=egemaps|random-tiny-hubert@-1;L=text-minilm@-1;V=face-fer2013|face-dlib
+DEMO_SWEEP_GRID ?= epochs=50
 
-.PHONY: setup test demo demo-corpus models extract train bench clean-cache
+.PHONY: setup test demo demo-corpus models extract train sweep bench clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +45,8 @@ demo: demo-corpus models
 	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(DEMO_FEATURES) --cache $(CACHE) --workers $(WORKERS)
 	$(PY) -m cache ls --dataset demo --cache $(CACHE)
 	$(PY) -m fuse.train --dataset demo --cache $(CACHE) --modalities A,L,V --seeds 3
+	$(PY) -m fuse.sweep --dataset demo --cache $(CACHE) --features "$(DEMO_SWEEP)" --models attention \
+	  --grid "$(DEMO_SWEEP_GRID)" --seeds 1 --workers $(WORKERS)
 
 # DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)
 extract:
@@ -55,6 +60,18 @@ MODEL    ?= attention
 SEEDS    ?= 3
 train:
 	$(PY) -m fuse.train --dataset $(DATASET) --cache $(CACHE) --modalities $(MODALITIES) --model $(MODEL) --seeds $(SEEDS)
+
+# every feature combination x models x grid on a cached dataset (resumable: run it again to continue):
+#   make sweep DATASET=mer2023 [MODALITIES=A,L,V] [SWEEP_FEATURES="A=hubert-large@-4:|is10;V=face-fer2013"]
+#              [MODELS=attention,lgbm] [GRID="lr=1e-3,1e-4"] [SEEDS=3] [WORKERS=2] [STORAGE=postgresql://...]
+MODELS   ?= attention
+GRID     ?=
+SWEEP_FEATURES ?=
+STORAGE  ?=
+sweep:
+	$(PY) -m fuse.sweep --dataset $(DATASET) --cache $(CACHE) --modalities $(MODALITIES) --models $(MODELS) \
+	  $(if $(SWEEP_FEATURES),--features "$(SWEEP_FEATURES)") $(if $(GRID),--grid "$(GRID)") \
+	  $(if $(STORAGE),--storage "$(STORAGE)") --seeds $(SEEDS) --workers $(WORKERS)
 
 # each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
 bench: demo-corpus
