@@ -21,7 +21,7 @@ DEMO_CLIPS ?= 96
 DEMO_SWEEP ?= A=egemaps|random-tiny-hubert@-1;L=text-minilm@-1;V=face-fer2013|face-dlib
 DEMO_SWEEP_GRID ?= epochs=50
 
-.PHONY: setup test demo demo-corpus models extract train sweep bench clean-cache
+.PHONY: setup test demo demo-corpus models extract train sweep bench bench-fuse clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,15 @@ bench: demo-corpus
 	$(PY) bench/speech_models_speed.py --clips 12
 	$(PY) bench/lexical_speed.py
 	$(PY) bench/visual_speed.py
+
+# stage 2: fuse.train against the MER 2023 baseline's own script (OFFICIAL= a checkout of
+# zeroQiaoba/MER2023-Baseline), LightGBM against attention (needs the demo cache), a Table-3 sweep
+OFFICIAL ?=
+bench-fuse:
+	$(if $(OFFICIAL),,$(error OFFICIAL=path/to/MER2023-Baseline is required))
+	$(PY) bench/fuse_speed.py --official $(OFFICIAL) --epochs 100 --seeds 3
+	$(PY) bench/lgbm_speed.py --demo-cache $(CACHE)
+	$(PY) bench/sweep_speed.py
 
 clean-cache:
 	rm -rf $(CACHE)
