@@ -45,6 +45,11 @@ MODALITIES = {"acoustic": Modality("mer-a", 0.55, 4.0, 2.0, test2_noise=1.4),
               "lexical": Modality("mer-l", 0.45, 3.8, 3.5),
               "visual": Modality("mer-v", 0.60, 4.2, 1.5, test2_noise=1.4)}
 SUBSPACE = 24  # latent dimensions each modality's signal lives in
+# more features of each modality, for sweeps shaped like MER 2023's Table 3 (2 acoustic x 3 lexical x
+# 2 visual): other extractors' views of the same clips, each with its own subspace and noise
+VARIANTS = {"acoustic": [Modality("mer-a2", 0.50, 3.8, 2.4, test2_noise=1.4)],
+            "lexical": [Modality("mer-l2", 0.40, 3.6, 3.0), Modality("mer-l3", 0.50, 4.0, 3.2)],
+            "visual": [Modality("mer-v2", 0.55, 4.0, 1.8, test2_noise=1.4)]}
 
 
 @dataclass
@@ -58,6 +63,7 @@ class MerShaped:
     label: np.ndarray
     valence: np.ndarray
     features: dict[str, np.ndarray]
+    specs: dict[str, tuple[str, Modality]] | None = None  # feature -> (modality, spec); None: MODALITIES
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
@@ -82,6 +88,20 @@ def generate(seed: int = 0, dim: int = 1024) -> MerShaped:
                 for m in MODALITIES.values()}
     ids = [f"sample_{i:08d}" for i in range(1, n + 1)]
     return MerShaped(seed, ids, split, label, valence.astype(np.float32), features)
+
+
+def with_variants(problem: MerShaped, dim: int = 1024) -> MerShaped:
+    """`problem` plus the VARIANTS features (its own three unchanged), each drawn from its own
+    seeded generator: 2 acoustic, 3 lexical and 2 visual features in all."""
+    specs = {spec.feature: (modality, spec) for modality, spec in MODALITIES.items()}
+    features = dict(problem.features)
+    for modality, extra in VARIANTS.items():
+        for spec in extra:
+            rng = np.random.default_rng([problem.seed, len(specs)])
+            features[spec.feature] = _feature(rng, spec, problem.label, problem.valence,
+                                              problem.split == "test2", dim)
+            specs[spec.feature] = (modality, spec)
+    return MerShaped(problem.seed, problem.ids, problem.split, problem.label, problem.valence, features, specs)
 
 
 def _feature(rng, modality: Modality, label, valence, noisier, dim) -> np.ndarray:
@@ -135,12 +155,13 @@ def manifest(problem: MerShaped, dataset: str = "mershape") -> Manifest:
 
 
 def write_cache(problem: MerShaped, cache_root: Path, dataset: str = "mershape") -> list[str]:
-    """The three features as cached features `dataset/<feature>.h5` (array 'features', float32
+    """Every feature (the three, or those of `with_variants`) as cached features `dataset/<feature>.h5` (array 'features', float32
     [N, dim]) and the dataset's clip table; returns what it could not write (empty when all)."""
     from cache import FeatureWriter, library_versions
 
     table = manifest(problem, dataset)
-    for modality, spec in MODALITIES.items():
+    specs = problem.specs or {spec.feature: (modality, spec) for modality, spec in MODALITIES.items()}
+    for modality, spec in specs.values():
         provenance = {"extractor": "mer-shaped", "version": "1", "modality": modality,
                       "config": {"seed": problem.seed, "modality": spec.__dict__},
                       "fingerprint": problem.fingerprint(), "manifest_fingerprint": table.fingerprint(),

@@ -1,0 +1,121 @@
+"""Sweep speed: `python -m fuse.sweep` over MER 2023 Table-3-shaped feature combinations.
+
+The synthetic MER-shaped problem (bench/mer_shaped.py) with 2 acoustic x 3 lexical x 2 visual
+1024-d features, attention fusion, 5 folds, as MER 2023's Table 3. A subset of the 35 combinations
+(by default one feature per modality: 3 unimodal, 3 bimodal, 1 trimodal) is swept with 1 and with 2
+workers, each time into fresh run folders; the full sweep's time is estimated from the measured
+seconds per trial of each group (unimodal / bimodal / trimodal) times the group's count among the
+35, divided by the measured speed-up of 2 workers. `--full` runs all 35 instead.
+
+    python bench/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--full] [--out DIR]
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mer_shaped import MODALITIES, VARIANTS, generate, with_variants, write_cache
+
+REPO = Path(__file__).resolve().parents[1]
+LETTER = {"acoustic": "A", "lexical": "L", "visual": "V"}
+GROUPS = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
+
+
+def alternatives(full: bool) -> dict[str, list[str]]:
+    """Modality letter -> the features swept for it."""
+    return {LETTER[m]: [spec.feature] + ([v.feature for v in VARIANTS[m]] if full else [])
+            for m, spec in MODALITIES.items()}
+
+
+def table3_counts() -> dict[str, int]:
+    """Trials per group in the full 2 x 3 x 2 sweep (7 unimodal, 16 bimodal, 12 trimodal)."""
+    sizes = [1 + len(VARIANTS[m]) for m in MODALITIES]
+    a, l, v = sizes
+    return {"unimodal": a + l + v, "bimodal": a * l + a * v + l * v, "trimodal": a * l * v}
+
+
+def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int, seeds: int) -> dict:
+    """One `python -m fuse.sweep` in fresh run folders; wall seconds and each trial's own seconds."""
+    text = ";".join(f"{m}={'|'.join(f)}" for m, f in features.items())
+    args = [sys.executable, "-m", "fuse.sweep", "--dataset", "mershape", "--cache", str(cache),
+            "--features", text, "--models", "attention", "--grid", f"epochs={epochs}", "--seeds", str(seeds),
+            "--workers", str(workers), "--runs", str(runs), "--out", str(runs / "report"), "--top-k", "0",
+            "--quiet"]
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise click.ClickException(f"fuse.sweep exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    trials = []
+    for metrics in runs.glob("*/metrics.json"):
+        m = json.loads(metrics.read_text())
+        n_modalities = len(set(m["config"]["features"].values()))
+        trials.append({"group": GROUPS[n_modalities], "seconds": m["seconds"],
+                       "cv_combined": m["cv"]["combined"]["mean"]})
+    return {"workers": workers, "wall": wall, "load": load, "trials": trials}
+
+
+def estimate(rows: list[dict]) -> dict:
+    """Seconds of the full 35-trial sweep from each group's mean trial seconds (1 worker) and the
+    measured 2-worker speed-up of the subset."""
+    one = next(r for r in rows if r["workers"] == 1)
+    per_group = {g: float(np.mean([t["seconds"] for t in one["trials"] if t["group"] == g]))
+                 for g in GROUPS.values() if any(t["group"] == g for t in one["trials"])}
+    serial = sum(per_group[g] * n for g, n in table3_counts().items())
+    out = {"per_trial": per_group, "one_worker": serial}
+    for r in rows:
+        if r["workers"] > 1:
+            out[f"{r['workers']}_workers"] = serial * r["wall"] / one["wall"]
+    return out
+
+
+@click.command()
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--seeds", default=1, show_default=True)
+@click.option("--workers", "workers_text", default="1,2", show_default=True)
+@click.option("--full", is_flag=True, help="Sweep all 35 combinations (else one feature per modality: 7).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for the table and rows.")
+def main(epochs, seeds, workers_text, full, out):
+    workers = [int(w) for w in workers_text.split(",")]
+    if 1 not in workers:
+        raise click.UsageError("--workers must include 1 (the reference of the speed-up)")
+    features = alternatives(full)
+    with tempfile.TemporaryDirectory(prefix="sweep-speed-") as tmp:
+        tmp = Path(tmp)
+        missing = write_cache(with_variants(generate(0)), tmp / "cache")
+        if missing:
+            raise click.ClickException(f"MER-shaped cache incomplete: {', '.join(missing)}")
+        rows = [run_sweep(tmp / "cache", tmp / f"runs-{w}", features, w, epochs, seeds) for w in workers]
+    est = estimate(rows)
+    n = len(rows[0]["trials"])
+    lines = [f"Table-3-shaped sweep on the synthetic MER-shaped problem: {n} trials "
+             f"({'all 35' if full else 'one feature per modality'}), attention, 5 folds x {epochs} epochs, "
+             f"{seeds} seed(s); CPU {os.cpu_count()} cores.", "",
+             "| workers | trials | wall s | load avg before | speed-up |", "| --- " * 5 + "|"]
+    for r in rows:
+        lines.append(f"| {r['workers']} | {len(r['trials'])} | {r['wall']:.0f} | {r['load']:.1f} | "
+                     f"{rows[0]['wall'] / r['wall']:.2f}x |")
+    lines += ["", "| group | trials in Table 3 | s per trial (1 worker) |", "| --- | --- | --- |"]
+    counts = table3_counts()
+    lines += [f"| {g} | {counts[g]} | {s:.0f} |" for g, s in est["per_trial"].items()]
+    lines += ["", "Full 35-trial sweep, estimated: " + ", ".join(
+        f"{k.replace('_', ' ')} {v / 3600:.2f} h" for k, v in est.items() if k != "per_trial")]
+    report = "\n".join(lines)
+    click.echo(report)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep_speed.md").write_text(report + "\n")
+        (out / "sweep_speed.json").write_text(json.dumps({"rows": rows, "estimate": est}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
