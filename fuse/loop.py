@@ -8,8 +8,10 @@ once with them. Standardization statistics come from each member's training clip
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +21,8 @@ from .ensemble import Ensemble
 from .folds import make_folds
 from .models import build
 from .progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_warning(device: torch.device, precision: str, cpuinfo: str | None = None) -> str | None:
+    """A warning when bf16 is asked on a CPU without bfloat16 arithmetic (no avx512_bf16 / AMX):
+    autocast then emulates it, ~15x slower than fp32 at MER sizes (docs/BENCHMARKS.md)."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: unknown, say nothing
+            return None
+    flags = set(cpuinfo.split())
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        return None
+    return ("--precision bf16: this CPU has no bfloat16 arithmetic (no avx512_bf16 or AMX), so it is "
+            "emulated and much slower than fp32; use fp32 here, bf16 on a GPU or a CPU that has it")
+
+
 def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = True) -> Fit:
     """Train `model` on the labelled training clips of `problem` with K-fold CV for every seed."""
     started = time.perf_counter()
@@ -66,6 +87,8 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     labels = problem.labels[tr]
     folds = np.stack([make_folds(labels, cfg.folds, s, problem.multi_label) for s in cfg.seeds])
     members = [(s, k) for s in range(len(cfg.seeds)) for k in range(cfg.folds)]
+    if warning := bf16_warning(device, cfg.precision):
+        log.warning(warning)
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or step_threads(problem, len(members), cfg.batch_size, model_config))

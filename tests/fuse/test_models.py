@@ -93,3 +93,15 @@ def test_bf16_autocast_learns_and_differs_from_fp32(synth_run, tmp_path):
     cv32 = np.load(tmp_path / "fp32" / "scores" / "cv.npz")["probs"]
     cv16 = np.load(tmp_path / "bf16" / "scores" / "cv.npz")["probs"]
     assert np.abs(cv32 - cv16).max() > 1e-4
+
+
+def test_bf16_on_a_cpu_without_bfloat16_arithmetic_is_warned_about():
+    from fuse.loop import bf16_warning
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    zen3 = "flags\t\t: fpu sse2 avx avx2 fma avx512f"  # no avx512_bf16 / amx_bf16
+    sapphire = zen3 + " avx512_bf16 amx_bf16 amx_tile"
+    assert "no bfloat16 arithmetic" in bf16_warning(cpu, "bf16", zen3)
+    assert bf16_warning(cpu, "bf16", sapphire) is None
+    assert bf16_warning(cpu, "fp32", zen3) is None
+    assert bf16_warning(cuda, "bf16", zen3) is None
