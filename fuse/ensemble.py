@@ -1,74 +1,90 @@
-"""Many small networks trained as one: stacked parameters and `torch.func.vmap` (PyTorch's
-model-ensembling recipe). Member e has its own weights, data, dropout masks and Adam state; every
-step is one set of batched matrix products for all members (folds x seeds).
+"""Many small networks trained as one. The fusion models carry a member dimension E on every
+parameter and tensor (fuse.models.blocks): E networks built one by one (each seeded by the
+caller) are stacked into one, and every step is one set of batched matrix products for all
+members (folds x seeds). Member e has its own weights, data, dropout masks and Adam state.
+
+Written out rather than with `torch.func.vmap` over `functional_call`: vmap's per-operation
+batching took a third of a MER-sized forward pass on CPU.
 """
 from __future__ import annotations
 
-import copy
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
+from torch import nn
+from torch.func import functional_call
+
+
+def stack_members(members: list[nn.Module]) -> nn.Module:
+    """One network whose every parameter and buffer is its members' concatenated along dim 0."""
+    net = members[0]
+    states = [m.state_dict() for m in members]
+    for name in states[0]:
+        module_name, _, attr = name.rpartition(".")
+        module = net.get_submodule(module_name)
+        value = torch.cat([s[name] for s in states])
+        if attr in dict(module.named_parameters(recurse=False)):
+            setattr(module, attr, nn.Parameter(value))
+        else:
+            module.register_buffer(attr, value)
+    return net
 
 
 class Ensemble:
     """E copies of a network; `make(e)` builds member e (seeded by the caller)."""
 
     def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32"):
-        members = [make(e) for e in range(n_members)]
-        self.params, self.buffers = stack_module_state(members)
-        self.params = {k: v.to(device).detach().requires_grad_() for k, v in self.params.items()}
-        self.buffers = {k: v.to(device) for k, v in self.buffers.items()}
-        self.net = copy.deepcopy(members[0]).to("meta")
+        self.net = stack_members([make(e) for e in range(n_members)]).to(device)
+        self.params = dict(self.net.named_parameters())
         self.n, self.device = n_members, device
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
-        weights = self.net.task_weights
-        self._tw_prefix = next(k for k, m in self.net.named_modules() if m is weights) + "."
-        self._train = vmap(self._member_loss, randomness="different")
-        self._predict = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
-        self._predict_shared = vmap(self._member_forward, in_dims=(0, 0, None), randomness="different")
 
     def optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
         # Adam's L2 term (weight_decay), as the MER 2023 baseline; fused: one kernel for all members
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay, fused=fused)
 
-    def _member_forward(self, params, buffers, inputs):
-        return functional_call(self.net, (params, buffers), (inputs,))
-
-    def _member_loss(self, params, buffers, inputs, labels, valence, weight, valence_weight):
-        logits, predicted = functional_call(self.net, (params, buffers), (inputs,))
-        logits, predicted = logits.float(), predicted.float()
-        if labels.dim() == 2:  # multi-label: 0/1 targets, sigmoid outputs
-            per_clip = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
-        else:
-            per_clip = F.cross_entropy(logits, labels, reduction="none")
-        loss_e = (per_clip * weight).sum() / weight.sum().clamp(min=1)
-        loss_v = ((predicted - valence) ** 2 * valence_weight).sum() / valence_weight.sum().clamp(min=1)
-        task = {k[len(self._tw_prefix):]: v for k, v in params.items() if k.startswith(self._tw_prefix)}
-        return functional_call(self.net.task_weights, task, (loss_e, loss_v))
-
     def loss(self, inputs, labels, valence, weight, valence_weight) -> torch.Tensor:
-        """Summed loss of all members (their gradients stay separate): inputs [E, B, ...] each."""
+        """Summed loss of all members (their gradients stay separate): inputs [E, B, ...] each,
+        labels [E, B] (multi-label: [E, B, C] of 0/1), valence and weights [E, B]."""
         self.net.train()
         with self.autocast:
-            return self._train(self.params, self.buffers, inputs, labels, valence, weight, valence_weight).sum()
+            logits, predicted = self.net(inputs)
+        logits, predicted = logits.float(), predicted.float()
+        if labels.dim() == 3:  # multi-label: 0/1 targets, sigmoid outputs
+            per_clip = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+        else:
+            per_clip = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+        loss_e = (per_clip * weight).sum(1) / weight.sum(1).clamp(min=1)
+        loss_v = ((predicted - valence) ** 2 * valence_weight).sum(1) / valence_weight.sum(1).clamp(min=1)
+        return self.net.task_weights(loss_e, loss_v).sum()
 
     @torch.no_grad()
     def predict(self, inputs, params=None, shared: bool = False):
         """Eval-mode outputs: logits [E, n, C], valence [E, n]. inputs [E, n, ...] each, or [n, ...]
         shared by all members (`shared`); `params` defaults to the current weights."""
         self.net.eval()
+        if shared:
+            inputs = [x.expand(self.n, *x.shape) for x in inputs]
         with self.autocast:
-            fn = self._predict_shared if shared else self._predict
-            logits, valence = fn(params or self.params, self.buffers, inputs)
+            if params is None:
+                logits, valence = self.net(inputs)
+            else:
+                logits, valence = functional_call(self.net, params, (inputs,))
         return logits.float(), valence.float()
 
     def member_state(self, e: int, params=None) -> dict[str, torch.Tensor]:
-        """Member e's weights as a plain state dict of the network (CPU)."""
+        """Member e's weights as the state dict of a network built alone, less its member
+        dimension (CPU): the format runs are saved in."""
         params = params or self.params
         state = {k: v[e].detach().cpu().clone() for k, v in params.items()}
-        state.update({k: v[e].detach().cpu().clone() for k, v in self.buffers.items()})
+        state.update({k: v[e].detach().cpu().clone() for k, v in self.net.named_buffers()})
         return state
+
+
+def load_member(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a saved member state (no member dimension) into a network built alone (E = 1)."""
+    net.load_state_dict({k: v.unsqueeze(0) for k, v in state.items()})
+    return net

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .ensemble import Ensemble
+from .ensemble import Ensemble, load_member
 from .folds import make_folds
 from .models import build
 from .progress import Progress
@@ -299,7 +299,5 @@ def load_ensemble(problem_shapes, modalities, n_classes, multi_label, model, mod
                   device: str = "auto", precision: str = "fp32") -> Ensemble:
     """An Ensemble holding saved member weights (for scoring another dataset with a run)."""
     def make(e):
-        net = build(model, model_config, problem_shapes, modalities, n_classes, multi_label)
-        net.load_state_dict(states[e])
-        return net
+        return load_member(build(model, model_config, problem_shapes, modalities, n_classes, multi_label), states[e])
     return Ensemble(make, len(states), resolve_device(device), precision)

@@ -36,16 +36,16 @@ class AFGConfig(NetConfig):
 
 
 class Gather(nn.Module):
-    """n states [B, n, H] -> [B, H], attention-weighted (Eq. 1-3)."""
+    """n states [E, B, n, H] -> [E, B, H], attention-weighted (Eq. 1-3)."""
 
     def __init__(self, n: int, width: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(width, n) / width ** 0.5)
-        self.bias = nn.Parameter(torch.zeros(n))
+        self.weight = nn.Parameter(torch.randn(1, width, n) / width ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(1, n))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        scores = torch.einsum("bnh,hn->bn", states, self.weight) + self.bias
-        return torch.einsum("bnh,bn->bh", states, scores.softmax(dim=-1))
+        scores = torch.einsum("ebnh,ehn->ebn", states, self.weight) + self.bias.unsqueeze(1)
+        return torch.einsum("ebnh,ebn->ebh", states, scores.softmax(dim=-1))
 
 
 @register("afg")
@@ -82,16 +82,16 @@ class AFG(FusionNet):
     def forward(self, blocks: list[torch.Tensor]):
         states = []
         for enc, (i, layer) in zip(self.encoders, self.units):
-            x = blocks[i] if layer is None or blocks[i].dim() == 2 else blocks[i][:, layer]
+            x = blocks[i] if layer is None or blocks[i].dim() == 3 else blocks[i][:, :, layer]
             states.append(enc(self.pools[i](x) if layer is None else x))
-        h = torch.stack(states, dim=1)  # [B, n_units, H]
-        rest = h[:, self.rest]
+        h = torch.stack(states, dim=2)  # [E, B, n_units, H]
+        rest = h[:, :, self.rest]
         if self.config.structure == "1":
             fused = self.gathers[0](h)
         elif self.config.structure == "2":
-            pairs = [g(torch.cat([h[:, [j]], rest], dim=1)) for g, j in zip(self.gathers[:-1], self.ref)]
-            fused = self.gathers[-1](torch.stack(pairs, dim=1))
+            pairs = [g(torch.cat([h[:, :, [j]], rest], dim=2)) for g, j in zip(self.gathers[:-1], self.ref)]
+            fused = self.gathers[-1](torch.stack(pairs, dim=2))
         else:
-            ref_state = self.gathers[0](h[:, self.ref]).unsqueeze(1)
-            fused = self.gathers[1](torch.cat([ref_state, rest], dim=1))
+            ref_state = self.gathers[0](h[:, :, self.ref]).unsqueeze(2)
+            fused = self.gathers[1](torch.cat([ref_state, rest], dim=2))
         return self.decoder(fused)

@@ -1,6 +1,6 @@
 """`attention`: the MER 2023 baseline's attention fusion (Lian et al. 2023, Eq. 1-8).
 
-One encoder per modality (the features of a modality concatenated) gives h_m [B, H]; the fused
+One encoder per modality (the features of a modality concatenated) gives h_m [E, B, H]; the fused
 state is z = sum_m alpha_m h_m.
 
 scores "softmax" (the paper, Eq. 5): alpha = softmax_m(h_m W_alpha + b_alpha[m]).
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import FusionNet, NetConfig, register
-from .blocks import Linear, encoder
+from .blocks import Linear, encoder, join
 
 SCORES = ("softmax", "raw")
 
@@ -42,18 +42,18 @@ class Attention(FusionNet):
         width, n = config.hidden[-1], len(self.groups)
         if config.attention_scores == "softmax":
             self.score = Linear(width, 1, bias=False)            # W_alpha
-            self.score_bias = nn.Parameter(torch.zeros(n))          # b_alpha
+            self.score_bias = nn.Parameter(torch.zeros(1, n))       # b_alpha
         else:
             self.score_mlp = encoder(width * n, config.hidden, config.dropout)
             self.score = Linear(width, n)
 
     def forward(self, blocks: list[torch.Tensor]):
         pooled = [pool(b) for pool, b in zip(self.pools, blocks)]
-        hidden = torch.stack([enc(torch.cat([pooled[i] for i in group], dim=-1))
-                              for enc, group in zip(self.encoders, self.groups)], dim=1)  # [B, M, H]
+        hidden = torch.stack([enc(join([pooled[i] for i in group]))
+                              for enc, group in zip(self.encoders, self.groups)], dim=2)  # [E, B, M, H]
         if self.config.attention_scores == "softmax":
-            alpha = (self.score(hidden).squeeze(-1) + self.score_bias).softmax(dim=-1)
+            alpha = (self.score(hidden).squeeze(-1) + self.score_bias.unsqueeze(1)).softmax(dim=-1)
         else:
-            alpha = self.score(self.score_mlp(hidden.flatten(1)))
-        fused = torch.einsum("bmh,bm->bh", hidden, alpha)
+            alpha = self.score(self.score_mlp(hidden.flatten(2)))
+        fused = torch.einsum("ebmh,ebm->ebh", hidden, alpha)
         return self.decoder(fused)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import FusionNet, register
-from .blocks import encoder
+from .blocks import encoder, join
 
 
 @register("mlp")
@@ -16,5 +16,5 @@ class MLP(FusionNet):
         self.encoder = encoder(sum(int(s[-1]) for s in shapes), config.hidden, config.dropout)
 
     def forward(self, blocks: list[torch.Tensor]):
-        x = torch.cat([pool(b) for pool, b in zip(self.pools, blocks)], dim=-1)
+        x = join([pool(b) for pool, b in zip(self.pools, blocks)])
         return self.decoder(self.encoder(x))

@@ -1,0 +1,76 @@
+"""Members trained as one network are the networks trained alone: stacking, gradients, saved
+states, and the dropout masks they draw."""
+import pytest
+import torch
+
+from fuse.ensemble import Ensemble, load_member
+from fuse.models import build, make_config
+from fuse.models.blocks import Dropout
+
+SHAPES = [(12,), (3, 8), (5,)]   # a pooled feature, a 3-layer feature, another pooled one
+MODALITIES = ["A", "A", "V"]
+N_CLASSES = 4
+
+
+def _net(model, seed, **options):
+    torch.manual_seed(seed)
+    return build(model, make_config(model, dropout=0.0, hidden=(16, 8), **options), SHAPES, MODALITIES, N_CLASSES)
+
+
+def _batch(n_members, batch=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    inputs = [torch.randn(n_members, batch, *s, generator=g) for s in SHAPES]
+    labels = torch.randint(0, N_CLASSES, (n_members, batch), generator=g)
+    valence = torch.randn(n_members, batch, generator=g)
+    weight = (torch.rand(n_members, batch, generator=g) > 0.2).float()
+    return inputs, labels, valence, weight
+
+
+@pytest.mark.parametrize("model,options", [("attention", {}), ("attention", {"attention_scores": "raw"}),
+                                           ("mlp", {"layer_weights": True}), ("afg", {"structure": "2"}),
+                                           ("afg", {"structure": "3", "decoder": "jdev"})])
+def test_each_member_gets_the_gradient_it_would_get_alone(model, options):
+    seeds = [3, 7, 11]
+    ens = Ensemble(lambda e: _net(model, seeds[e], **options), len(seeds), torch.device("cpu"))
+    inputs, labels, valence, weight = _batch(len(seeds))
+    ens.loss(inputs, labels, valence, weight, weight).backward()
+    for e, seed in enumerate(seeds):
+        alone = Ensemble(lambda _: _net(model, seed, **options), 1, torch.device("cpu"))
+        one = slice(e, e + 1)
+        alone.loss([x[one] for x in inputs], labels[one], valence[one], weight[one], weight[one]).backward()
+        for name, p in alone.params.items():
+            assert torch.allclose(ens.params[name].grad[e], p.grad[0], atol=1e-6), (model, name, e)
+    # members differ (own seeds), so the comparison above is not between copies
+    largest = max(ens.params.values(), key=torch.Tensor.numel)
+    assert not torch.equal(largest[0], largest[1])
+
+
+def test_a_saved_member_reloads_into_the_same_predictions():
+    ens = Ensemble(lambda e: _net("attention", e), 3, torch.device("cpu"))
+    inputs, *_ = _batch(1, batch=9)
+    shared = [x[0] for x in inputs]
+    logits, valence = ens.predict(shared, shared=True)
+    for e in range(3):
+        net = load_member(_net("attention", 100 + e), ens.member_state(e))
+        state = ens.member_state(e)
+        assert all(v.shape == net.state_dict()[k].shape[1:] for k, v in state.items())
+        alone = Ensemble(lambda _: net, 1, torch.device("cpu"))
+        lone_logits, lone_valence = alone.predict(shared, shared=True)
+        assert torch.allclose(lone_logits[0], logits[e], atol=1e-6)
+        assert torch.allclose(lone_valence[0], valence[e], atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_keeps_1_minus_p_of_the_units_and_the_expected_value(p):
+    drop = Dropout(p).train()
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000)
+    y = drop(x)
+    kept = (y > 0).double().mean().item()
+    assert abs(kept - (1 - p)) < 4 * ((p * (1 - p)) / x.numel()) ** 0.5
+    assert torch.allclose(y[y > 0], torch.tensor(1 / (1 - p)))
+    assert abs(y.mean().item() - 1) < 0.01
+    assert not torch.equal(y, drop(x))                 # a new mask per call
+    torch.manual_seed(0)
+    assert torch.equal(y, drop(x))                     # the same mask for the same seed
+    assert torch.equal(drop.eval()(x), x)
