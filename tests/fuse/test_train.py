@@ -208,4 +208,7 @@ def test_multi_label_thresholds_never_see_the_clips_they_score(tmp_path, monkeyp
     test_labels, _ = truth(test["ids"], multi_label=True)
     assert m["test1"]["weighted_f1"]["per_seed"][1] == pytest.approx(
         f1_score(test_labels, test["probs"][1] >= thresholds, average="weighted", zero_division=0))
-    assert m["test1"]["weighted_f1"]["mean"] > 0.8
+    # it learned: well above marking every class (weighted F1 ~0.36 here); 8 epochs on 90 clips
+    # scores 0.74-0.89 over data and dropout seeds
+    all_on = f1_score(test_labels, np.ones_like(test_labels), average="weighted", zero_division=0)
+    assert m["test1"]["weighted_f1"]["mean"] > max(0.7, all_on + 0.3)
