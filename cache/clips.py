@@ -7,6 +7,8 @@ file name never starts with one), written atomically like the feature files:
     /split    str [N]       train, test1, ...
     /label    str [N]       emotion(s): 'happy', 'happy;surprise' (multi-label), '' unlabelled
     /valence  float64 [N]   NaN where the clip has none
+    /origin   str [N]       optional: the id of the clip an augmented copy was made from, '' for
+                            an original (written when any clip has one: extract.augment's copies)
     attrs     dataset, manifest_fingerprint (as in each feature's provenance), classes (JSON list,
               class order), multi_label, source (what wrote it), created, format
 
@@ -41,7 +43,11 @@ def clips_path(dataset: str, root=None) -> Path:
 def write_clips(manifest, dataset: str | None = None, root=None, source: str = "manifest") -> Path:
     """Write the clip table of `manifest` (a manifests.Manifest, every split, unlabelled clips too)
     for `dataset` (default: the manifest's name); replaces any table there, atomically."""
-    table = ClipTable.from_manifest(manifest, dataset, source)
+    return write_table(ClipTable.from_manifest(manifest, dataset, source), root)
+
+
+def write_table(table: "ClipTable", root=None) -> Path:
+    """Write a ClipTable as its dataset's clip table; replaces any table there, atomically."""
     path = clips_path(table.dataset, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -51,7 +57,7 @@ def write_clips(manifest, dataset: str | None = None, root=None, source: str = "
             _write_columns(f, table)
             f.attrs.update(dataset=table.dataset, manifest_fingerprint=table.manifest_fingerprint,
                            classes=json.dumps(list(table.classes)), multi_label=table.multi_label,
-                           source=source, format=FORMAT,
+                           source=table.source, format=FORMAT,
                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         os.replace(tmp, path)  # concurrent shards: each rename is whole, the last one wins
     finally:
@@ -63,6 +69,8 @@ def _write_columns(f: h5py.File, table: "ClipTable"):
     for name, values in (("ids", table.ids), ("split", table._split), ("label", table._label)):
         f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
     f.create_dataset("valence", data=table._valence)
+    if any(table._origin):
+        f.create_dataset("origin", data=np.array(table._origin, dtype=object), dtype=STR)
 
 
 def _remove_stale_temporaries(path: Path):
@@ -83,8 +91,9 @@ def open_clips(dataset: str, root=None) -> "ClipTable":
             f"{dataset} --layout L --root DIR` or `--clips FILE.csv` (or the same options of `cache import-npy`)")
     with h5py.File(path, "r") as f:
         columns = {name: list(f[name].asstr()[()]) for name in ("ids", "split", "label")}
+        origins = list(f["origin"].asstr()[()]) if "origin" in f else None
         return ClipTable(dataset=str(f.attrs["dataset"]), ids=columns["ids"], splits_of=columns["split"],
-                         label_cells=columns["label"], valences=f["valence"][()],
+                         label_cells=columns["label"], valences=f["valence"][()], origins=origins,
                          classes=tuple(json.loads(f.attrs["classes"])), multi_label=bool(f.attrs["multi_label"]),
                          manifest_fingerprint=str(f.attrs["manifest_fingerprint"]),
                          source=str(f.attrs["source"]), created=str(f.attrs["created"]), path=path)
@@ -97,12 +106,13 @@ class ClipTable:
     multi-label ones give 0/1 indicators (float32 [n, C], a NaN row for an unlabelled clip)."""
 
     def __init__(self, dataset, ids, splits_of, label_cells, valences, classes, multi_label,
-                 manifest_fingerprint, source="", created="", path=None):
+                 manifest_fingerprint, source="", created="", path=None, origins=None):
         self.dataset, self.ids, self.classes = dataset, list(ids), tuple(classes)
         self.multi_label, self.manifest_fingerprint = multi_label, manifest_fingerprint
         self.source, self.created, self.path = source, created, path
         self._split, self._label = list(splits_of), list(label_cells)
         self._valence = np.asarray(valences, np.float64)
+        self._origin = list(origins) if origins is not None else [""] * len(self.ids)
         self._row = {cid: i for i, cid in enumerate(self.ids)}
         known = set(self.classes)
         # a label outside the class list cannot be a target: named when asked for, never guessed
@@ -116,7 +126,8 @@ class ClipTable:
         clips = sorted(manifest, key=lambda c: c.id)
         return cls(dataset or manifest.name, [c.id for c in clips], [c.split for c in clips],
                    [c.label or "" for c in clips], [np.nan if c.valence is None else c.valence for c in clips],
-                   manifest.classes, manifest.multi_label, manifest.fingerprint(), source=source)
+                   manifest.classes, manifest.multi_label, manifest.fingerprint(), source=source,
+                   origins=[getattr(c, "source", None) or "" for c in clips])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -176,6 +187,10 @@ class ClipTable:
             else:
                 out[i] = np.nan
         return out
+
+    def origins(self, ids=None) -> list[str]:
+        """The clip each one was augmented from ('' for an original)."""
+        return [self._origin[r] for r in self._rows(ids)]
 
     def valence(self, ids=None) -> np.ndarray:
         """float64 [n]: valence of `ids`, NaN where the clip has none."""

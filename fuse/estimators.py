@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .folds import make_folds
-from .loop import Fit, TrainConfig
+from .extras import member_rows
+from .loop import Fit, TrainConfig, training_only
 from .models import MODELS
 from .progress import Progress
 
@@ -25,7 +26,8 @@ def fit_estimators(problem, model: str, config, cfg: TrainConfig, progress: bool
     `cfg.threads` fits at a time (default: one per CPU core)."""
     started = time.perf_counter()
     tr = problem.index("train", labelled_only=True)
-    x_all = MODELS[model].features([b[tr] for b in problem.blocks])
+    extra_rows, extra_origin = training_only(problem)
+    features = MODELS[model].features
     labels, valence = problem.labels[tr], problem.valence[tr]
     folds = np.stack([make_folds(labels, cfg.folds, s, problem.multi_label) for s in cfg.seeds])
     S, K, C = len(cfg.seeds), cfg.folds, len(problem.classes)
@@ -33,10 +35,14 @@ def fit_estimators(problem, model: str, config, cfg: TrainConfig, progress: bool
     def fit_fold(member: int):
         s, k = divmod(member, K)
         val = folds[s] == k
-        mean, std = (x_all[~val].mean(0), x_all[~val].std(0) + 1e-6) if cfg.standardize else (0.0, 1.0)
-        x, x_val = (x_all[~val] - mean) / std, (x_all[val] - mean) / std
+        train = member_rows(tr, folds[s], k, extra_rows, extra_origin)  # problem rows
+        x = features([b[train] for b in problem.blocks])
+        x_val = features([b[tr[val]] for b in problem.blocks])
+        mean, std = (x.mean(0), x.std(0) + 1e-6) if cfg.standardize else (0.0, 1.0)
+        x, x_val = (x - mean) / std, (x_val - mean) / std
         est = MODELS[model](config, problem.shapes, problem.modalities, C, problem.multi_label)
-        est.fit(x, labels[~val], valence[~val], x_val, labels[val], valence[val], seed=cfg.seeds[s] * 1000 + k)
+        est.fit(x, problem.labels[train], problem.valence[train], x_val, labels[val], valence[val],
+                seed=cfg.seeds[s] * 1000 + k)
         return est, (np.asarray(mean, np.float32), np.asarray(std, np.float32)), est.predict(x_val)
 
     bar = Progress(S * K, f"{model}: {S} seed(s) x {K} folds", unit="fit", enabled=progress)

@@ -18,6 +18,7 @@ import torch
 
 from . import metrics
 from .ensemble import Ensemble, load_member
+from .extras import NO_ORIGIN, TRAIN_ONLY, member_rows
 from .folds import make_folds
 from .models import build
 from .progress import Progress
@@ -95,7 +96,7 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     torch.manual_seed(cfg.seeds[0])  # dropout masks
     ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
                    len(members), device, cfg.precision)
-    data = _Data(problem, tr, folds, members, device, cfg.standardize)
+    data = _Data(problem, tr, folds, members, device, cfg.standardize, training_only(problem))
     try:
         result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
     finally:
@@ -121,20 +122,33 @@ def _member_net(problem, model, model_config, seed):
     return build(model, model_config, problem.shapes, problem.modalities, len(problem.classes), problem.multi_label)
 
 
-class _Data:
-    """Training tensors on the device and each member's train / validation rows (padded with -1)."""
+def training_only(problem) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the problem's training-only clips (fuse.extras) and their origin rows."""
+    rows = problem.index(TRAIN_ONLY, labelled_only=True)
+    origin = problem.origin[rows] if problem.origin is not None else np.full(len(rows), NO_ORIGIN)
+    return rows, origin
 
-    def __init__(self, problem, tr, folds, members, device, standardize):
-        self.blocks = [torch.as_tensor(b[tr], device=device) for b in problem.blocks]
+
+class _Data:
+    """Training tensors on the device and each member's train / validation rows (padded with -1).
+    Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.extras) follow."""
+
+    def __init__(self, problem, tr, folds, members, device, standardize, extra=None):
+        extra_rows, extra_origin = extra if extra is not None else (np.zeros(0, int), np.zeros(0, int))
+        rows = np.concatenate([tr, extra_rows]).astype(np.int64)
+        self.rows = rows  # problem row of each local row
+        local = {int(r): i for i, r in enumerate(rows)}
+        self.blocks = [torch.as_tensor(b[rows], device=device) for b in problem.blocks]
         self.multi = problem.multi_label
-        lab = problem.labels[tr]
+        lab = problem.labels[rows]
         self.labels = torch.as_tensor(np.nan_to_num(lab) if self.multi else lab,
                                       dtype=torch.float32 if self.multi else torch.long, device=device)
-        val = problem.valence[tr]
+        val = problem.valence[rows]
         self.has_valence = torch.as_tensor(~np.isnan(val), dtype=torch.float32, device=device)
         self.valence = torch.as_tensor(np.nan_to_num(val), dtype=torch.float32, device=device)
-        self.labels_np, self.valence_np = lab, val
-        self.train_rows = _padded([np.flatnonzero(folds[s] != k) for s, k in members], device)
+        self.labels_np, self.valence_np = lab[:len(tr)], val[:len(tr)]
+        self.train_rows = _padded([np.array([local[int(r)] for r in member_rows(tr, folds[s], k, extra_rows, extra_origin)])
+                                   for s, k in members], device)
         self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
         self.val_padded = _padded(self.val_rows, device)
         self.norms = [self._norms(rows) for rows in self.train_rows.cpu().numpy()] if standardize else None

@@ -128,7 +128,9 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
     (tmp / "model.json").write_text(json.dumps(meta, indent=2))
     config = {"dataset": problem.dataset, "model": request.model, "features": dict(zip(problem.specs, problem.modalities)),
               "train": dataclasses.asdict(request.train), "test_splits": list(out["clips"])[1:],
-              "systems": meta["systems"], "corpus_override": bool(request.corpus)}
+              "systems": meta["systems"], "corpus_override": bool(request.corpus),
+              "augment": request.augment, "pseudo": request.pseudo,
+              "training_only_clips": int((problem.split == "(train-only)").sum())}
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     out["config"] = config
     out["features"] = problem.provenance

@@ -31,6 +31,7 @@ class Problem:
     provenance: dict = field(default_factory=dict)
     fingerprints: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    origin: np.ndarray | None = None   # int [N]: row of the clip an appended copy was made from, -1 none
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -54,7 +55,8 @@ class Problem:
 
     @property
     def splits(self) -> list[str]:
-        return list(dict.fromkeys(self.split.tolist()))
+        """The corpus's splits (not the training-only rows of fuse.extras)."""
+        return [s for s in dict.fromkeys(self.split.tolist()) if not s.startswith("(")]
 
 
 def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips=None) -> Problem:

@@ -49,6 +49,10 @@ def _hidden(text):
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardize features with training-fold statistics.")
 @click.option("--test-splits", help="Splits to predict (default: every split but train).")
+@click.option("--augment", help="Cached dataset of augmented copies (extract.augment): added to the training folds "
+              "of their origin clips only.")
+@click.option("--pseudo", type=click.Path(dir_okay=False), help="Pseudo-label CSV (fuse.semi): its clips join every "
+              "fold's training rows, never validation.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: data/runs/<dataset>/<run id>).")
 @corpus_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -36,11 +36,14 @@ class TrainRequest:
     out: str | None = None
     corpus: dict = field(default_factory=dict)   # layout / root / clips: a clip table override
     quiet: bool = False
+    augment: str | None = None         # a cached dataset of augmented copies (training folds only)
+    pseudo: str | None = None          # a pseudo-label CSV (fuse.semi; training folds only)
 
     @classmethod
     def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
                      folds=5, seeds=1, device="auto", threads=None, standardize=True, test_splits=None, out=None,
-                     layout=None, root=None, clips=None, quiet=False, lr=None, **options) -> "TrainRequest":
+                     layout=None, root=None, clips=None, quiet=False, lr=None, augment=None, pseudo=None,
+                     **options) -> "TrainRequest":
         """Options as the command line names them; refuses (ValueError) those `model` cannot use."""
         net = {k: options.pop(k, None) for k in NET_OPTIONS}
         training = {k: options.pop(k, None) for k in NEURAL_TRAINING}
@@ -65,7 +68,8 @@ class TrainRequest:
         resolve_device(device)
         splits = [s.strip() for s in test_splits.split(",") if s.strip()] if test_splits else None
         corpus = {k: v for k, v in dict(layout=layout, root=root, clips=clips).items() if v}
-        return cls(model, configs, train, dataset, cache_dir, modalities, features or {}, splits, out, corpus, quiet)
+        return cls(model, configs, train, dataset, cache_dir, modalities, features or {}, splits, out, corpus, quiet,
+                   augment, pseudo)
 
 
 def choose_dataset(cache_dir) -> str:
@@ -120,7 +124,20 @@ def prepare(request: TrainRequest):
     unknown = [s for s in splits if s not in table.splits]
     if unknown:
         raise Refused(f"--test-splits {','.join(unknown)}: dataset {dataset!r} has splits {', '.join(table.splits)}")
-    return dataset, problem, splits
+    return dataset, with_training_only(request, problem), splits
+
+
+def with_training_only(request: TrainRequest, problem):
+    """The problem with --augment copies and --pseudo clips appended as training-only rows."""
+    from .extras import add_augmented, add_pseudo
+
+    if request.augment:
+        problem, note = add_augmented(problem, request.augment, request.cache_dir)
+        problem.warnings.append(note)
+    if request.pseudo:
+        problem, note = add_pseudo(problem, request.pseudo)
+        problem.warnings.append(note)
+    return problem
 
 
 def feature_identity(provenance: dict, fingerprint: str | None) -> str:
@@ -135,11 +152,22 @@ def run_id(request: TrainRequest, problem, splits=None) -> str:
                   for spec in problem.specs}
     blob = {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
             "features": identities, "model": request.model, "splits": splits, "corpus": request.corpus,
+            **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
             "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads")}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
+
+
+def _training_only_identity(request: TrainRequest, problem) -> dict:
+    """What --augment / --pseudo add to a run id (nothing when unused, so old ids stay)."""
+    out = {}
+    if request.augment:
+        out["augment"] = [request.augment, sorted(problem.ids[problem.split == "(train-only)"].tolist())]
+    if request.pseudo:
+        out["pseudo"] = hashlib.sha256(Path(request.pseudo).read_bytes()).hexdigest()
+    return out
 
 
 def run_training(request: TrainRequest):
