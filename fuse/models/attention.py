@@ -36,9 +36,11 @@ class Attention(FusionNet):
         self.order = list(dict.fromkeys(modalities))  # modalities in first-seen order
         self.groups = [[i for i, m in enumerate(modalities) if m == mod] for mod in self.order]
         self.pools = self.layer_pools(config, shapes)
-        self.encoders = nn.ModuleList(
-            encoder(sum(int(shapes[i][-1]) for i in group), config.hidden, config.dropout)
-            for group in self.groups)
+        widths = [sum(int(shapes[i][-1]) for i in group) for group in self.groups]
+        if len(self.groups) > 1 and len(set(widths)) == 1:  # one batched product for all modalities
+            self.encoders = encoder(widths[0], config.hidden, config.dropout, groups=len(self.groups))
+        else:
+            self.encoders = nn.ModuleList(encoder(w, config.hidden, config.dropout) for w in widths)
         width, n = config.hidden[-1], len(self.groups)
         if config.attention_scores == "softmax":
             self.score = Linear(width, 1, bias=False)            # W_alpha
@@ -49,8 +51,11 @@ class Attention(FusionNet):
 
     def forward(self, blocks: list[torch.Tensor]):
         pooled = [pool(b) for pool, b in zip(self.pools, blocks)]
-        hidden = torch.stack([enc(join([pooled[i] for i in group]))
-                              for enc, group in zip(self.encoders, self.groups)], dim=2)  # [E, B, M, H]
+        inputs = [join([pooled[i] for i in group]) for group in self.groups]
+        if isinstance(self.encoders, nn.ModuleList):
+            hidden = torch.stack([enc(x) for enc, x in zip(self.encoders, inputs)], dim=2)  # [E, B, M, H]
+        else:
+            hidden = self.encoders(torch.stack(inputs, dim=1)).transpose(1, 2)
         if self.config.attention_scores == "softmax":
             alpha = (self.score(hidden).squeeze(-1) + self.score_bias.unsqueeze(1)).softmax(dim=-1)
         else:

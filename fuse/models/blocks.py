@@ -55,11 +55,30 @@ class Dropout(nn.Module):
         return x.mul(keep).mul_(1 / (1 - self.p))
 
 
-def encoder(in_dim: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
-    """Linear-ReLU-Dropout layers, as the MER 2023 baseline's MLP (Eq. 1 with several layers)."""
+class GroupLinear(nn.Module):
+    """n independent Linear layers of equal shape applied to n inputs in one batched product:
+    W [E, n, in, out], b [E, n, out]; x [E, n, B, in] -> [E, n, B, out]."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(1, n, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(1, n, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        E, n, B, _ = x.shape
+        y = torch.baddbmm(self.bias.reshape(E * n, 1, -1), x.reshape(E * n, B, -1),
+                          self.weight.reshape(E * n, *self.weight.shape[2:]))
+        return y.view(E, n, B, -1)
+
+
+def encoder(in_dim: int, hidden: tuple[int, ...], dropout: float, groups: int = 0) -> nn.Sequential:
+    """Linear-ReLU-Dropout layers, as the MER 2023 baseline's MLP (Eq. 1 with several layers);
+    `groups` n > 0: n such encoders of one input width run as one (GroupLinear)."""
     layers = []
     for width in hidden:
-        layers += [Linear(in_dim, width), nn.ReLU(), Dropout(dropout)]
+        linear = GroupLinear(groups, in_dim, width) if groups else Linear(in_dim, width)
+        layers += [linear, nn.ReLU(), Dropout(dropout)]
         in_dim = width
     return nn.Sequential(*layers)
 

@@ -5,21 +5,23 @@ import torch
 
 from fuse.ensemble import Ensemble, load_member
 from fuse.models import build, make_config
-from fuse.models.blocks import Dropout
+from fuse.models.blocks import Dropout, GroupLinear
 
 SHAPES = [(12,), (3, 8), (5,)]   # a pooled feature, a 3-layer feature, another pooled one
 MODALITIES = ["A", "A", "V"]
+EQUAL = [(8,), (3, 8), (8,)]     # three modalities of one width: attention runs them as one GroupLinear
 N_CLASSES = 4
 
 
-def _net(model, seed, **options):
+def _net(model, seed, shapes=SHAPES, **options):
     torch.manual_seed(seed)
-    return build(model, make_config(model, dropout=0.0, hidden=(16, 8), **options), SHAPES, MODALITIES, N_CLASSES)
+    modalities = MODALITIES if shapes is SHAPES else ["A", "L", "V"]
+    return build(model, make_config(model, dropout=0.0, hidden=(16, 8), **options), shapes, modalities, N_CLASSES)
 
 
-def _batch(n_members, batch=6, seed=1):
+def _batch(n_members, batch=6, seed=1, shapes=SHAPES):
     g = torch.Generator().manual_seed(seed)
-    inputs = [torch.randn(n_members, batch, *s, generator=g) for s in SHAPES]
+    inputs = [torch.randn(n_members, batch, *s, generator=g) for s in shapes]
     labels = torch.randint(0, N_CLASSES, (n_members, batch), generator=g)
     valence = torch.randn(n_members, batch, generator=g)
     weight = (torch.rand(n_members, batch, generator=g) > 0.2).float()
@@ -27,12 +29,13 @@ def _batch(n_members, batch=6, seed=1):
 
 
 @pytest.mark.parametrize("model,options", [("attention", {}), ("attention", {"attention_scores": "raw"}),
+                                           ("attention", {"shapes": EQUAL}),
                                            ("mlp", {"layer_weights": True}), ("afg", {"structure": "2"}),
                                            ("afg", {"structure": "3", "decoder": "jdev"})])
 def test_each_member_gets_the_gradient_it_would_get_alone(model, options):
     seeds = [3, 7, 11]
     ens = Ensemble(lambda e: _net(model, seeds[e], **options), len(seeds), torch.device("cpu"))
-    inputs, labels, valence, weight = _batch(len(seeds))
+    inputs, labels, valence, weight = _batch(len(seeds), shapes=options.get("shapes", SHAPES))
     ens.loss(inputs, labels, valence, weight, weight).backward()
     for e, seed in enumerate(seeds):
         alone = Ensemble(lambda _: _net(model, seed, **options), 1, torch.device("cpu"))
@@ -74,3 +77,13 @@ def test_dropout_keeps_1_minus_p_of_the_units_and_the_expected_value(p):
     torch.manual_seed(0)
     assert torch.equal(y, drop(x))                     # the same mask for the same seed
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_grouped_encoders_are_separate_linear_layers():
+    net = _net("attention", 0, shapes=EQUAL)
+    layer = net.encoders[0]
+    assert isinstance(layer, GroupLinear) and layer.weight.shape == (1, 3, 8, 16)
+    x = torch.randn(1, 3, 5, 8)
+    expected = torch.stack([x[0, g] @ layer.weight[0, g] + layer.bias[0, g] for g in range(3)])
+    assert torch.allclose(layer(x)[0], expected, atol=1e-6)
+    assert not isinstance(_net("attention", 0).encoders[0][0], GroupLinear)   # unequal widths: one each
