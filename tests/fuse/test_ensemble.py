@@ -87,3 +87,21 @@ def test_grouped_encoders_are_separate_linear_layers():
     expected = torch.stack([x[0, g] @ layer.weight[0, g] + layer.bias[0, g] for g in range(3)])
     assert torch.allclose(layer(x)[0], expected, atol=1e-6)
     assert not isinstance(_net("attention", 0).encoders[0][0], GroupLinear)   # unequal widths: one each
+
+
+def test_large_freed_blocks_are_reused_without_page_faults():
+    import resource
+    import sys
+
+    from fuse.loop import keep_freed_blocks
+
+    if not sys.platform.startswith("linux") or not keep_freed_blocks():
+        pytest.skip("glibc only")
+
+    def faults_of_a_64mb_gradient():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 << 20).fill_(1.0)   # 64 MB, written, freed: what a large gradient does each step
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_a_64mb_gradient()
+    assert faults_of_a_64mb_gradient() < 100   # glibc's default: ~16,000 (a fresh mapping each time)
