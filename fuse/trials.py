@@ -47,6 +47,11 @@ class Trial:
         return "".join(m for m, _ in self.features)
 
     @property
+    def n_features(self) -> int:
+        """Feature specs the trial reads: its training cost grows with them."""
+        return sum(len(spec.split("+")) for _, spec in self.features)
+
+    @property
     def key(self) -> str:
         return json.dumps({"features": self.features, "model": self.model, "options": self.options})
 

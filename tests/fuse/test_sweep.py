@@ -100,6 +100,10 @@ def test_a_rerun_skips_finished_trials(cache, tmp_path, no_report_plots):
     before, trials = finished(tmp_path / "runs"), study_trials(tmp_path / "runs")
     assert len(before) == N_SETS and set(trained_per_run(trials).values()) == {1}
     assert {run_of(t) for t in trials} == set(before)
+    # queued and popped costliest first: bimodal trials (2 features) before unimodal ones
+    sizes = [Trial.from_key(json.loads(t.user_attrs["key"])["trial"]).n_features
+             for t in sorted(trials, key=lambda t: t.number)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 2 and sizes[-1] == 1
 
     output = sweep_cli(*args_for(cache, tmp_path))
     assert f"{N_SETS} trials, {N_SETS} already finished (skipped), 0 to run" in output
