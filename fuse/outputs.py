@@ -13,6 +13,7 @@ import numpy as np
 
 from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
+from .extras import TRAIN_ONLY
 from .metrics import mean_std
 from .run import combine, config_dict, replace_folder, save_weights, write_predictions
 
@@ -38,6 +39,8 @@ class Result:
             lines.append(f"multi-label: CV macro F1 {_cell(self.metrics['cv']['macro_f1'])}; per class in metrics.json")
         if self.metrics.get("missing"):
             lines.append(f"left out: {self.metrics['missing']} clips failed or absent in a feature (missing.csv)")
+        if self.metrics["config"].get("training_only_clips"):
+            lines.append(f"trained also on: {self.metrics['config']['training_only']}")
         lines += [f"warning: {w}" for w in self.metrics.get("warnings", [])]
         return "\n".join(lines)
 
@@ -60,7 +63,7 @@ def write_run(folder: Path, request, problem, systems, weights, splits) -> Resul
     thresholds = oof_thresholds(problem, tr, oof_probs)
     (tmp / "scores").mkdir()
     np.savez_compressed(tmp / "scores" / "cv.npz", ids=problem.ids[tr].astype(str), folds=folds,
-                        probs=oof_probs, valence=oof_valence)
+                        probs=oof_probs, valence=oof_valence, labels=problem.labels[tr])
     meta = _meta(problem, request, systems, weights, thresholds)
     panels = [("CV", problem.labels[tr], oof_probs[0].argmax(1))] if not problem.multi_label else []
     for split in splits:
@@ -130,7 +133,8 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
               "train": dataclasses.asdict(request.train), "test_splits": list(out["clips"])[1:],
               "systems": meta["systems"], "corpus_override": bool(request.corpus),
               "augment": request.augment, "pseudo": request.pseudo,
-              "training_only_clips": int((problem.split == "(train-only)").sum())}
+              "training_only_clips": int((problem.split == TRAIN_ONLY).sum()),
+              "training_only": "; ".join(problem.notes)}
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     out["config"] = config
     out["features"] = problem.provenance

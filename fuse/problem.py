@@ -31,6 +31,7 @@ class Problem:
     provenance: dict = field(default_factory=dict)
     fingerprints: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # what fuse.extras appended
     origin: np.ndarray | None = None   # int [N]: row of the clip an appended copy was made from, -1 none
 
     @property

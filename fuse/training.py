@@ -14,6 +14,7 @@ from pathlib import Path
 from cache import cache_root, open_clips
 from cache.__main__ import Refused
 from . import specs as feature_specs
+from .extras import TRAIN_ONLY
 from .loop import TrainConfig, resolve_device
 from .models import MODELS, make_config
 from .problem import load_problem
@@ -133,10 +134,10 @@ def with_training_only(request: TrainRequest, problem):
 
     if request.augment:
         problem, note = add_augmented(problem, request.augment, request.cache_dir)
-        problem.warnings.append(note)
+        problem.notes.append(note)
     if request.pseudo:
         problem, note = add_pseudo(problem, request.pseudo)
-        problem.warnings.append(note)
+        problem.notes.append(note)
     return problem
 
 
@@ -164,7 +165,7 @@ def _training_only_identity(request: TrainRequest, problem) -> dict:
     """What --augment / --pseudo add to a run id (nothing when unused, so old ids stay)."""
     out = {}
     if request.augment:
-        out["augment"] = [request.augment, sorted(problem.ids[problem.split == "(train-only)"].tolist())]
+        out["augment"] = [request.augment, sorted(problem.ids[problem.split == TRAIN_ONLY].tolist())]
     if request.pseudo:
         out["pseudo"] = hashlib.sha256(Path(request.pseudo).read_bytes()).hexdigest()
     return out
