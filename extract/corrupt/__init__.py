@@ -1,0 +1,1 @@
+"""MER-NOISE: corrupted copies of a corpus (`python -m extract.corrupt`)."""

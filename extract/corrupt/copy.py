@@ -1,0 +1,107 @@
+"""Writing a corrupted copy of a corpus: same layout, same ids, same labels, media corrupted.
+
+The corpus folder (a layout's root, or the folder of a clips CSV) is mirrored under the output
+folder: every media file of a clip is decoded, corrupted and written at the same relative path
+(audio 16 kHz mono, as stage 1 reads it; video at its own frame rate, same size); every other file
+(label tables, transcripts, the clips CSV) is copied as it is. Each media file is written to a
+temporary name and renamed, so a killed run leaves no half-written file and a rerun skips the
+clips already written. The drawn SNR and blur factor of each clip depend only on --seed and its
+id, so a resumed run draws what the killed one drew.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from manifests.demo.mediafile import write_clip
+from ..core.media import MediaError, decode_streams
+from .degrade import blur_frames, fit_length, mix_at_snr
+
+BABBLE_VOICES = 3  # other clips summed into one babble noise
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What a clip gets: an SNR (dB), a blur factor, the noise (file index or babble clip ids)
+    and where in the noise it starts (0..1 of its length)."""
+
+    snr_db: float
+    blur: int
+    noise: tuple
+    offset: float
+
+
+def draw(clip_id: str, seed: int, snr_range: tuple[float, float], factors: list[int], n_noise: int,
+         others: list[str]) -> Draw:
+    """The clip's corruption, from the seed and its id alone (independent of order and workers)."""
+    rng = np.random.default_rng([seed, zlib.crc32(clip_id.encode())])
+    snr_db = float(rng.uniform(*snr_range))
+    blur = int(factors[rng.integers(len(factors))])
+    if n_noise:
+        noise = (int(rng.integers(n_noise)),)
+    else:
+        pool = [c for c in others if c != clip_id]
+        noise = tuple(pool[i] for i in rng.choice(len(pool), min(BABBLE_VOICES, len(pool)), replace=False))
+    return Draw(round(snr_db, 4), blur, noise, float(rng.random()))
+
+
+def fit_length_noise(noise: np.ndarray, n: int, offset: float) -> np.ndarray:
+    """n samples of `noise` from `offset` (0..1 of its length), looped as needed."""
+    return fit_length(noise, n, int(offset * len(noise)))
+
+
+def media_files(clip) -> list[Path]:
+    return list(dict.fromkeys(p for p in (clip.video, clip.audio) if p is not None))
+
+
+def read_audio(path: Path) -> np.ndarray:
+    media = decode_streams(path, audio=True)
+    if "audio" in media.errors:
+        raise MediaError(media.errors["audio"])
+    return media.audio
+
+
+def corrupt_file(src: Path, dst: Path, d: Draw, noise_audio) -> None:
+    """Decode `src`, corrupt what it holds (audio: noise at d.snr_db; video: blur d.blur), write
+    `dst` atomically. `noise_audio(n, offset)` gives the noise signal for n samples."""
+    rate = None
+    with av.open(str(src)) as container:
+        if container.streams.video:
+            rate = container.streams.video[0].average_rate
+    media = decode_streams(src, audio=True, fps=float(rate) if rate else None)
+    if media.audio is None and media.frames is None:
+        raise MediaError("; ".join(media.errors.values()) or f"nothing to decode in {src.name}")
+    audio = frames = None
+    if media.audio is not None:
+        audio = mix_at_snr(media.audio, noise_audio(len(media.audio)), d.snr_db)
+        audio = np.clip(audio, -1, 1)
+    if media.frames is not None:
+        frames = blur_frames(media.frames, d.blur)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
+    try:
+        write_clip(tmp, audio, 16000, 1, frames, fps=int(round(float(rate))) if rate else 10)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_other_files(root: Path, out: Path, media: set[Path]):
+    """Everything under `root` that is not a clip's media file (tables, transcripts), as it is."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.resolve() not in media and not path.name.startswith("."):
+            target = out / path.relative_to(root)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+
+
+def remove_stale_temporaries(out: Path):
+    for tmp in out.rglob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,143 @@
+"""MER-NOISE copies: the drawn SNR is the SNR, blur removes detail above the new Nyquist, ids and
+labels survive, draws are seeded, a bad clip costs only itself, a killed run resumes."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from extract.core.media import decode_streams
+from extract.corrupt.__main__ import main
+from extract.corrupt.degrade import babble, blur_frames, mix_at_snr, snr
+from manifests import load_manifest
+from tests.conftest import write_table
+from tests.media import face_frames, speech, write_clip
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def corpus(folder_corpus, tmp_path):
+    """The folder corpus in a folder of its own (the copy must go outside it): its clips.csv."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.wav", "clips.csv"):
+        shutil.copy2(folder_corpus.parent / name, root / name)
+    return root / "clips.csv"
+
+
+def corrupt_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_the_mixture_has_the_drawn_snr_on_real_speech(speech_16k):
+    others = [speech("we will meet again tomorrow morning", pitch=30), speech("no, not at all", pitch=70)]
+    noise = babble(others, len(speech_16k), np.random.default_rng(0))
+    for target in (5.0, 7.3, 10.0):
+        assert abs(snr(speech_16k, mix_at_snr(speech_16k, noise, target)) - target) < 0.1
+    short = others[1][:4000]                                 # shorter than the speech: looped
+    assert abs(snr(speech_16k, mix_at_snr(speech_16k, short, 6.0, offset=1234)) - 6.0) < 0.1
+
+
+def high_band_energy(frame: np.ndarray, factor: int) -> float:
+    """Energy of the grey frame's 2-D spectrum above the Nyquist frequency of a factor-x downsampling."""
+    grey = frame.astype(float).mean(-1)
+    spectrum = np.abs(np.fft.fft2(grey - grey.mean())) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[0]), np.fft.fftfreq(grey.shape[1]), indexing="ij")
+    return float(spectrum[np.maximum(abs(fy), abs(fx)) > 0.5 / factor].sum())
+
+
+def test_blur_removes_detail_above_the_new_nyquist():
+    frames = face_frames(2, size=128)
+    assert np.array_equal(blur_frames(frames, 1), frames)
+    for factor in (2, 4):
+        blurred = blur_frames(frames, factor)
+        assert blurred.shape == frames.shape
+        # bilinear upsampling images a little energy back above the new Nyquist; 70% or more goes
+        assert high_band_energy(blurred[0], factor) < 0.3 * high_band_energy(frames[0], factor)
+
+
+def test_the_copy_keeps_ids_labels_and_layout_and_records_its_draws(corpus, tmp_path):
+    folder_corpus = corpus
+    out = tmp_path / "noisy"
+    result = corrupt_cli("--dataset", "mine", "--clips", folder_corpus, "--out", out, "--seed", "3")
+    assert result.exit_code == 0, result.output
+    clean, noisy = load_manifest("mine", clips=folder_corpus), load_manifest("mine", clips=out / "clips.csv")
+    assert [(c.id, c.split, c.label, c.valence, c.text) for c in noisy] == \
+           [(c.id, c.split, c.label, c.valence, c.text) for c in clean]
+    draws = pd.read_csv(out / "corruption.csv").set_index("id")
+    assert list(draws.index) == ["a", "b", "c"]
+    assert draws["snr_db"].between(5, 10).all() and set(draws["blur_factor"]) <= {1, 2, 4}
+    assert all(n.startswith("babble:") for n in draws["noise"])
+    # the WAV (16-bit PCM) holds the mixture at the drawn SNR, within quantisation
+    before, after = decode_streams(folder_corpus.parent / "c.wav").audio, decode_streams(out / "c.wav").audio
+    assert abs(snr(before, after) - draws.loc["c", "snr_db"]) < 0.2
+    video = decode_streams(out / "a.mp4", audio=False, fps=10)
+    assert video.frames.shape[1:] == (128, 128, 3) and len(video.frames) == 12
+
+    again = tmp_path / "again"
+    corrupt_cli("--dataset", "mine", "--clips", folder_corpus, "--out", again, "--seed", "3")
+    assert (again / "corruption.csv").read_bytes() == (out / "corruption.csv").read_bytes()
+    other = tmp_path / "other"
+    corrupt_cli("--dataset", "mine", "--clips", folder_corpus, "--out", other, "--seed", "4")
+    assert not pd.read_csv(other / "corruption.csv")["snr_db"].equals(draws["snr_db"].reset_index(drop=True))
+
+
+def test_a_clip_that_cannot_be_decoded_is_reported_and_the_rest_written(corpus, tmp_path):
+    (corpus.parent / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(500))
+    out = tmp_path / "noisy"
+    result = corrupt_cli("--dataset", "mine", "--clips", corpus, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "failed b:" in result.output and "2 clips corrupted" in result.output
+    assert (out / "a.mp4").is_file() and (out / "c.wav").is_file() and not (out / "b.mp4").exists()
+    assert list(pd.read_csv(out / "corruption.csv")["id"]) == ["a", "c"]
+
+
+def test_a_killed_run_resumes_without_redoing_finished_clips(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows = []
+    for i in range(8):
+        write_clip(corpus / f"v{i}.mp4", speech(pitch=40 + 5 * i), 16000, 1, face_frames(20))
+        rows.append(dict(id=f"v{i}", path=f"v{i}.mp4", split="train", label="happy"))
+    write_table(corpus / "clips.csv", rows)
+    out = tmp_path / "noisy"
+    cmd = [sys.executable, "-m", "extract.corrupt", "--dataset", "mine", "--clips", str(corpus / "clips.csv"),
+           "--out", str(out)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("v*.mp4")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    written = {p.name: p.stat().st_mtime_ns for p in out.glob("v*.mp4")}
+    if not 0 < len(written) < 8:
+        pytest.skip(f"the kill landed with {len(written)} of 8 clips written")
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{8 - len(written)} clips corrupted, {len(written)} already done, 0 failed" in rerun.stdout
+    assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in written.items())   # not redone
+    assert sorted(p.name for p in out.glob("v*.mp4")) == [f"v{i}.mp4" for i in range(8)]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    for p in out.glob("v*.mp4"):
+        assert len(decode_streams(p, audio=False, fps=10).frames) == 20
+
+
+@pytest.mark.parametrize("args,phrase", [(["--snr", "10:5"], "LOW is above HIGH"), (["--blur", "0,2"], "--blur"),
+                                         (["--snr", "loud"], "LOW:HIGH")])
+def test_bad_options_are_refused_before_any_work(corpus, tmp_path, args, phrase):
+    result = corrupt_cli("--dataset", "mine", "--clips", corpus, "--out", tmp_path / "noisy", *args)
+    assert result.exit_code == 2 and phrase in result.output
+    assert not (tmp_path / "noisy").exists()
+
+
+def test_an_output_inside_the_corpus_is_refused(folder_corpus):
+    result = corrupt_cli("--dataset", "mine", "--clips", folder_corpus, "--out", folder_corpus.parent / "noisy")
+    assert result.exit_code == 2 and "must not be the corpus folder or inside it" in result.output
