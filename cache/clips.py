@@ -127,7 +127,7 @@ class ClipTable:
         return cls(dataset or manifest.name, [c.id for c in clips], [c.split for c in clips],
                    [c.label or "" for c in clips], [np.nan if c.valence is None else c.valence for c in clips],
                    manifest.classes, manifest.multi_label, manifest.fingerprint(), source=source,
-                   origins=[getattr(c, "source", None) or "" for c in clips])
+                   origins=[c.origin or "" for c in clips])
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -7,7 +7,9 @@
 
 Paths are relative to the CSV's folder; `path` may be a video or an audio-only file; label,
 valence and text may be empty (an empty label: an unlabelled clip). A label cell may name several
-emotions separated by ';' (multi-label corpora such as SAMSEMO).
+emotions separated by ';' (multi-label corpora such as SAMSEMO). An optional `origin` column
+names, for an augmented copy, the clip it was made from (`fuse.train --augment` trains a copy
+only in the folds that train on its origin).
 """
 from __future__ import annotations
 
@@ -59,14 +61,16 @@ def _clip(clip_id: str, row: dict, root: Path, error: str | None) -> Clip:
         id=clip_id, split=row.get("split") or "train",
         video=None if is_audio else path, audio=path if is_audio else None,
         text=row.get("text") or None, label=row.get("label") or None,
-        valence=parse_valence(row.get("valence"), clip_id), error=error)
+        valence=parse_valence(row.get("valence"), clip_id), error=error, origin=row.get("origin") or None)
 
 
 def write_table(path: Path, rows: list[dict]) -> Path:
-    """Write a clip table CSV (COLUMNS; missing values empty) that `load` reads back."""
+    """Write a clip table CSV (COLUMNS, and `origin` when a row has one; missing values empty)
+    that `load` reads back."""
+    columns = COLUMNS + (("origin",) if any(row.get("origin") for row in rows) else ())
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+            writer.writerow({k: row.get(k, "") for k in columns})
     return Path(path)

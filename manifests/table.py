@@ -30,6 +30,7 @@ class Clip:
     valence: float | None = None
     error: str | None = None
     text_error: str | None = None
+    origin: str | None = None  # the clip an augmented copy was made from (`origin` CSV column)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -114,6 +115,8 @@ class Manifest:
         rows = []
         for c in self.clips:
             row = asdict(c)
+            if row["origin"] is None:  # absent for original clips: their tables hash as before
+                del row["origin"]
             for key in ("video", "audio"):
                 row[key] = self._relative(row[key])
             rows.append(row)

@@ -127,3 +127,29 @@ def test_bad_pseudo_label_files_are_refused(synth_cache, tmp_path, rows, phrase)
     result = train_cli("--cache", synth_cache, "--pseudo", pseudo, *ARGS, "--out", tmp_path / "run")
     assert result.exit_code == 2 and phrase in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_an_origin_column_of_a_clips_csv_reaches_the_cached_clip_table(tmp_path):
+    from dataclasses import asdict
+
+    from cache.clips import write_clips
+    from manifests import load_manifest
+    from tests.conftest import write_table
+    from tests.media import speech, write_clip
+
+    write_clip(tmp_path / "x.wav", speech(), 16000)
+    rows = [dict(id="orig", path="x.wav", split="train", label="happy"),
+            dict(id="orig~noise", path="x.wav", split="train", label="happy", origin="orig")]
+    manifest = load_manifest("aug", clips=write_table(tmp_path / "clips.csv", rows))
+    write_clips(manifest, root=tmp_path / "cache")
+    assert open_clips("aug", root=tmp_path / "cache").origins() == ["", "orig"]
+    # a table without origins hashes as it did before the column existed
+    plain = load_manifest("plain", clips=write_table(tmp_path / "plain.csv", rows[:1]))
+    assert "origin" not in (tmp_path / "plain.csv").read_text()
+    legacy = [{k: v for k, v in asdict(c).items() if k != "origin"} for c in plain]
+    for row in legacy:
+        row["audio"] = plain._relative(row["audio"])
+        row["video"] = plain._relative(row["video"])
+    import hashlib
+    blob = json.dumps(legacy, sort_keys=True, default=str).encode()
+    assert plain.fingerprint() == hashlib.sha256(blob).hexdigest()[:16]
