@@ -69,7 +69,14 @@ def read_audio(path: Path) -> np.ndarray:
 
 def corrupt_file(src: Path, dst: Path, d: Draw, noise_audio) -> None:
     """Decode `src`, corrupt what it holds (audio: noise at d.snr_db; video: blur d.blur), write
-    `dst` atomically. `noise_audio(n, offset)` gives the noise signal for n samples."""
+    `dst` atomically. `noise_audio(n)` gives the noise signal for n samples."""
+    rewrite_file(src, dst, lambda a: np.clip(mix_at_snr(a, noise_audio(len(a)), d.snr_db), -1, 1),
+                 lambda f: blur_frames(f, d.blur))
+
+
+def rewrite_file(src: Path, dst: Path, audio_fn=None, frames_fn=None) -> None:
+    """Decode `src` (audio 16 kHz mono, every video frame), apply `audio_fn` (float32 [n] -> [m])
+    and `frames_fn` (uint8 [T, H, W, 3] -> same) where given, write `dst` atomically."""
     rate = None
     with av.open(str(src)) as container:
         if container.streams.video:
@@ -77,12 +84,8 @@ def corrupt_file(src: Path, dst: Path, d: Draw, noise_audio) -> None:
     media = decode_streams(src, audio=True, fps=float(rate) if rate else None)
     if media.audio is None and media.frames is None:
         raise MediaError("; ".join(media.errors.values()) or f"nothing to decode in {src.name}")
-    audio = frames = None
-    if media.audio is not None:
-        audio = mix_at_snr(media.audio, noise_audio(len(media.audio)), d.snr_db)
-        audio = np.clip(audio, -1, 1)
-    if media.frames is not None:
-        frames = blur_frames(media.frames, d.blur)
+    audio = media.audio if media.audio is None or audio_fn is None else audio_fn(media.audio)
+    frames = media.frames if media.frames is None or frames_fn is None else frames_fn(media.frames)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
     try:

@@ -1,0 +1,69 @@
+"""Augmented copies: new ids linked to their origin, labels copied, each method changes what it
+should (measured), the same seed gives the same copies, and fuse.train can read the result."""
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from extract.augment import cutout, gaussian_noise, main, transform
+from extract.core.media import decode_streams
+from extract.corrupt.degrade import snr
+from manifests import load_manifest
+
+
+def test_gaussian_noise_is_at_30_db(speech_16k):
+    assert abs(snr(speech_16k, gaussian_noise(speech_16k, 30.0, np.random.default_rng(0))) - 30.0) < 0.1
+
+
+def test_pitch_shift_moves_a_tone():
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    audio_fn, frames_fn = transform("pitch", rng)
+    shifted = audio_fn(tone)
+    peak = lambda x: np.argmax(np.abs(np.fft.rfft(x))) * 16000 / len(x)
+    ratio = peak(shifted) / peak(tone)
+    assert frames_fn is None and abs(12 * np.log2(ratio)) > 0.9 and abs(12 * np.log2(ratio)) < 2.1
+
+
+def test_video_methods_change_the_frames_and_cutout_blanks_one_square():
+    from tests.media import face_frames
+
+    frames = face_frames(3, size=64)
+    for method in ("blur", "rotate", "brightness"):
+        audio_fn, frames_fn = transform(method, np.random.default_rng(2))
+        out = frames_fn(frames)
+        assert audio_fn is None and out.shape == frames.shape and np.abs(out.astype(int) - frames).mean() > 1
+    frames = np.maximum(frames, 1)                    # no black pixel before the cutout
+    out = cutout(frames, np.random.default_rng(3))
+    blank = (out == 0).all(axis=(0, 3))
+    assert blank.sum() == 16 * 16                     # a quarter of the side, in every frame
+
+
+def test_copies_are_linked_labelled_and_seeded(folder_corpus, tmp_path):
+    def run(out, seed):
+        result = CliRunner().invoke(main, ["--dataset", "mine", "--clips", str(folder_corpus), "--out", str(out),
+                                           "--methods", "gauss,cutout", "--seed", str(seed)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return load_manifest("mine-aug", clips=out / "clips.csv")
+
+    copies = run(tmp_path / "aug", 0)
+    clean = {c.id: c for c in load_manifest("mine", clips=folder_corpus)}
+    # training clips a (video) and b (video): a gauss and a cutout copy each; c is a test clip
+    assert sorted(c.id for c in copies) == ["a~cutout", "a~gauss", "b~cutout", "b~gauss"]
+    for c in copies:
+        assert c.origin == c.id.split("~")[0] and c.label == clean[c.origin].label and c.split == "train"
+    noisy = decode_streams(tmp_path / "aug" / "media" / "a~gauss.mp4", audio=True).audio
+    assert noisy is not None and len(noisy) > 0
+    again = run(tmp_path / "again", 0)
+    frames = lambda root, cid: decode_streams(root / "media" / f"{cid}.mp4", audio=False, fps=10).frames
+    assert np.array_equal(frames(tmp_path / "aug", "a~cutout"), frames(tmp_path / "again", "a~cutout"))
+    other = run(tmp_path / "other", 1)
+    assert not np.array_equal(frames(tmp_path / "aug", "a~cutout"), frames(tmp_path / "other", "a~cutout"))
+    assert [c.id for c in again] == [c.id for c in copies] == [c.id for c in other]
+
+
+def test_unknown_methods_are_refused(folder_corpus, tmp_path):
+    result = CliRunner().invoke(main, ["--dataset", "mine", "--clips", str(folder_corpus), "--out",
+                                       str(tmp_path / "aug"), "--methods", "gauss,warp"])
+    assert result.exit_code == 2 and "choose from" in result.output and not (tmp_path / "aug").exists()
