@@ -116,7 +116,7 @@ def main(dataset, layout, root, clips, out, methods_text, noise_dir, seed):
         raise Refused(f"dataset {dataset!r} has no labelled training clip with media")
     noise_files = sorted(p for p in Path(noise_dir).rglob("*") if p.is_file()) if noise_dir else []
     rows, failed = [], {}
-    progress = Progress(len(train) * len(methods))
+    progress = Progress(len(train) * len(methods), name="augment")
     for clip in train:
         src = media_files(clip)[0]
         for method in methods:

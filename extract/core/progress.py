@@ -17,8 +17,9 @@ PLAIN_EVERY = 10.0  # seconds between two plain progress lines
 class Progress:
     """Clips done of `total`, the rate, the ETA and the clips failed so far, on `stream` (stderr)."""
 
-    def __init__(self, total: int, enabled: bool = True, stream=None, every: float | None = None):
-        self.stream = stream or sys.stderr
+    def __init__(self, total: int, enabled: bool = True, stream=None, every: float | None = None,
+                 name: str = "extract"):
+        self.stream, self.name = stream or sys.stderr, name
         self.total, self.done, self.failed, self.shown = total, 0, 0, -1
         self.every = PLAIN_EVERY if every is None else every
         self.enabled = enabled
@@ -54,7 +55,7 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         percent = 100.0 * self.done / self.total if self.total else 100.0
-        print(f"extract: {self.done}/{self.total} clips ({percent:.0f}%), {rate:.1f} clips/s, "
+        print(f"{self.name}: {self.done}/{self.total} clips ({percent:.0f}%), {rate:.1f} clips/s, "
               f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}, {self.failed} failed",
               file=self.stream, flush=True)
 

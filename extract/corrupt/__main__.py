@@ -95,7 +95,7 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
             done += 1
             continue
         jobs.append((c.id, pairs, d, noise_files, tuple(voices[v] for v in d.noise) if not noise_files else (), seed))
-    progress = Progress(len(jobs))
+    progress = Progress(len(jobs), name="corrupt")
     with get_context("spawn").Pool(workers) if workers > 1 else _Serial() as pool:
         for clip_id, error in pool.imap_unordered(corrupt_clip, jobs):
             if error:
