@@ -115,7 +115,8 @@ def keep_freed_blocks() -> bool:
     """Let glibc keep freed blocks of up to HEAP_BLOCKS in the heap. By default it maps every block
     above 32 MB afresh and unmaps it when freed, so each step's large gradients (the first layers of
     15 MER-sized members: 47 MB) page-fault on every write: ~15,000 faults and a third of a step,
-    measured. False where there is no glibc (nothing changes)."""
+    measured. In about one process in four glibc maps them anyway (probably when the heap cannot
+    grow in place). False where there is no glibc (nothing changes)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
