@@ -25,7 +25,7 @@ from cache import open_feature
 from extract.__main__ import main as extract_main
 from extract.core import models
 from extract.speech.encoders import SpeechModelFeatures
-from manifests.demo.mediafile import write_clip
+from manifests.mediafile import write_clip
 from manifests.demo.speech import speech_at
 from manifests.folder import write_table
 

@@ -91,7 +91,7 @@ def clip_corpus(folder: Path, n_clips: int) -> list[str]:
     if generate is not None:
         generate(folder, n_clips=n_clips, seed=0)
         return ["--dataset", "demo", "--root", str(folder)]
-    from manifests.demo.mediafile import write_clip
+    from manifests.mediafile import write_clip
     from manifests.folder import write_table
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from manifests.demo.mediafile import write_clip  # noqa: F401  (re-exported for the tests)
+from manifests.mediafile import write_clip  # noqa: F401  (re-exported for the tests)
 from manifests.demo.speech import speech_at
 
 

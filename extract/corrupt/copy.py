@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from manifests.demo.mediafile import write_clip
+from manifests.mediafile import write_clip
 from ..core.media import MediaError, decode_streams
 from .degrade import blur_frames, fit_length, mix_at_snr
 

@@ -3,7 +3,7 @@
     python -m manifests.demo --out data/demo --clips 96 [--seed 0] [--force]
 
 corpus: the generator (`generate`); design: what each clip says and shows; faces, expressions:
-the animated face; speech: espeak-ng synthesis; mediafile: writing real mp4/wav files.
+the animated face; speech: espeak-ng synthesis (files are written by manifests.mediafile).
 Reading a written corpus needs none of this: `load_manifest("demo", root=...)` (mer2023 layout).
 """
 from .corpus import CLASSES, VERSION, generate

@@ -24,7 +24,7 @@ from scipy.signal import resample_poly
 
 from .design import CLASSES, VOICES, ClipDesign, design_clip, prosody, split_sizes
 from .faces import FaceAnimator
-from .mediafile import write_clip
+from ..mediafile import write_clip
 from .speech import SAMPLE_RATE, synthesize
 
 VERSION = "demo/4"  # change when the output changes
