@@ -46,7 +46,7 @@ def corpus_options(command):
     return command
 
 
-def _manifest(dataset, layout, root, clips):
+def corpus_manifest(dataset, layout, root, clips):
     """The corpus's manifest when one is named, else None; a bad one is refused before any work."""
     if not (layout or root or clips):
         return None
@@ -153,7 +153,7 @@ def verify(dataset, cache):
 def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout, root, clips, cache):
     """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style); with
     --layout/--root or --clips, write the dataset's clip table too."""
-    manifest = _manifest(dataset, layout, root, clips)
+    manifest = corpus_manifest(dataset, layout, root, clips)
     try:
         path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite, manifest,
                              source=_source("import-npy", dataset, layout, clips))
@@ -185,7 +185,7 @@ def _report_coverage(feature_ids, table_ids):
 @CACHE
 def clips_command(dataset, layout, root, clips, cache):
     """Show the dataset's clip table; with --layout/--root or --clips, write (replace) it first."""
-    manifest = _manifest(dataset, layout, root, clips)
+    manifest = corpus_manifest(dataset, layout, root, clips)
     if manifest is not None:
         path = write_clips(manifest, dataset, cache, source=_source("cache clips", dataset, layout, clips))
         click.echo(f"clip table -> {path}")

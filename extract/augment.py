@@ -30,8 +30,7 @@ import click
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from cache.__main__ import Refused, corpus_options
-from manifests import load_manifest
+from cache.__main__ import Refused, corpus_manifest, corpus_options
 from manifests.folder import write_table
 from .core.progress import Progress
 from .corrupt.copy import media_files, read_audio, rewrite_file
@@ -106,10 +105,9 @@ def parse_methods(text: str) -> list[str]:
 def main(dataset, layout, root, clips, out, methods_text, noise_dir, seed):
     """Write augmented copies of the labelled training clips, each linked to its origin clip."""
     methods = parse_methods(methods_text)
-    try:
-        manifest = load_manifest(dataset, layout, root, clips)
-    except (ValueError, FileNotFoundError) as err:
-        raise Refused(str(err)) from None
+    if not root and not clips:
+        raise Refused("give the corpus: --root DIR (with its layout) or --clips FILE.csv")
+    manifest = corpus_manifest(dataset, layout, root, clips)
     out = Path(out)
     train = [c for c in manifest if c.split == "train" and c.label and c.error is None and media_files(c)]
     if not train:

@@ -74,7 +74,8 @@ def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
     if tuple(copies.classes) != tuple(problem.classes):
         raise Refused(f"--augment {dataset}: classes {copies.classes} differ from {problem.classes}")
     origins = dict(zip(table.ids, table.origins()))
-    trainable = {cid: i for i, cid in enumerate(problem.ids) if i in set(problem.index("train", labelled_only=True))}
+    train = problem.index("train", labelled_only=True)
+    trainable = dict(zip(problem.ids[train], train.tolist()))  # labelled training clip id -> row
     keep, origin, skipped = [], [], dict(copies.missing)
     for i, cid in enumerate(copies.ids):
         source = origins.get(cid, "")

@@ -18,8 +18,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from cache.__main__ import Refused, corpus_options
-from manifests import load_manifest
+from cache.__main__ import Refused, corpus_manifest, corpus_options
 from ..core.progress import Progress
 from .copy import Draw, copy_other_files, draw, media_files, remove_stale_temporaries
 from .work import corrupt_clip
@@ -65,10 +64,7 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
     snr_range, factors = parse_snr(snr_text), parse_blur(blur_text)
     if not root and not clips:
         raise Refused("give the corpus: --root DIR (with its layout) or --clips FILE.csv")
-    try:
-        manifest = load_manifest(dataset, layout, root, clips)
-    except (ValueError, FileNotFoundError) as err:
-        raise Refused(str(err)) from None
+    manifest = corpus_manifest(dataset, layout, root, clips)
     src_root, out = corpus_root(root, clips).resolve(), Path(out).resolve()
     if out == src_root or src_root in out.parents:
         raise Refused(f"--out {out}: must not be the corpus folder or inside it")
