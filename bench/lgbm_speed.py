@@ -1,8 +1,13 @@
 """LightGBM (`--model lgbm`) against attention fusion, both as `python -m fuse.train` runs them.
 
-Two comparisons: accuracy on handcrafted features (the demo corpus, IS10 and eGeMAPS alone, several
-seeds: its CV has 64 clips and is noisy) and wall time on deep ones (the synthetic MER-shaped
-problem of bench/mer_shaped.py: 3373 training clips, three 1024-d features, 5 folds x 1 seed).
+Two comparisons: accuracy on handcrafted features (a demo corpus, IS10 and eGeMAPS alone, several
+seeds) and wall time on deep ones (the synthetic MER-shaped problem of bench/mer_shaped.py: 3373
+training clips, three 1024-d features, 5 folds x 1 seed). `make demo`'s corpus has 64 training
+clips, too few for trees; a larger one for the handcrafted case (533 training clips):
+
+    python -m manifests.demo --out DIR --clips 800 --seed 1
+    python -m extract --dataset demo --root DIR --features is10,egemaps --cache CACHE
+
 Each case runs lgbm and attention back to back (interleaved, `--repeats` times), so that both see
 the same load of a shared machine; the 1-minute load average before each run is in the table.
 Seconds are fuse.train's own (metrics.json: training and scoring, not Python start-up); wall
@@ -11,7 +16,7 @@ adds the command's start-up and feature loading. Attention runs with its default
     python bench/lgbm_speed.py [--demo-cache data/cache] [--mer-cache DIR] [--seeds 5]
                                [--only demo|mer] [--repeats 1] [--json FILE]
 
-Without --mer-cache the MER-shaped cache is written to a temporary folder first (seed 0).
+then --demo-cache CACHE. Without --mer-cache the MER-shaped cache is written to a temporary folder first (seed 0).
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import click
 import numpy as np
 
 from mer_shaped import generate, write_cache
+
+from cache import open_clips
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("lgbm", "attention")
@@ -121,7 +128,9 @@ def demo_cases(demo_cache: Path, dataset: str, seeds: int) -> list[Case]:
     if missing:
         raise click.BadParameter(f"{demo_cache / dataset} has no {', '.join(missing)} features: run `make demo` "
                                  "or pass the cache that has them", param_hint="--demo-cache")
-    return [Case(f"demo {name}", demo_cache, dataset, f"A={feature}", seeds)
+    clips = open_clips(dataset, demo_cache)
+    train = int(clips.labelled(clips.split("train")).sum())
+    return [Case(f"demo {name} ({train} training clips)", demo_cache, dataset, f"A={feature}", seeds)
             for name, feature in (("IS10", "is10"), ("eGeMAPS", "egemaps"))]
 
 

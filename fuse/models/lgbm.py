@@ -7,8 +7,9 @@ chooses the neural models' best epoch (multi-label: binary log loss per class).
 Made for wide dense inputs (three 1024-d features) and for small corpora alike: the features are
 binned once per fold into one `lgb.Dataset` that every task trains from (binning 3072 columns
 costs as much as a hundred boosting rounds); few histogram bins and a fifth of the columns per
-tree keep each round cheap; one thread per fit (the folds run side by side instead, see
-fuse/estimators.py). The valence regressor boosts from the valence the emotion classifier
+tree keep each round cheap; split thresholds drawn at random (extra trees) regularise, which
+helped on both small corpora and deep features; one thread per fit (the folds run side by side
+instead, see fuse/estimators.py). The valence regressor boosts from the valence the emotion classifier
 implies (class-mean valences weighted by its probabilities), as joint emotion-valence decoders
 decode valence from emotion: on small corpora, trees alone fit valence poorly.
 Per-layer blocks enter as the mean of their layers.
@@ -32,6 +33,7 @@ class LGBMConfig:
     subsample: float = 1.0            # rows drawn per round
     max_bin: int = 31
     reg_lambda: float = 1.0
+    extra_trees: bool = True          # random split thresholds: better on small, noisy corpora (docs/BENCHMARKS.md)
     early_stopping: int = 30          # rounds without a better validation score
     selection: str = "score"          # single-label emotion stopped on weighted F1 (score) or log loss (loss)
     valence_from_emotion: bool = True  # single-label: valence boosted from the classifier's expected valence
@@ -63,8 +65,8 @@ class LGBM:
         c = self.config
         return dict(learning_rate=c.learning_rate, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
                     colsample_bytree=c.colsample_bytree, subsample=c.subsample, subsample_freq=1,
-                    max_bin=c.max_bin, reg_lambda=c.reg_lambda, seed=seed, deterministic=True,
-                    force_col_wise=True, n_jobs=1, verbose=-1)
+                    max_bin=c.max_bin, reg_lambda=c.reg_lambda, extra_trees=c.extra_trees, seed=seed,
+                    deterministic=True, force_col_wise=True, n_jobs=1, verbose=-1)
 
     def fit(self, x, labels, valence, x_val, labels_val, valence_val, seed: int = 0):
         """x [n, D] float32, labels int [n] (or 0/1 [n, C]), valence float [n] (NaN: unknown);
