@@ -21,7 +21,7 @@ from . import metrics
 from .ensemble import Ensemble, load_member
 from .extras import NO_ORIGIN, TRAIN_ONLY, member_rows
 from .folds import make_folds
-from .models import build
+from .models import MODELS, build
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     torch.manual_seed(cfg.seeds[0])  # dropout masks
     ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
                    len(members), device, cfg.precision)
-    data = _Data(problem, tr, folds, members, device, cfg.standardize, training_only(problem))
+    standardize = cfg.standardize and getattr(MODELS[model], "standardize", True)
+    data = _Data(problem, tr, folds, members, device, standardize, training_only(problem), eval_rows(model))
     try:
         result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
     finally:
@@ -152,7 +153,8 @@ class _Data:
     """Training tensors on the device and each member's train / validation rows (padded with -1).
     Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.extras) follow."""
 
-    def __init__(self, problem, tr, folds, members, device, standardize, extra=None):
+    def __init__(self, problem, tr, folds, members, device, standardize, extra=None, eval_rows=4096):
+        self.eval_rows = eval_rows  # clips per member in one validation pass
         extra_rows, extra_origin = extra if extra is not None else (np.zeros(0, int), np.zeros(0, int))
         rows = np.concatenate([tr, extra_rows]).astype(np.int64)
         self.rows = rows  # problem row of each local row
@@ -256,11 +258,17 @@ def _train(ens, data, cfg, problem, progress, title) -> Fit:
     return _collect(ens, data, best_params, best_epoch, history, val_best, S, K)
 
 
-def _validate(ens, data, chunk: int = 4096):
+def eval_rows(model: str) -> int:
+    """Clips per member in one evaluation pass: a model whose activations are much larger than its
+    inputs (a CNN over 16 crops per clip) says how many (`eval_rows`)."""
+    return getattr(MODELS[model], "eval_rows", 4096)
+
+
+def _validate(ens, data):
     """Validation-fold probabilities [E, V, C] and valence [E, V] (numpy) of the current weights."""
     outs = []
-    for start in range(0, data.val_padded.shape[1], chunk):
-        rows = data.val_padded[:, start:start + chunk]
+    for start in range(0, data.val_padded.shape[1], data.eval_rows):
+        rows = data.val_padded[:, start:start + data.eval_rows]
         outs.append(ens.predict(data.gather(rows)))
     logits = torch.cat([o[0] for o in outs], dim=1)
     valence = torch.cat([o[1] for o in outs], dim=1)

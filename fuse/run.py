@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .estimators import predict_estimators
-from .loop import Fit, load_ensemble, predict
+from .loop import Fit, eval_rows, load_ensemble, predict
 from .models import MODELS
 
 
@@ -51,7 +51,7 @@ class System:
             ens = load_ensemble(shapes, modalities, len(classes), multi_label, self.model, self.config,
                                 self.fit.states, device, precision)
         norms = self.fit.norms if self.fit.norms and self.fit.norms[0] is not None else [None] * ens.n
-        return predict(ens, params, norms, blocks, multi_label)
+        return predict(ens, params, norms, blocks, multi_label, chunk=min(2048, eval_rows(self.model)))
 
 
 def combine(systems: list[System], weights, blocks, meta: dict, device="auto", precision="fp32"):

@@ -64,17 +64,24 @@ def parse_features(text: str) -> dict[str, list[str]]:
     return out
 
 
+# sequence models (e2el): spectrogram pieces and face crops with their count / mask; text: the CLS
+# vector of the last layer of the dataset's lexical default
+SEQUENCES = {"A": ["e2el-spectrogram#pieces", "e2el-spectrogram#n_pieces"], "V": ["face-crops#crops", "face-crops#mask"]}
+
+
 def resolve(dataset: str, modalities: list[str] | None, features: dict[str, list[str]],
-            cached: list[str]) -> list[tuple[str, str]]:
+            cached: list[str], sequences: bool = False) -> list[tuple[str, str]]:
     """[(modality, feature spec), ...] in modality order A, L, V: `features` where given, else the
-    dataset's default, else the first cached of PREFERENCE. `cached` names the cached features."""
+    dataset's default (`sequences`: SEQUENCES), else the first cached of PREFERENCE. `cached`
+    names the cached features."""
     chosen = modalities or [m for m in MODALITIES if m in features]
     extra = sorted(set(features) - set(chosen))
     if extra:
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities {','.join(chosen)} does not use it")
     out = []
     for modality in (m for m in MODALITIES if m in chosen):
-        specs = features.get(modality) or [_default(dataset, modality, cached)]
+        specs = features.get(modality) or (_sequence_default(dataset, modality, cached) if sequences
+                                           else [_default(dataset, modality, cached)])
         out += [(modality, spec) for spec in specs]
     return out
 
@@ -89,3 +96,9 @@ def _default(dataset: str, modality: str, cached: list[str]) -> str:
     raise SpecError(f"no default {MODALITIES[modality]} feature cached for dataset {dataset!r} "
                     f"(looked for {', '.join(s.partition('@')[0] for s in PREFERENCE[modality])}); "
                     f"name one with --features \"{modality}=FEATURE\" (cached: {', '.join(cached) or 'none'})")
+
+
+def _sequence_default(dataset: str, modality: str, cached: list[str]) -> list[str]:
+    if modality in SEQUENCES:
+        return SEQUENCES[modality]
+    return [f"{_default(dataset, modality, cached).partition('@')[0]}#first@-1"]

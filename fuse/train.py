@@ -14,14 +14,15 @@ from cache.__main__ import Refused, corpus_options
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 
-NEURAL = ("mlp", "attention", "afg")
 
-
-def _hidden(text):
+def _widths(text, option):
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip()) if text else None
+        widths = tuple(int(x) for x in text.split(",") if x.strip()) if text else None
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected layer widths like 256,128", param_hint="--hidden") from None
+        widths = ()
+    if widths is not None and (not widths or min(widths) < 1):
+        raise click.BadParameter(f"{text!r}: expected positive widths like 256,128", param_hint=option)
+    return widths
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,20 +30,22 @@ def _hidden(text):
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
 @click.option("--modalities", help="Any of A (acoustic), L or T (lexical), V (visual), e.g. A,V.")
 @click.option("--features", "features_text", help='Per modality, e.g. "A=hubert-large@18,19,20+is10;V=face-fer2013".')
-@click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm"]), default="attention", show_default=True)
+@click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm", "e2el"]), default="attention",
+              show_default=True)
 @click.option("--decoder", type=click.Choice(["baseline", "jdev"]), help="Emotion/valence heads [baseline].")
 @click.option("--loss", type=click.Choice(["sum", "uncertainty"]), help="Task weighting [afg: uncertainty, else sum].")
 @click.option("--structure", type=click.Choice(["1", "2", "3", "all"]), help="AFG fusion structure [1].")
 @click.option("--attention-scores", type=click.Choice(["softmax", "raw"]), help="attention: paper (softmax) or official code (raw).")
 @click.option("--layer-weights", is_flag=True, default=None, help="Learn softmax weights over the layers of per-layer features.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100].")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100; e2el 50].")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds 0..N-1, reported as mean +- std.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [1e-3; lgbm 0.05].")
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [1e-3; lgbm 0.1; e2el 1e-4].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5; e2el 1e-6].")
 @click.option("--hidden", help="Hidden layer widths [256,128].")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3].")
-@click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3; e2el 0.1].")
+@click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32; e2el 16].")
+@click.option("--channels", help="e2el: CNN channels, stem then one VGG block each [64,64,64,128,256,512].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
@@ -62,8 +65,8 @@ def main(**options):
         request = TrainRequest.from_options(
             modalities=parse_modalities(options["modalities"]) if options["modalities"] else None,
             features=parse_features(options["features_text"]) if options["features_text"] else {},
-            hidden=_hidden(options["hidden"]), **{k: v for k, v in options.items()
-                                                  if k not in ("modalities", "features_text", "hidden")})
+            hidden=_widths(options["hidden"], "--hidden"), channels=_widths(options["channels"], "--channels"),
+            **{k: v for k, v in options.items() if k not in ("modalities", "features_text", "hidden", "channels")})
     except (SpecError, ValueError) as err:
         raise Refused(str(err)) from None
     if request.features == {} and request.modalities is None:

@@ -16,12 +16,12 @@ from cache.__main__ import Refused
 from . import specs as feature_specs
 from .extras import TRAIN_ONLY
 from .loop import TrainConfig, resolve_device
-from .models import MODELS, make_config
+from .models import MODELS, build, make_config
 from .problem import load_problem
 
 RUNS_ROOT = Path("data/runs")
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
-NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure")
+NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels")
 
 
 @dataclass
@@ -62,8 +62,10 @@ class TrainRequest:
         else:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
+            given = {k: v for k, v in {**training, "lr": lr}.items() if v is not None}
+            defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads, **{k: v for k, v in {**training, "lr": lr}.items() if v is not None})
+                                threads=threads, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
         resolve_device(device)
@@ -113,8 +115,13 @@ def prepare(request: TrainRequest):
     table = clip_table(request, dataset)
     cached = cached_features(dataset, request.cache_dir)
     try:
-        chosen = feature_specs.resolve(dataset, request.modalities, request.features, cached)
+        chosen = feature_specs.resolve(dataset, request.modalities, request.features, cached,
+                                        sequences=getattr(MODELS[request.model], "sequences", False))
         problem = load_problem(dataset, chosen, root=request.cache_dir, clips=table)
+        if not getattr(MODELS[request.model], "estimator", False):  # features the network cannot take
+            for config in request.configs:
+                build(request.model, config, problem.shapes, problem.modalities, len(problem.classes),
+                      problem.multi_label)
     except (feature_specs.SpecError, FileNotFoundError, LayerSelectionError, KeyError, ValueError) as err:
         raise Refused(str(err).strip('"')) from None
     n_train = len(problem.index("train", labelled_only=True))

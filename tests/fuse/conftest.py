@@ -127,3 +127,23 @@ def synth_run(tmp_path_factory):
         result = train_cli("--cache", cache, "--out", base / "run", *SYNTH_RUN_ARGS)
     assert result.exit_code == 0, result.output
     return cache, base / "run"
+
+
+# what stage 2 reads from the demo: the default pooled features and the sequences of e2el
+DEMO_FEATURES = "egemaps,text-minilm,face-fer2013,face-crops,e2el-spectrogram"
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory):
+    """The cache root of the demo corpus (96 clips: real synthesized speech, a real face)
+    extracted by `python -m extract` with DEMO_FEATURES."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("demo")
+    for args in (["manifests.demo", "--out", base / "corpus", "--clips", 96],
+                 ["extract", "--dataset", "demo", "--root", base / "corpus", "--features", DEMO_FEATURES,
+                  "--cache", base / "cache", "--workers", 2]):
+        proc = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return base / "cache"

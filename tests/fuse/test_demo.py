@@ -1,0 +1,57 @@
+"""End to end on the demo cache, extracted by `python -m extract` from the demo corpus (real
+synthesized speech, a real face): each modality alone and together with the defaults, where
+fusion beats every single modality (which happens only when cache, ids and labels line up), and
+the sequence model on the cached crops, spectrogram pieces and text vectors."""
+import pandas as pd
+import pytest
+
+from cache import open_clips
+from fuse.models import make_config
+from fuse.predict import main as predict_main
+from fuse.specs import parse_modalities
+from fuse.training import TrainRequest, run_training
+
+from .test_e2el import TINY
+
+pytestmark = pytest.mark.usefixtures("no_plots")
+
+
+def _train(cache, out, modalities, model="attention", config=None, **options):
+    request = TrainRequest.from_options(model=model, dataset="demo", cache_dir=str(cache), out=str(out),
+                                        modalities=parse_modalities(modalities), quiet=True, **options)
+    if config:
+        request.configs = [make_config(model, **config)]
+    return run_training(request).metrics
+
+
+def test_fusing_a_l_v_beats_each_modality_alone(demo_cache, tmp_path):
+    cv = {m: _train(demo_cache, tmp_path / m.replace(",", ""), m, seeds=3)["cv"] for m in ("A", "L", "V", "A,L,V")}
+    fused = cv.pop("A,L,V")
+    for modality, alone in cv.items():
+        for metric in ("weighted_f1", "combined"):
+            assert fused[metric]["mean"] > alone[metric]["mean"], (modality, metric, fused[metric], alone[metric])
+
+
+@pytest.mark.parametrize("modalities", ["V", "A", "T", "V,A,T"])
+def test_e2el_runs_on_the_cached_sequences(demo_cache, tmp_path, modalities):
+    m = _train(demo_cache, tmp_path / "run", modalities, model="e2el", config=TINY, epochs=1)
+    expected = {"V": {"face-crops#crops": "V", "face-crops#mask": "V"},
+                "A": {"e2el-spectrogram#pieces": "A", "e2el-spectrogram#n_pieces": "A"},
+                "T": {"text-minilm#first@-1": "L"}}
+    assert m["config"]["features"] == {k: v for mod in modalities.split(",") for k, v in expected[mod].items()}
+    assert m["config"]["train"]["lr"] == 1e-4 and m["config"]["train"]["batch_size"] == 16
+    clips = open_clips("demo", demo_cache)
+    for split in ("test1", "test2"):
+        frame = pd.read_csv(tmp_path / "run" / "predictions" / f"{split}.csv")
+        assert sorted(frame["name"]) == sorted(clips.split(split))
+        assert frame["valence"].notna().all()
+    if modalities == "V,A,T":  # the saved fold models score the dataset again, as in training
+        from click.testing import CliRunner
+
+        result = CliRunner().invoke(predict_main, ["--run", str(tmp_path / "run"), "--dataset", "demo", "--cache",
+                                                   str(demo_cache), "--out", str(tmp_path / "again")])
+        assert result.exit_code == 0, result.output
+        again, first = (pd.read_csv(r / "predictions" / "test1.csv") for r in (tmp_path / "again", tmp_path / "run"))
+        assert again["name"].tolist() == first["name"].tolist()
+        assert again["discrete"].tolist() == first["discrete"].tolist()
+        pd.testing.assert_series_equal(again["valence"], first["valence"], atol=1e-5)
