@@ -15,6 +15,7 @@ from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
 from .metrics import mean_std
+from .models import MODELS
 from .run import combine, config_dict, replace_folder, save_weights, write_predictions
 
 
@@ -119,7 +120,8 @@ def _meta(problem, request, systems, weights, thresholds) -> dict:
     return {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
             "shapes": problem.shapes, "classes": list(problem.classes), "multi_label": problem.multi_label,
             "has_valence": problem.has_valence, "seeds": list(request.train.seeds), "folds": request.train.folds,
-            "standardize": request.train.standardize, "fingerprints": problem.fingerprints,
+            "standardize": request.train.standardize and getattr(MODELS[request.model], "standardize", True),
+            "fingerprints": problem.fingerprints,
             "thresholds": None if thresholds is None else thresholds.tolist(),
             "systems": [{"model": s.model, "label": s.label, "config": config_dict(s.config), "weight": float(w)}
                         for s, w in zip(systems, weights)]}

@@ -2,6 +2,8 @@
 synthesized speech, a real face): each modality alone and together with the defaults, where
 fusion beats every single modality (which happens only when cache, ids and labels line up), and
 the sequence model on the cached crops, spectrogram pieces and text vectors."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -40,6 +42,7 @@ def test_e2el_runs_on_the_cached_sequences(demo_cache, tmp_path, modalities):
                 "T": {"text-minilm#first@-1": "L"}}
     assert m["config"]["features"] == {k: v for mod in modalities.split(",") for k, v in expected[mod].items()}
     assert m["config"]["train"]["lr"] == 1e-4 and m["config"]["train"]["batch_size"] == 16
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["standardize"] is False  # normalised inside
     clips = open_clips("demo", demo_cache)
     for split in ("test1", "test2"):
         frame = pd.read_csv(tmp_path / "run" / "predictions" / f"{split}.csv")
