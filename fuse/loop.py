@@ -180,7 +180,7 @@ class _Data:
         rows = torch.as_tensor(rows[rows >= 0], device=self.blocks[0].device)
         out = []
         for b in self.blocks:
-            x = b[rows]
+            x = b[rows].float()
             out.append((x.mean(0), x.std(0).clamp(min=1e-6)))
         return out
 
@@ -189,7 +189,7 @@ class _Data:
         safe = rows.clamp(min=0)
         out = []
         for i, b in enumerate(self.blocks):
-            x = b[safe]
+            x = b[safe].float()  # uint8 / float16 blocks stay compact until here
             if self.mean is not None:
                 shape = (x.shape[0], 1) + x.shape[2:]
                 x = standardize(x, self.mean[i].view(shape), self.std[i].view(shape))
@@ -324,7 +324,8 @@ def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], 
     for start in range(0, len(blocks[0]), chunk):
         inputs = []
         for i, b in enumerate(blocks):
-            x = torch.as_tensor(b[start:start + chunk], device=device).unsqueeze(0).expand(ens.n, *b[start:start + chunk].shape)
+            x = torch.as_tensor(b[start:start + chunk], device=device).float()
+            x = x.unsqueeze(0).expand(ens.n, *x.shape)
             if norms[0] is not None:
                 mean = torch.stack([m[i][0] for m in norms]).to(device).unsqueeze(1)
                 std = torch.stack([m[i][1] for m in norms]).to(device).unsqueeze(1)

@@ -1,7 +1,8 @@
 """The training problem read from the cache alone: clip table + aligned features.
 
     problem = load_problem("demo", [("A", "egemaps"), ("V", "face-fer2013")])
-    problem.blocks        # [N, D] or [N, k, D] float32 per feature spec, one id order
+    problem.blocks        # [N, ...] per feature spec, one id order: float32, or uint8 / float16 as
+                          # cached (face crops, per-layer features), made float32 per batch
     problem.labels        # int [N] (-1 unlabelled) or 0/1 float [N, C] (NaN rows unlabelled)
     problem.valence       # float [N], NaN where a clip has none
     problem.missing       # {clip id: why it is left out} (failed or absent in a feature)
@@ -13,6 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cache import open_clips, open_features
+
+# cached dtypes kept in memory as they are (4x and 2x smaller than float32): the training loop and
+# the estimators convert them per batch, exactly (every uint8 and float16 value is a float32)
+COMPACT = (np.dtype(np.uint8), np.dtype(np.float16))
 
 
 @dataclass
@@ -67,7 +72,7 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
     table = clips or open_clips(dataset, root=root)
     specs = [spec for _, spec in features]
     aligned = open_features(dataset, specs, root=root, ids=table.ids)
-    blocks = [np.asarray(a, dtype=np.float32) for a in aligned.arrays()]
+    blocks = [np.asarray(a, dtype=a.dtype if a.dtype in COMPACT else np.float32) for a in aligned.arrays()]
     ids = np.asarray(aligned.ids, dtype=object)
     missing = dict(aligned.missing)
     finite = np.ones(len(ids), bool)

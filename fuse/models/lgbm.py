@@ -57,6 +57,7 @@ class LGBM:
     @staticmethod
     def features(blocks: list[np.ndarray]) -> np.ndarray:
         """[n, sum D]: blocks concatenated, per-layer blocks averaged over their layers."""
+        blocks = [np.asarray(b, dtype=np.float32) for b in blocks]  # compact cached dtypes
         return np.concatenate([b.mean(axis=1) if b.ndim == 3 else b for b in blocks], axis=1)
 
     def _params(self, seed: int) -> dict:

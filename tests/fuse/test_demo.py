@@ -4,12 +4,14 @@ fusion beats every single modality (which happens only when cache, ids and label
 the sequence model on the cached crops, spectrogram pieces and text vectors."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cache import open_clips
 from fuse.models import make_config
 from fuse.predict import main as predict_main
+from fuse.problem import load_problem
 from fuse.specs import parse_modalities
 from fuse.training import TrainRequest, run_training
 
@@ -44,6 +46,9 @@ def test_e2el_runs_on_the_cached_sequences(demo_cache, tmp_path, modalities):
     assert m["config"]["train"]["lr"] == 1e-4 and m["config"]["train"]["batch_size"] == 16
     assert json.loads((tmp_path / "run" / "model.json").read_text())["standardize"] is False  # normalised inside
     clips = open_clips("demo", demo_cache)
+    if modalities == "V":  # crops stay uint8 in memory (4x smaller), made float32 per batch
+        problem = load_problem("demo", [("V", "face-crops#crops")], root=demo_cache)
+        assert problem.blocks[0].dtype == np.uint8 and problem.blocks[0].shape[1:] == (16, 48, 48, 3)
     for split in ("test1", "test2"):
         frame = pd.read_csv(tmp_path / "run" / "predictions" / f"{split}.csv")
         assert sorted(frame["name"]) == sorted(clips.split(split))
