@@ -51,7 +51,9 @@ class Ensemble:
         labels [E, B] (multi-label: [E, B, C] of 0/1), valence and weights [E, B]."""
         self.net.train()
         with self.autocast:
-            logits, predicted = self.net(inputs)
+            # a net with batch statistics (e2el) must not count the rows that only fill a batch up
+            rows = {"rows": weight > 0} if getattr(self.net, "uses_row_mask", False) else {}
+            logits, predicted = self.net(inputs, **rows)
         logits, predicted = logits.float(), predicted.float()
         if labels.dim() == 3:  # multi-label: 0/1 targets, sigmoid outputs
             per_clip = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)

@@ -43,6 +43,7 @@ class E2ELConfig:
 class E2EL(nn.Module):
     Config = E2ELConfig
     sequences = True           # default features: fuse.specs.SEQUENCES
+    uses_row_mask = True       # fuse.ensemble passes which batch rows are real
     standardize = False        # pixels and log-mels are normalised in the network, not per column
     training_defaults = {"lr": 1e-4, "weight_decay": 1e-6, "batch_size": 16, "epochs": 50}
     eval_rows = 8              # clips per member per evaluation pass: CNN activations are ~20x the crops
@@ -73,8 +74,10 @@ class E2EL(nn.Module):
             "encoder": SequenceEncoder(c.width, c.layers, c.heads, c.feedforward, c.dropout),
             "out": Linear(c.width, out)})
 
-    def forward(self, blocks: list[torch.Tensor]):
-        outs = [self._modality(branch, role, [blocks[i] for i in group])
+    def forward(self, blocks: list[torch.Tensor], rows: torch.Tensor | None = None):
+        """blocks [E, B, ...] each; rows [E, B] bool: False for rows that only fill a member's
+        batch up (their items enter no batch statistics)."""
+        outs = [self._modality(branch, role, [blocks[i] for i in group], rows)
                 for branch, role, group in zip(self.branches, self.roles, self.groups)]
         if self.fusion is None:
             out = outs[0]
@@ -82,12 +85,14 @@ class E2EL(nn.Module):
             out = torch.einsum("ebcm,em->ebc", torch.stack(outs, dim=-1), self.fusion)
         return out[..., :self.n_classes], out[..., self.n_classes]
 
-    def _modality(self, branch, role, blocks):
+    def _modality(self, branch, role, blocks, rows=None):
         kind, item, validity = role
         x = blocks[item]
         if kind == "vector":
             return branch["out"](branch["pool"](x))
         valid = _valid(x, blocks[validity] if validity is not None else None)
+        if rows is not None:
+            valid = valid * rows.unsqueeze(-1).to(valid.dtype)
         real = valid.flatten(0, 1).any(0).nonzero()
         last = int(real.max()) + 1 if len(real) else 1  # slots after the batch's last real item: skipped
         x, valid = x[:, :, :last], valid[:, :, :last]

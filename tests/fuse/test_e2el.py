@@ -69,15 +69,20 @@ def test_padded_items_change_nothing(training):
 
 
 def test_each_member_gets_the_gradient_it_would_get_alone():
+    """Member 1 has two clips fewer: its batch is filled up with rows of weight 0 (as the training
+    loop does), which must count in nothing, batch statistics included."""
     seeds = [3, 7]
     ens = Ensemble(lambda e: _net(seeds[e]), len(seeds), torch.device("cpu"))
     inputs = _inputs(n_members=2, batch=4)
-    labels, valence, weight = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]), torch.randn(2, 4), torch.ones(2, 4)
+    labels, valence = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]), torch.randn(2, 4)
+    weight = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]])
     ens.loss(inputs, labels, valence, weight, weight).backward()
     for e, seed in enumerate(seeds):
         alone = Ensemble(lambda _: _net(seed), 1, torch.device("cpu"))
-        one = slice(e, e + 1)
-        alone.loss([x[one] for x in inputs], labels[one], valence[one], weight[one], weight[one]).backward()
+        real = weight[e] > 0
+        one = [x[e:e + 1, real] for x in inputs]
+        alone.loss(one, labels[e:e + 1, real], valence[e:e + 1, real], weight[e:e + 1, real],
+                   weight[e:e + 1, real]).backward()
         for name, p in alone.params.items():
             torch.testing.assert_close(ens.params[name].grad[e], p.grad[0], atol=1e-5, rtol=1e-4,
                                        msg=lambda m: f"{name}, member {e}: {m}")
