@@ -20,6 +20,7 @@ import socket
 import time
 import warnings
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -63,13 +64,35 @@ def _quiet_experimental():
         yield
 
 
+class _Storage(RDBStorage):
+    """RDBStorage that also takes a running trial for dead when it never sent a heartbeat and began
+    more than the grace period ago. Optuna's stale check skips trials without a heartbeat record,
+    so a worker killed between popping a trial and its first heartbeat (a window that widens under
+    load) left that trial running for ever, and a resumed sweep waiting for it (seen in a test)."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        stale = super()._get_stale_trial_ids(study_id)
+        # datetime_start is the popping worker's clock: machines sharing a study need clocks
+        # closer than the grace period, as the heartbeats themselves do
+        too_old = datetime.now() - timedelta(seconds=self.grace_period)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            running = (session.query(models.TrialModel).filter(models.TrialModel.state == TrialState.RUNNING)
+                       .filter(models.TrialModel.study_id == study_id).all())
+            silent = [t.trial_id for t in running
+                      if not t.heartbeats and t.datetime_start is not None and t.datetime_start < too_old]
+        return stale + [t for t in silent if t not in stale]
+
+
 def storage(url: str) -> RDBStorage:
     heartbeat, grace = heartbeat_settings()
     sqlite = url.startswith("sqlite")
     for attempt in range(5):
         try:
             with _quiet_experimental():
-                rdb = RDBStorage(url, heartbeat_interval=heartbeat, grace_period=grace,
+                rdb = _Storage(url, heartbeat_interval=heartbeat, grace_period=grace,
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
                                  engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
             break
