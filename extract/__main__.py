@@ -91,7 +91,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 @click.option("--list", "list_", is_flag=True, expose_value=False, is_eager=True, callback=_print_list,
               help="List the available features and exit.")
 @click.option("--dataset", required=True, help="Dataset name: keys the cache (and picks the layout if it is one).")
-@click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, demo).")
+@click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, samsemo, demo).")
 @click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader.")
 @click.option("--clips", type=click.Path(dir_okay=False), help="CSV describing your own corpus (id,path,split,label,valence,text).")
 @click.option("--features", required=True, help="Comma-separated feature names; NEWNAME=feature caches under another name.")

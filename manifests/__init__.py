@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import folder, mer2023
+from . import folder, mer2023, samsemo
 from .table import MER_CLASSES, Clip, Manifest
 
 # layout name -> loader(root, name); `demo` is written in the mer2023 layout
-LAYOUTS = {"mer2023": mer2023.load, "mer2024": mer2023.load, "demo": mer2023.load}
+LAYOUTS = {"mer2023": mer2023.load, "mer2024": mer2023.load, "demo": mer2023.load,
+           "samsemo": samsemo.load}
 DEFAULT_ROOTS = {"demo": Path("data/demo")}
 
 __all__ = ["Clip", "Manifest", "MER_CLASSES", "LAYOUTS", "load_manifest"]
@@ -21,7 +22,7 @@ __all__ = ["Clip", "Manifest", "MER_CLASSES", "LAYOUTS", "load_manifest"]
 def load_manifest(dataset: str, layout: str | None = None, root=None, clips=None) -> Manifest:
     """The clip table of `dataset`: from a user's CSV (`clips`) or a layout loader at `root`.
 
-    `layout` defaults to `dataset` itself when that is a layout name (mer2023, demo).
+    `layout` defaults to `dataset` itself when that is a layout name (mer2023, samsemo, demo).
     """
     if clips is not None:
         return folder.load(Path(clips), dataset)

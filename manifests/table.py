@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,17 +54,33 @@ class Clip:
 
     @property
     def media(self) -> Path | None:
-        """The file to decode: the audio file when given separately for audio, else the video."""
+        """What to decode: the video file (or a SAMSEMO scene folder of audio.wav and frames), else
+        the audio file."""
         return self.video or self.audio
 
 
 def _file_signature(path: Path) -> str:
     """'size=N;mtime=NS' of a media file. The cache takes a signature of the older form 'size=N'
-    as matching on the size alone (cache.store.same_input): old caches are not extracted again."""
+    as matching on the size alone (cache.store.same_input): old caches are not extracted again.
+    A folder (SAMSEMO scene) gets 'files=N;size=TOTAL;folder=HASH' over every file's name, size and
+    modification time: replacing one frame changes it."""
+    if path.is_dir():
+        return _folder_signature(path)
     if not path.is_file():
         return "media=missing"
     stat = path.stat()
     return f"size={stat.st_size};mtime={stat.st_mtime_ns}"
+
+
+def _folder_signature(folder: Path) -> str:
+    digest, total, n = hashlib.sha256(), 0, 0
+    with os.scandir(folder) as entries:
+        files = sorted((e for e in entries if e.is_file()), key=lambda e: e.name)
+    for entry in files:
+        stat = entry.stat()
+        digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        total, n = total + stat.st_size, n + 1
+    return f"files={n};size={total};folder={digest.hexdigest()[:16]}"
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Decoding with PyAV: audio as 16 kHz mono float32, frames at a requested rate, one open per clip."""
+"""Decoding with PyAV: audio as 16 kHz mono float32, frames at a requested rate, one open per clip.
+
+A clip's media is a file (video or audio), or a SAMSEMO scene folder: audio.wav and image_<i>.jpg
+frames (manifests.samsemo), decoded into the same Media."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,49 +57,57 @@ def decode(path: Path, audio: bool = True, fps: float | None = None,
 
 def decode_streams(path: Path, audio: bool = True, fps: float | None = None,
                    max_frames: int | None = None) -> Media:
-    """Decode what `path` holds of the requested streams, opening it once.
+    """Decode what `path` (a media file, or a SAMSEMO scene folder) holds of the requested streams,
+    opening it once.
 
     A file that cannot be opened raises MediaError (nothing can be decoded from it). A requested
     stream that is missing or broken leaves its reason in `media.errors["audio" | "frames"]`
     instead, so the features that need only the other stream still get theirs."""
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"file not found: {path.name}")
-    if path.stat().st_size == 0:
-        raise MediaError(f"zero-length file: {path.name}")
-    try:
-        container = av.open(str(path))
-    except DECODE_ERRORS as err:
-        raise MediaError(_unreadable(path, err)) from None
+    if path.is_dir():
+        return _decode_scene(path, audio, fps, max_frames)
+    container = _open(path, path.name)
     media = Media()
     with container:
         if audio:
-            _decode_stream("audio", _decode_audio, container, path, media)
+            _decode_stream("audio", _decode_audio, container, path.name, media)
         if fps:
-            _decode_stream("frames", _decode_frames, container, path, media, fps, max_frames)
+            _decode_stream("frames", _decode_frames, container, path.name, media, fps, max_frames)
     return media
+
+
+def _open(path: Path, name: str):
+    """The opened container of `path`; MediaError naming it (`name`) when it cannot be read."""
+    if not path.is_file():
+        raise MediaError(f"file not found: {name}")
+    if path.stat().st_size == 0:
+        raise MediaError(f"zero-length file: {name}")
+    try:
+        return av.open(str(path))
+    except DECODE_ERRORS as err:
+        raise MediaError(_unreadable(name, err)) from None
 
 
 DECODE_ERRORS = (av.error.FFmpegError, ValueError, OSError)
 
 
-def _unreadable(path: Path, err: Exception) -> str:
+def _unreadable(name: str, err: Exception) -> str:
     cause = getattr(err, "strerror", None) or str(err)
-    return f"cannot decode {path.name} (unreadable or truncated): {cause}"
+    return f"cannot decode {name} (unreadable or truncated): {cause}"
 
 
-def _decode_stream(stream: str, decoder, container, path: Path, media: Media, *args):
+def _decode_stream(stream: str, decoder, container, name: str, media: Media, *args):
     try:
-        decoder(container, path, media, *args)
+        decoder(container, name, media, *args)
     except MediaError as err:
         media.errors[stream] = str(err)
     except DECODE_ERRORS as err:
-        media.errors[stream] = _unreadable(path, err)
+        media.errors[stream] = _unreadable(name, err)
 
 
-def _decode_audio(container, path: Path, media: Media):
+def _decode_audio(container, name: str, media: Media):
     if not container.streams.audio:
-        raise MediaError(f"no audio stream in {path.name}")
+        raise MediaError(f"no audio stream in {name}")
     stream = container.streams.audio[0]
     media.source_rate = stream.codec_context.sample_rate
     media.source_channels = stream.codec_context.channels
@@ -109,13 +120,13 @@ def _decode_audio(container, path: Path, media: Media):
         chunks.append(out.to_ndarray().reshape(-1))
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if samples.size == 0:
-        raise MediaError(f"zero-length audio: no samples decoded from {path.name}")
+        raise MediaError(f"zero-length audio: no samples decoded from {name}")
     media.audio = samples
 
 
-def _decode_frames(container, path: Path, media: Media, fps: float, max_frames: int | None):
+def _decode_frames(container, name: str, media: Media, fps: float, max_frames: int | None):
     if not container.streams.video:
-        raise MediaError(f"no video stream in {path.name}")
+        raise MediaError(f"no video stream in {name}")
     container.seek(0)  # the audio pass, if any, read the file to its end
     stream = container.streams.video[0]
     frames, times, next_time = [], [], 0.0
@@ -126,9 +137,68 @@ def _decode_frames(container, path: Path, media: Media, fps: float, max_frames: 
             times.append(t)
             next_time += 1.0 / fps
     if not frames:
-        raise MediaError(f"zero-length video: no frames decoded from {path.name}")
-    if max_frames and len(frames) > max_frames:  # keep frames evenly spread over the clip
-        keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
-        frames, times = [frames[i] for i in keep], [times[i] for i in keep]
+        raise MediaError(f"zero-length video: no frames decoded from {name}")
+    frames, times = _spread(frames, max_frames), _spread(times, max_frames)
+    media.frames = np.stack(frames)
+    media.frame_times = np.asarray(times)
+
+
+def _spread(items: list, max_frames: int | None) -> list:
+    """At most `max_frames` of `items`, evenly spread over the clip."""
+    if not max_frames or len(items) <= max_frames:
+        return items
+    keep = np.linspace(0, len(items) - 1, max_frames).round().astype(int)
+    return [items[i] for i in keep]
+
+
+def _decode_scene(folder: Path, audio: bool, fps: float | None, max_frames: int | None) -> Media:
+    """A SAMSEMO scene folder: audio from its audio.wav, frames from its image_<i>.jpg taken as
+    samsemo.FRAME_RATE per second. A stream that cannot be decoded leaves its reason, naming the
+    scene, in `media.errors`."""
+    from manifests.samsemo import AUDIO_NAME
+
+    media = Media()
+    if audio:
+        wav = f"{folder.name}/{AUDIO_NAME}"
+        try:
+            with _open(folder / AUDIO_NAME, wav) as container:
+                _decode_stream("audio", _decode_audio, container, wav, media)
+        except MediaError as err:
+            media.errors["audio"] = str(err)
+    if fps:
+        try:
+            _decode_frame_files(folder, media, fps, max_frames)
+        except MediaError as err:
+            media.errors["frames"] = str(err)
+    return media
+
+
+def _decode_frame_files(folder: Path, media: Media, fps: float, max_frames: int | None):
+    """image_<i>.jpg at times i / FRAME_RATE, one every 1/fps s, at most max_frames; only the
+    frames kept are read."""
+    from PIL import Image
+
+    from manifests.samsemo import FRAME_RATE, frame_files
+
+    picked, next_time = [], 0.0
+    for index, path in frame_files(folder):
+        t = index / FRAME_RATE
+        if t + 1e-6 >= next_time:
+            picked.append((t, path))
+            next_time = (np.floor(t * fps + 1e-6) + 1) / fps  # the next 1/fps grid point after t
+    if not picked:
+        raise MediaError(f"scene {folder.name}: no image_<i>.jpg frames in its folder")
+    frames, times = [], []
+    for t, path in _spread(picked, max_frames):
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image.convert("RGB"))
+        except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+            raise MediaError(_unreadable(f"{folder.name}/{path.name}", err)) from None
+        if frames and frame.shape != frames[0].shape:
+            raise MediaError(f"scene {folder.name}: {path.name} is {frame.shape[1]}x{frame.shape[0]}, "
+                             f"the frames before it {frames[0].shape[1]}x{frames[0].shape[0]}")
+        frames.append(frame)
+        times.append(t)
     media.frames = np.stack(frames)
     media.frame_times = np.asarray(times)
