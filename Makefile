@@ -11,8 +11,10 @@ TORCH    ?= torch==2.13.0
 DATASET  ?= demo
 DATA     ?=
 FEATURES ?= is09,is10,egemaps,mfcc,e2el-spectrogram,face-crops,face-fer2013
-# the demo adds real MiniLM text features and a random-initialised HuBERT stand-in (no model hub here)
-DEMO_FEATURES ?= $(FEATURES),face-dlib,text-minilm,random-tiny-hubert=ssl:data/models/tiny-hubert
+# the demo adds real MiniLM text features (with their first 50 token vectors), a random-initialised
+# HuBERT stand-in (no model hub here) and the inputs of the sequence models (docs/sequence-models.md)
+DEMO_FEATURES ?= $(FEATURES),face-dlib,text-minilm,random-tiny-hubert=ssl:data/models/tiny-hubert,logmel,face-crops-crossbert
+DEMO_SET ?= --set text-minilm.token_sequence=true
 CACHE    ?= data/cache
 WORKERS  ?= 2
 DEMO_DIR ?= data/demo
@@ -42,7 +44,7 @@ demo-corpus:
 	$(PY) -m manifests.demo --out $(DEMO_DIR) --clips $(DEMO_CLIPS)
 
 demo: demo-corpus models
-	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(DEMO_FEATURES) --cache $(CACHE) --workers $(WORKERS)
+	$(PY) -m extract --dataset demo --root $(DEMO_DIR) --features $(DEMO_FEATURES) $(DEMO_SET) --cache $(CACHE) --workers $(WORKERS)
 	$(PY) -m cache ls --dataset demo --cache $(CACHE)
 	$(PY) -m fuse.train --dataset demo --cache $(CACHE) --modalities A,L,V --seeds 3
 	$(PY) -m fuse.sweep --dataset demo --cache $(CACHE) --features "$(DEMO_SWEEP)" --models attention \

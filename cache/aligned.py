@@ -9,7 +9,8 @@
 
 A spec is `FEATURE[#KEY][@LAYERS]`: the cached feature's name (as given to extract, e.g. `mfcc`,
 `ssl:models/tiny-hubert`), optionally `#` and one of its stored arrays or sequences (default: the
-primary array), optionally `@` and a layer selector (fuse.layers: `18,19,20`, `-4:`, `all`) for a
+primary array; `#KEY.length` the frame count of a sequence KEY, int32 [n], read from its offsets),
+optionally `@` and a layer selector (fuse.layers: `18,19,20`, `-4:`, `all`) for a
 per-layer [N, L, D] array. '#' and '@' cannot occur in a hub id, so they never clash with a name.
 Only the chosen layers are read from disk. The object is picklable (paths and specs; each process
 opens the files on first use), for training and sweep workers.
@@ -99,9 +100,14 @@ def _layers(spec: FeatureSpec, reader: FeatureReader) -> list[int] | None:
     """Layer indices the spec's selector picks (None: all), checked against the stored shape."""
     from fuse.layers import ALL, LayerSelectionError
 
-    if spec.key is not None and spec.key not in reader.keys + reader.sequence_keys:
+    if spec.key is not None and spec.key not in reader.keys + reader.sequence_keys and not _is_length(spec, reader):
         raise ValueError(f"{spec.text}: feature {spec.feature!r} has no array or sequence {spec.key!r} "
-                         f"(arrays: {', '.join(reader.keys)}; sequences: {', '.join(reader.sequence_keys) or 'none'})")
+                         f"(arrays: {', '.join(reader.keys)}; sequences: {', '.join(reader.sequence_keys) or 'none'}"
+                         f"{'; a sequence KEY also gives KEY' + LENGTH if reader.sequence_keys else ''})")
+    if _is_length(spec, reader):
+        if spec.selector != ALL:
+            raise LayerSelectionError(f"{spec.text}: a sequence length takes no layer selector")
+        return None
     if spec.selector == ALL:
         return None
     shape = _stored(reader, spec.key).shape
@@ -112,6 +118,19 @@ def _layers(spec: FeatureSpec, reader: FeatureReader) -> list[int] | None:
         return spec.selector.indices(shape[1])
     except LayerSelectionError as err:
         raise LayerSelectionError(f"{spec.feature}: {err}") from None
+
+
+LENGTH = ".length"  # `#frames.length`: the frame count of sequence `frames`
+
+
+def _is_length(spec: FeatureSpec, reader: FeatureReader) -> bool:
+    return bool(spec.key) and spec.key.endswith(LENGTH) and spec.key[:-len(LENGTH)] in reader.sequence_keys
+
+
+def _lengths(reader: FeatureReader, key: str, ids) -> np.ndarray:
+    offsets = reader._file[f"ragged/{key}/offsets"][()]
+    rows = np.asarray([reader._row[cid] for cid in ids], dtype=np.int64)
+    return (offsets[rows + 1] - offsets[rows]).astype(np.int32)
 
 
 def _stored(reader: FeatureReader, key: str | None):
@@ -194,6 +213,8 @@ class AlignedFeatures:
         ids = self.ids if ids is None else self._check(ids)
         p, layers = self._parsed[spec], self._layers[spec]
         reader = self._reader(p.feature)
+        if _is_length(p, reader):
+            return _lengths(reader, p.key[:-len(LENGTH)], ids)
         if p.key in reader.sequence_keys:
             return _sequences(reader, p.key, ids, layers)
         return reader.array(p.key, ids, layers)
@@ -213,6 +234,8 @@ class AlignedFeatures:
 
     def _shape(self, p: FeatureSpec, reader: FeatureReader) -> tuple:
         """Shape of one clip's value: (...) for an array, (None, ...) for a [T, ...] sequence."""
+        if _is_length(p, reader):
+            return ()
         stored = _stored(reader, p.key)
         per_clip = list(stored.shape[1:])
         if self._layers[p.text] is not None:

@@ -61,6 +61,8 @@ class Ensemble:
             per_clip = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
         loss_e = (per_clip * weight).sum(1) / weight.sum(1).clamp(min=1)
         loss_v = ((predicted - valence) ** 2 * valence_weight).sum(1) / valence_weight.sum(1).clamp(min=1)
+        if hasattr(self.net, "emotion_loss"):  # e.g. coattention: (CE + alpha * SupCon) / (1 + alpha)
+            loss_e = self.net.emotion_loss(loss_e, labels, weight)
         return self.net.task_weights(loss_e, loss_v).sum()
 
     @torch.no_grad()

@@ -66,7 +66,8 @@ def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
 
     try:
         table = open_clips(dataset, root=cache_dir)
-        copies = load_problem(dataset, list(zip(problem.modalities, problem.specs)), root=cache_dir, clips=table)
+        copies = load_problem(dataset, list(zip(problem.modalities, problem.specs)), root=cache_dir, clips=table,
+                              max_items=problem.max_items)
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise Refused(f"--augment {dataset}: {err}") from None
     if [tuple(s) for s in copies.shapes] != [tuple(s) for s in problem.shapes]:

@@ -98,8 +98,8 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     torch.manual_seed(cfg.seeds[0])  # dropout masks
     ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
                    len(members), device, cfg.precision)
-    standardize = cfg.standardize and getattr(MODELS[model], "standardize", True)
-    data = _Data(problem, tr, folds, members, device, standardize, training_only(problem), eval_rows(model))
+    flags = standardized(model, problem.shapes, problem.modalities, cfg.standardize)
+    data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
     try:
         result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
     finally:
@@ -137,6 +137,18 @@ def step_threads(problem, n_members: int, batch_size: int, model_config) -> int:
     return 1 if macs < SMALL_STEP else torch.get_num_threads()
 
 
+def standardized(model: str, shapes, modalities, enabled: bool = True) -> list[bool]:
+    """Which blocks are standardized (per column, training-fold statistics): all when `enabled`,
+    unless the model says otherwise: `standardize = False` (pixels and log-mels are normalised
+    inside), or `standardized_blocks(shapes, modalities)` (e.g. the vectors, not the sequences)."""
+    cls = MODELS[model]
+    if not enabled or not getattr(cls, "standardize", True):
+        return [False] * len(shapes)
+    if hasattr(cls, "standardized_blocks"):
+        return list(cls.standardized_blocks(shapes, modalities))
+    return [True] * len(shapes)
+
+
 def _member_net(problem, model, model_config, seed):
     torch.manual_seed(seed)
     return build(model, model_config, problem.shapes, problem.modalities, len(problem.classes), problem.multi_label)
@@ -153,7 +165,7 @@ class _Data:
     """Training tensors on the device and each member's train / validation rows (padded with -1).
     Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.extras) follow."""
 
-    def __init__(self, problem, tr, folds, members, device, standardize, extra=None, eval_rows=4096):
+    def __init__(self, problem, tr, folds, members, device, flags, extra=None, eval_rows=4096):
         self.eval_rows = eval_rows  # clips per member in one validation pass
         extra_rows, extra_origin = extra if extra is not None else (np.zeros(0, int), np.zeros(0, int))
         rows = np.concatenate([tr, extra_rows]).astype(np.int64)
@@ -172,16 +184,19 @@ class _Data:
                                    for s, k in members], device)
         self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
         self.val_padded = _padded(self.val_rows, device)
-        self.norms = [self._norms(rows) for rows in self.train_rows.cpu().numpy()] if standardize else None
-        self.mean = [torch.stack([n[i][0] for n in self.norms]) for i in range(len(self.blocks))] if standardize else None
-        self.std = [torch.stack([n[i][1] for n in self.norms]) for i in range(len(self.blocks))] if standardize else None
+        self.norms = [self._norms(rows, flags) for rows in self.train_rows.cpu().numpy()] if any(flags) else None
+        self.mean = [torch.stack([n[i][0] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
+            if any(flags) else None
+        self.std = [torch.stack([n[i][1] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
+            if any(flags) else None
 
-    def _norms(self, rows):
+    def _norms(self, rows, flags):
+        """Per block (mean, std) over the member's training rows, None where not standardized."""
         rows = torch.as_tensor(rows[rows >= 0], device=self.blocks[0].device)
         out = []
-        for b in self.blocks:
-            x = b[rows].float()
-            out.append((x.mean(0), x.std(0).clamp(min=1e-6)))
+        for b, flag in zip(self.blocks, flags):
+            x = b[rows].float() if flag else None
+            out.append((x.mean(0), x.std(0).clamp(min=1e-6)) if flag else None)
         return out
 
     def gather(self, rows: torch.Tensor) -> list[torch.Tensor]:
@@ -190,7 +205,7 @@ class _Data:
         out = []
         for i, b in enumerate(self.blocks):
             x = b[safe].float()  # uint8 / float16 blocks stay compact until here
-            if self.mean is not None:
+            if self.mean is not None and self.mean[i] is not None:
                 shape = (x.shape[0], 1) + x.shape[2:]
                 x = standardize(x, self.mean[i].view(shape), self.std[i].view(shape))
             out.append(x)
@@ -305,7 +320,7 @@ def _collect(ens, data, best_params, best_epoch, history, val_best, S, K) -> Fit
     for e, rows in enumerate(data.val_rows):
         oof_probs[e // K, rows], oof_valence[e // K, rows] = val_best[e]
     states = [ens.member_state(e, best_params) for e in range(ens.n)]
-    norms = ([[(m.cpu(), s.cpu()) for m, s in member] for member in data.norms]
+    norms = ([[(pair[0].cpu(), pair[1].cpu()) if pair is not None else None for pair in member] for member in data.norms]
              if data.norms is not None else [None] * ens.n)
     fit = Fit(train_index=None, folds=None, oof_probs=oof_probs, oof_valence=oof_valence,
               best_epoch=best_epoch.reshape(S, K),
@@ -318,7 +333,7 @@ def _collect(ens, data, best_params, best_epoch, history, val_best, S, K) -> Fit
 def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], multi_label: bool,
             chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Every member's outputs on the same clips: probabilities [E, n, C] and valence [E, n].
-    blocks: [n, ...] float32 per block; norms: per member, per block (mean, std) or None."""
+    blocks: [n, ...] per block; norms: per member None, or per block (mean, std) or None."""
     device = ens.device
     probs, valence = [], []
     for start in range(0, len(blocks[0]), chunk):
@@ -326,7 +341,7 @@ def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], 
         for i, b in enumerate(blocks):
             x = torch.as_tensor(b[start:start + chunk], device=device).float()
             x = x.unsqueeze(0).expand(ens.n, *x.shape)
-            if norms[0] is not None:
+            if norms[0] is not None and norms[0][i] is not None:
                 mean = torch.stack([m[i][0] for m in norms]).to(device).unsqueeze(1)
                 std = torch.stack([m[i][1] for m in norms]).to(device).unsqueeze(1)
                 x = standardize(x, mean, std)

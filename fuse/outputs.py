@@ -14,8 +14,8 @@ import numpy as np
 from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
+from .loop import standardized
 from .metrics import mean_std
-from .models import MODELS
 from .run import combine, config_dict, replace_folder, save_weights, write_predictions
 
 
@@ -120,7 +120,8 @@ def _meta(problem, request, systems, weights, thresholds) -> dict:
     return {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
             "shapes": problem.shapes, "classes": list(problem.classes), "multi_label": problem.multi_label,
             "has_valence": problem.has_valence, "seeds": list(request.train.seeds), "folds": request.train.folds,
-            "standardize": request.train.standardize and getattr(MODELS[request.model], "standardize", True),
+            "standardize": standardized(request.model, problem.shapes, problem.modalities, request.train.standardize),
+            "max_items": problem.max_items,
             "fingerprints": problem.fingerprints,
             "thresholds": None if thresholds is None else thresholds.tolist(),
             "systems": [{"model": s.model, "label": s.label, "config": config_dict(s.config), "weight": float(w)}

@@ -59,7 +59,8 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
                            dataset=dataset, cache_dir=cache_dir, corpus=corpus or {})
     table = clip_table(request, dataset)
     try:
-        problem = load_problem(dataset, list(zip(meta["modalities"], meta["specs"])), root=cache_dir, clips=table)
+        problem = load_problem(dataset, list(zip(meta["modalities"], meta["specs"])), root=cache_dir, clips=table,
+                               max_items=meta.get("max_items"))
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise Refused(str(err)) from None
     check_features(trained["features"], problem.provenance)

@@ -6,6 +6,9 @@
     problem.labels        # int [N] (-1 unlabelled) or 0/1 float [N, C] (NaN rows unlabelled)
     problem.valence       # float [N], NaN where a clip has none
     problem.missing       # {clip id: why it is left out} (failed or absent in a feature)
+
+A frame-level sequence (`logmel#frames`, `face-crops-crossbert#crops`) becomes a block [N, T, ...]:
+its first `max_items` frames, zero-padded; its count travels as `#frames.length` or a mask.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class Problem:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # what fuse.extras appended
     origin: np.ndarray | None = None   # int [N]: row of the clip an appended copy was made from, -1 none
+    max_items: int | None = None       # frames kept of a sequence (see load_problem)
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -65,14 +69,21 @@ class Problem:
         return [s for s in dict.fromkeys(self.split.tolist()) if not s.startswith("(")]
 
 
-def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips=None) -> Problem:
+def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips=None,
+                 max_items: int | None = None) -> Problem:
     """Read `features` [(modality, spec)] of `dataset` aligned by clip id, with the clip table
     (`clips`: a ClipTable overriding the cached one). Clips failed or missing in any feature, or
-    with non-finite values, are listed in `missing` and left out, never filled in."""
+    with non-finite values, are listed in `missing` and left out, never filled in. A sequence is
+    cut or zero-padded to `max_items` frames (the model's; None: sequences are refused)."""
     table = clips or open_clips(dataset, root=root)
     specs = [spec for _, spec in features]
     aligned = open_features(dataset, specs, root=root, ids=table.ids)
-    blocks = [np.asarray(a, dtype=a.dtype if a.dtype in COMPACT else np.float32) for a in aligned.arrays()]
+    sequences = [spec for spec in specs if aligned.shapes[spec][:1] == (None,)]
+    if sequences and not max_items:
+        raise ValueError(f"{', '.join(sequences)}: frame-level sequences; this model takes utterance-level "
+                         "features (the sequence models crossbert, coattention take them)")
+    blocks = [_block(aligned.array(spec), max_items) if spec in sequences else _block(aligned.array(spec))
+              for spec in specs]
     ids = np.asarray(aligned.ids, dtype=object)
     missing = dict(aligned.missing)
     finite = np.ones(len(ids), bool)
@@ -88,4 +99,17 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
         classes=tuple(table.classes), multi_label=bool(table.multi_label),
         labels=table.labels(list(ids)), valence=np.asarray(table.valence(list(ids)), dtype=np.float64),
         missing=missing, provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints),
-        warnings=list(aligned.manifest_mismatch))
+        warnings=list(aligned.manifest_mismatch), max_items=max_items if sequences else None)
+
+
+def _block(values, max_items: int | None = None) -> np.ndarray:
+    """An aligned array (COMPACT dtypes kept, else float32); a list of [T, ...] sequences ->
+    [N, max_items, ...], each cut to its first max_items frames and zero-padded."""
+    if max_items is None:
+        return np.asarray(values, dtype=values.dtype if values.dtype in COMPACT else np.float32)
+    dtype = values[0].dtype if values and values[0].dtype in COMPACT else np.float32
+    shape = values[0].shape[1:] if values else ()
+    out = np.zeros((len(values), max_items) + shape, dtype=dtype)
+    for i, v in enumerate(values):
+        out[i, :min(len(v), max_items)] = v[:max_items]
+    return out

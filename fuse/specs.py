@@ -64,23 +64,22 @@ def parse_features(text: str) -> dict[str, list[str]]:
     return out
 
 
-# sequence models (e2el): spectrogram pieces and face crops with their count / mask; text: the CLS
-# vector of the last layer of the dataset's lexical default
-SEQUENCES = {"A": ["e2el-spectrogram#pieces", "e2el-spectrogram#n_pieces"], "V": ["face-crops#crops", "face-crops#mask"]}
+TEXT = "{text}"  # in a model's `inputs`: the dataset's default lexical feature (e.g. text-minilm)
 
 
 def resolve(dataset: str, modalities: list[str] | None, features: dict[str, list[str]],
-            cached: list[str], sequences: bool = False) -> list[tuple[str, str]]:
+            cached: list[str], inputs: dict[str, list[str]] | None = None) -> list[tuple[str, str]]:
     """[(modality, feature spec), ...] in modality order A, L, V: `features` where given, else the
-    dataset's default (`sequences`: SEQUENCES), else the first cached of PREFERENCE. `cached`
-    names the cached features."""
+    model's `inputs` (sequence models: {modality: [spec, ...]}, `{text}` standing for the
+    dataset's lexical default feature), else the dataset's default, else the first cached of
+    PREFERENCE. `cached` names the cached features."""
     chosen = modalities or [m for m in MODALITIES if m in features]
     extra = sorted(set(features) - set(chosen))
     if extra:
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities {','.join(chosen)} does not use it")
     out = []
     for modality in (m for m in MODALITIES if m in chosen):
-        specs = features.get(modality) or (_sequence_default(dataset, modality, cached) if sequences
+        specs = features.get(modality) or (_model_default(dataset, modality, cached, inputs) if inputs
                                            else [_default(dataset, modality, cached)])
         out += [(modality, spec) for spec in specs]
     return out
@@ -98,7 +97,12 @@ def _default(dataset: str, modality: str, cached: list[str]) -> str:
                     f"name one with --features \"{modality}=FEATURE\" (cached: {', '.join(cached) or 'none'})")
 
 
-def _sequence_default(dataset: str, modality: str, cached: list[str]) -> list[str]:
-    if modality in SEQUENCES:
-        return SEQUENCES[modality]
-    return [f"{_default(dataset, modality, cached).partition('@')[0]}#first@-1"]
+def _model_default(dataset: str, modality: str, cached: list[str], inputs: dict[str, list[str]]) -> list[str]:
+    if modality not in inputs:
+        raise SpecError(f"this model has no default {MODALITIES[modality]} input; name one with "
+                        f"--features \"{modality}=FEATURE\"")
+    specs = inputs[modality]
+    if any(TEXT in spec for spec in specs):
+        text = _default(dataset, "L", cached).partition("@")[0]
+        specs = [spec.replace(TEXT, text) for spec in specs]
+    return specs

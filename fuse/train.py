@@ -30,22 +30,29 @@ def _widths(text, option):
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
 @click.option("--modalities", help="Any of A (acoustic), L or T (lexical), V (visual), e.g. A,V.")
 @click.option("--features", "features_text", help='Per modality, e.g. "A=hubert-large@18,19,20+is10;V=face-fer2013".')
-@click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm", "e2el"]), default="attention",
-              show_default=True)
+@click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm", "e2el", "crossbert",
+                                            "crossbert-interaction", "coattention"]),
+              default="attention", show_default=True, help="Sequence models (e2el, crossbert*, coattention): "
+              "docs/sequence-models.md.")
 @click.option("--decoder", type=click.Choice(["baseline", "jdev"]), help="Emotion/valence heads [baseline].")
 @click.option("--loss", type=click.Choice(["sum", "uncertainty"]), help="Task weighting [afg: uncertainty, else sum].")
 @click.option("--structure", type=click.Choice(["1", "2", "3", "all"]), help="AFG fusion structure [1].")
 @click.option("--attention-scores", type=click.Choice(["softmax", "raw"]), help="attention: paper (softmax) or official code (raw).")
 @click.option("--layer-weights", is_flag=True, default=None, help="Learn softmax weights over the layers of per-layer features.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100; e2el 50].")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100; e2el, coattention 50; crossbert 80].")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds 0..N-1, reported as mean +- std.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [1e-3; lgbm 0.1; e2el 1e-4].")
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5; e2el 1e-6].")
-@click.option("--hidden", help="Hidden layer widths [256,128].")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3; e2el 0.1].")
-@click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32; e2el 16].")
-@click.option("--channels", help="e2el: CNN channels, stem then one VGG block each [64,64,64,128,256,512].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5; e2el 1e-6; coattention 1e-3].")
+@click.option("--hidden", help="Hidden layer widths [256,128; sequence models 128].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3; sequence models 0.1].")
+@click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32; e2el 16; crossbert 24].")
+@click.option("--channels", help="CNN channels: e2el stem then one VGG block each [64,64,64,128,256,512]; "
+              "crossbert 3D convolutions [16]; coattention log-mel Conv-BN-ReLU blocks [16,32].")
+@click.option("--width", type=click.IntRange(1), help="Sequence models: model width [e2el 64; crossbert, coattention 128].")
+@click.option("--supcon-alpha", "alpha", type=click.FloatRange(min=0), help="coattention: SupCon weight alpha [0.1].")
+@click.option("--supcon-temperature", "temperature", type=click.FloatRange(min=0, min_open=True),
+              help="coattention: SupCon temperature tau [1.0].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")

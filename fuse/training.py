@@ -21,7 +21,8 @@ from .problem import load_problem
 
 RUNS_ROOT = Path("data/runs")
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
-NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels")
+NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
+               "width", "alpha", "temperature")
 
 
 @dataclass
@@ -116,8 +117,9 @@ def prepare(request: TrainRequest):
     cached = cached_features(dataset, request.cache_dir)
     try:
         chosen = feature_specs.resolve(dataset, request.modalities, request.features, cached,
-                                        sequences=getattr(MODELS[request.model], "sequences", False))
-        problem = load_problem(dataset, chosen, root=request.cache_dir, clips=table)
+                                        inputs=getattr(MODELS[request.model], "inputs", None))
+        problem = load_problem(dataset, chosen, root=request.cache_dir, clips=table,
+                               max_items=getattr(MODELS[request.model], "max_items", None))
         if not getattr(MODELS[request.model], "estimator", False):  # features the network cannot take
             for config in request.configs:
                 build(request.model, config, problem.shapes, problem.modalities, len(problem.classes),

@@ -79,4 +79,4 @@ def build(name: str, config, shapes, modalities, n_classes: int, multi_label: bo
     return MODELS[name](config, shapes, modalities, n_classes, multi_label)
 
 
-from . import afg, attention, e2el, lgbm, mlp  # noqa: E402,F401  (register the models)
+from . import afg, attention, coattention, crossbert, e2el, lgbm, mlp  # noqa: E402,F401  (register the models)

@@ -21,7 +21,8 @@ from torch import nn
 
 from . import register
 from .blocks import LayerPool, Linear, TaskWeights
-from .seq import ItemCNN, SequenceEncoder
+from .seq import ItemCNN, SequenceEncoder, trim
+from .seq import validity as valid_steps
 
 # SAMSEMO's face normalisation (RGB, 0-255 pixels); gray crops use the mean of the three
 PIXEL_MEAN, PIXEL_STD = (159.0, 111.0, 102.0), (37.0, 33.0, 32.0)
@@ -42,7 +43,9 @@ class E2ELConfig:
 @register("e2el")
 class E2EL(nn.Module):
     Config = E2ELConfig
-    sequences = True           # default features: fuse.specs.SEQUENCES
+    # default features (fuse.specs.resolve): spectrogram pieces, face crops, the text encoder's CLS
+    inputs = {"A": ["e2el-spectrogram#pieces", "e2el-spectrogram#n_pieces"], "V": ["face-crops#crops", "face-crops#mask"],
+              "L": ["{text}#first@-1"]}
     uses_row_mask = True       # fuse.ensemble passes which batch rows are real
     standardize = False        # pixels and log-mels are normalised in the network, not per column
     training_defaults = {"lr": 1e-4, "weight_decay": 1e-6, "batch_size": 16, "epochs": 50}
@@ -90,12 +93,10 @@ class E2EL(nn.Module):
         x = blocks[item]
         if kind == "vector":
             return branch["out"](branch["pool"](x))
-        valid = _valid(x, blocks[validity] if validity is not None else None)
+        valid = valid_steps(x, blocks[validity] if validity is not None else None)
         if rows is not None:
             valid = valid * rows.unsqueeze(-1).to(valid.dtype)
-        real = valid.flatten(0, 1).any(0).nonzero()
-        last = int(real.max()) + 1 if len(real) else 1  # slots after the batch's last real item: skipped
-        x, valid = x[:, :, :last], valid[:, :, :last]
+        x, valid = trim(x, valid)  # slots after the batch's last real item: skipped
         if kind == "images":
             x = normalise_pixels(x.permute(0, 1, 2, 5, 3, 4))   # [E, B, T, C, H, W]
         else:
@@ -113,16 +114,6 @@ def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-3] == 1:
         mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
     return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
-
-
-def _valid(items: torch.Tensor, validity: torch.Tensor | None) -> torch.Tensor:
-    """[E, B, T] 1.0 for real items: a mask block (> 0), a count block, or all."""
-    E, B, T = items.shape[:3]
-    if validity is None:
-        return items.new_ones(E, B, T)
-    if validity.dim() == 2:  # a count per clip
-        return (torch.arange(T, device=items.device) < validity.unsqueeze(-1)).to(items.dtype)
-    return (validity > 0).to(items.dtype)
 
 
 def _roles(shapes: list[tuple], modality: str) -> tuple[str, int, int | None]:

@@ -16,19 +16,19 @@ from .blocks import Dropout, Linear
 
 
 class MemberConv2d(nn.Module):
-    """A 'same'-padded Conv2d per member: x [N, E*C_in, H, W] -> [N, E*C_out, H, W]; weight
-    [E, C_out, C_in, k, k]. Initialised as nn.Conv2d."""
+    """A 'same'-padded Conv2d per member: x [N, E*C_in, H, W] -> [N, E*C_out, H/s, W/s] (stride s,
+    rounded up); weight [E, C_out, C_in, k, k]. Initialised as nn.Conv2d."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1):
         super().__init__()
         conv = nn.Conv2d(in_channels, out_channels, kernel)
         self.weight = nn.Parameter(conv.weight.detach().unsqueeze(0))
         self.bias = nn.Parameter(conv.bias.detach().unsqueeze(0))
-        self.padding = kernel // 2
+        self.padding, self.stride = kernel // 2, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         E = self.weight.shape[0]
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=self.padding, groups=E)
+        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
 
 
 class MaskedBatchNorm2d(nn.Module):
@@ -44,16 +44,18 @@ class MaskedBatchNorm2d(nn.Module):
         self.momentum, self.eps = momentum, eps
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """valid [N, E] per item, or [N, E, W] per column (the frames of a spectrogram)."""
         N, EC, H, W = x.shape
         E, C = self.weight.shape
         x = x.view(N, E, C, H, W)
         if self.training:
-            m = valid.view(N, E, 1, 1, 1)
-            count = (valid.sum(0) * H * W).clamp(min=1).unsqueeze(1)  # [E, 1]
+            m = valid.view(N, E, 1, 1, W if valid.dim() == 3 else 1)
+            per_item = valid.sum(-1) * H if valid.dim() == 3 else valid * H * W
+            count = per_item.sum(0).clamp(min=1).unsqueeze(1)  # [E, 1]
             mean = (x * m).sum((0, 3, 4)) / count
             var = ((x - mean.view(1, E, C, 1, 1)) ** 2 * m).sum((0, 3, 4)) / count
             with torch.no_grad():  # running variance unbiased, as nn.BatchNorm2d keeps it
-                seen = (valid.sum(0) > 0).view(E, 1)
+                seen = (per_item.sum(0) > 0).view(E, 1)
                 unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_mean.copy_(torch.where(seen, torch.lerp(self.running_mean, mean, self.momentum),
                                                     self.running_mean))
@@ -166,3 +168,135 @@ class SequenceEncoder(nn.Module):
             x = layer(x, keep)
         return x[:, :, 0]
 
+
+
+class MemberLSTM(nn.Module):
+    """A one-layer LSTM per member (nn.LSTM's gates and initialisation): x [E, B, T, D_in] ->
+    hidden states [E, B, T, D]. Left to right, so padding after a clip's last frame never reaches
+    its real steps."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        bound = dim ** -0.5
+        self.w_ih = nn.Parameter(torch.empty(1, in_dim, 4 * dim).uniform_(-bound, bound))
+        self.w_hh = nn.Parameter(torch.empty(1, dim, 4 * dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(1, 4 * dim).uniform_(-bound, bound))  # b_ih + b_hh in one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        E, B, T, _ = x.shape
+        D = self.w_hh.shape[1]
+        gates_x = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(E, B * T, -1), self.w_ih).view(E, B, T, 4 * D)
+        h, c = x.new_zeros(E, B, D), x.new_zeros(E, B, D)
+        out = []
+        for t in range(T):
+            i, f, g, o = (gates_x[:, :, t] + torch.bmm(h, self.w_hh)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            out.append(h)
+        return torch.stack(out, dim=2)
+
+
+def last_valid(states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """states [E, B, T, D] at each clip's last valid step (valid [E, B, T]; none valid: step 0)."""
+    T = valid.shape[-1]
+    index = (valid.bool() * torch.arange(1, T + 1, device=valid.device)).argmax(-1)  # [E, B]
+    return states.gather(2, index[..., None, None].expand(*index.shape, 1, states.shape[-1])).squeeze(2)
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[E, B, T, D] averaged over the valid steps (valid [E, B, T]) -> [E, B, D]."""
+    w = valid.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(2) / w.sum(2).clamp(min=1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention per member, queries x [E, B, L, D] over memory m [E, B, M, D] with
+    keep [E, B, M] (True = attend): softmax(q k^T / sqrt(d)) v, padding masked to -inf."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.1):
+        super().__init__()
+        self.q, self.kv, self.out = Linear(dim, dim), Linear(dim, 2 * dim), Linear(dim, dim)
+        self.heads, self.p = heads, dropout
+
+    def forward(self, x, m, keep):
+        E, B, L, D = x.shape
+        M, h = m.shape[2], self.heads
+        keep = keep.bool()
+        keep = keep | ~keep.any(-1, keepdim=True)  # nothing to attend to (a filler row): attend to all
+        q = self.q(x).reshape(E * B, L, h, D // h).transpose(1, 2)
+        k, v = (t.reshape(E * B, M, h, D // h).transpose(1, 2) for t in self.kv(m).chunk(2, dim=-1))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.reshape(E * B, 1, 1, M),
+                                             dropout_p=self.p if self.training else 0.0)
+        return self.out(att.transpose(1, 2).reshape(E, B, L, D))
+
+
+class CoAttentionLayer(nn.Module):
+    """A layer of MCAN's encoder-decoder co-attention (Yu et al. 2019), which VCEMO stacks:
+    self-attention, then (with a `guide`) guided attention whose keys and values come from the
+    guide, then a feed-forward; each with a residual and post-norm."""
+
+    def __init__(self, dim: int, heads: int, feedforward: int, dropout: float, guided: bool):
+        super().__init__()
+        self.self_att, self.norm1 = Attention(dim, heads, dropout), MemberLayerNorm(dim)
+        self.guided = Attention(dim, heads, dropout) if guided else None
+        self.norm2 = MemberLayerNorm(dim) if guided else None
+        self.ff1, self.ff2, self.norm3 = Linear(dim, feedforward), Linear(feedforward, dim), MemberLayerNorm(dim)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x, keep, guide=None, guide_keep=None):
+        x = self.norm1(x + self.drop(self.self_att(x, x, keep)))
+        if self.guided is not None:
+            x = self.norm2(x + self.drop(self.guided(x, guide, guide_keep)))
+        return self.norm3(x + self.drop(self.ff2(self.drop(F.relu(self.ff1(x))))))
+
+
+def roles(shapes) -> list[tuple[str, int, int | None]]:
+    """What each block of one modality is, by shape and order: [(kind, item block, validity
+    block or None)]. kind: 'images' [T, H, W(, C)], 'frames' [T, D] (a sequence only when its
+    mask [T] or count [] follows it), 'vector' [D] or [k, D] (k layers, averaged). A mask or
+    count follows the sequence it belongs to."""
+    shapes = [tuple(s) for s in shapes]
+    out, i = [], 0
+    while i < len(shapes):
+        shape, nxt = shapes[i], shapes[i + 1] if i + 1 < len(shapes) else None
+        companion = nxt is not None and len(shape) >= 2 and (nxt == () or nxt == (shape[0],))
+        if len(shape) >= 3:
+            out.append(("images", i, i + 1 if companion else None))
+        elif len(shape) == 2 and companion:
+            out.append(("frames", i, i + 1))
+        elif len(shape) in (1, 2):
+            out.append(("vector", i, None))
+        else:
+            raise ValueError(f"a {shape} feature is no sequence, mask or vector")
+        i += 2 if companion else 1
+    return out
+
+
+def vector_blocks(shapes, modalities) -> list[bool]:
+    """Which blocks are vectors (by `roles`, per modality): the ones a sequence model has
+    standardized per column; crops, frames, tokens and masks are not."""
+    flags = [False] * len(shapes)
+    for modality in dict.fromkeys(modalities):
+        group = [i for i, m in enumerate(modalities) if m == modality]
+        for kind, item, _ in roles([shapes[i] for i in group]):
+            flags[group[item]] = kind == "vector"
+    return flags
+
+
+def validity(items: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
+    """[E, B, T] 1.0 for the real steps of items [E, B, T, ...]: a mask block (> 0), a count
+    block [E, B], or all."""
+    E, B, T = items.shape[:3]
+    if block is None:
+        return items.new_ones(E, B, T)
+    if block.dim() == 2:
+        return (torch.arange(T, device=items.device) < block.unsqueeze(-1)).to(items.dtype)
+    return (block > 0).to(items.dtype)
+
+
+def trim(x: torch.Tensor, valid: torch.Tensor, multiple: int = 1):
+    """Drop the steps after the batch's last valid one (rounded up to a multiple): (x, valid)."""
+    real = valid.flatten(0, 1).any(0).nonzero()
+    last = int(real.max()) + 1 if len(real) else 1
+    last = min(x.shape[2], -(-last // multiple) * multiple)
+    return x[:, :, :last], valid[:, :, :last]

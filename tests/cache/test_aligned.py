@@ -116,8 +116,10 @@ def test_bad_selectors_and_unknown_names_are_clear_errors(cache):
     with pytest.raises(FileNotFoundError, match=r"'wavlm' is not cached for dataset 'mer'.*cached: fer, hubert, mfcc"):
         open_features("mer", ["fer", "wavlm@-1"], root=cache)
     with pytest.raises(ValueError, match=r"mfcc#means: .*no array or sequence 'means' \(arrays: n_frames, stats; "
-                                         r"sequences: frames\)"):
+                                         r"sequences: frames; a sequence KEY also gives KEY.length\)"):
         open_features("mer", ["mfcc#means"], root=cache)
+    with pytest.raises(LayerSelectionError, match=r"mfcc#frames.length@-1: a sequence length takes no layer selector"):
+        open_features("mer", ["mfcc#frames.length@-1"], root=cache)
 
 
 def test_key_syntax_leaves_model_names_alone():
@@ -138,6 +140,9 @@ def test_other_arrays_and_sequences_by_key(cache):
     for cid, seq in zip(feats.ids, frames):
         np.testing.assert_array_equal(seq, reader.sequence(cid))
     assert feats.shapes["mfcc#frames"] == (None, 3)
+    lengths = open_features("mer", ["mfcc#frames.length"], root=cache)  # read from the offsets alone
+    assert lengths.shapes["mfcc#frames.length"] == ()
+    assert lengths.array("mfcc#frames.length", ids=feats.ids).tolist() == n_frames.tolist()
 
 
 def test_integer_rows_of_failed_clips_are_never_read_as_numbers(cache):

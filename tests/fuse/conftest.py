@@ -129,8 +129,8 @@ def synth_run(tmp_path_factory):
     return cache, base / "run"
 
 
-# what stage 2 reads from the demo: the default pooled features and the sequences of e2el
-DEMO_FEATURES = "egemaps,text-minilm,face-fer2013,face-crops,e2el-spectrogram"
+# what stage 2 reads from the demo: the default pooled features and the sequence models' inputs
+DEMO_FEATURES = "egemaps,text-minilm,face-fer2013,face-crops,e2el-spectrogram,mfcc,logmel,face-crops-crossbert"
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +143,7 @@ def demo_cache(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     for args in (["manifests.demo", "--out", base / "corpus", "--clips", 96],
                  ["extract", "--dataset", "demo", "--root", base / "corpus", "--features", DEMO_FEATURES,
-                  "--cache", base / "cache", "--workers", 2]):
+                  "--set", "text-minilm.token_sequence=true", "--cache", base / "cache", "--workers", 2]):
         proc = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
     return base / "cache"

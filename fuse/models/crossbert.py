@@ -1,0 +1,231 @@
+"""`crossbert`, `crossbert-interaction`: 3-Modal Cross-BERT and its multimodal-interaction variant
+(Sheveleva et al., III.B) on cached sequences.
+
+Inputs (fuse.specs defaults): text token vectors (the first 50, with their mask), an audio vector
+(MFCC statistics + eGeMAPS) and 64x64 gray face crops every 5th frame, the first 25, grouped in
+windows of 10 frames overlapping by 5 (a 3D convolution, normalisation and an LSTM over the
+windows). The paper fine-tunes BERT; here the token vectors are the cache's, frozen.
+
+crossbert: masked multimodal attention (CM-BERT's fusion). Each modality gives a [P, P] attention
+matrix over the anchor positions (the text tokens; without text the video windows, else the
+audio); W = sum_m w_m X_m X_m^T / sqrt(d), padded positions set to -inf before the softmax,
+Y = softmax(W) X_anchor, then a residual, layer norm and the mean over real positions. The
+paper's audio and video are not aligned to the tokens, so each gates the anchor: the audio vector
+every position alike (X_a = X_t * sigmoid(a W)), the video windows as read at each position by
+attention (X_v = X_t * sigmoid(attention(X_t, windows) W)).
+crossbert-interaction: per-modality summaries z_m, weighted (w_m z_m), plus one set per pair,
+the triplet and the union of the pairs, each a linear layer of its members with its own bias.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import register
+from .blocks import Decoder, Dropout, LayerPool, Linear, TaskWeights, encoder, join
+from .e2el import normalise_pixels
+from .seq import MemberLayerNorm, MemberLSTM, last_valid, masked_mean, roles, validity, vector_blocks
+
+WINDOW, STRIDE = 10, 5   # frames per video window, and the step between windows (5 overlap)
+
+
+@dataclass(frozen=True)
+class CrossBertConfig:
+    width: int = 128                 # d: every modality is projected to it ("a convolutional layer")
+    channels: tuple[int, ...] = (16,)   # 3D convolutions over a window of crops (the paper: one)
+    hidden: tuple[int, ...] = (128,)
+    dropout: float = 0.1
+    decoder: str = "baseline"
+    loss: str = "sum"
+
+
+class _CrossBertBase(nn.Module):
+    Config = CrossBertConfig
+    uses_row_mask = False
+    max_items = 25            # the paper's first 25 sampled frames
+    # default features (fuse.specs.resolve)
+    inputs = {"A": ["mfcc#stats", "egemaps"], "V": ["face-crops-crossbert#crops", "face-crops-crossbert#mask"],
+              "L": ["{text}#tokens", "{text}#token_mask"]}
+    # CM-BERT trains with AdamW at 2e-6 because it fine-tunes BERT; the heads here start from
+    # random weights on frozen token vectors. Batch 24 and 80 epochs as the paper.
+    training_defaults = {"lr": 1e-3, "batch_size": 24, "epochs": 80}
+
+    standardized_blocks = staticmethod(vector_blocks)   # audio statistics, the sentence vector
+
+    def __init__(self, config: CrossBertConfig, shapes, modalities, n_classes: int, multi_label: bool = False):
+        super().__init__()
+        self.config = c = config
+        order = list(dict.fromkeys(modalities))
+        self.groups = [[i for i, m in enumerate(modalities) if m == mod] for mod in order]
+        self.kinds = []
+        self.branches = nn.ModuleList()
+        for mod, group in zip(order, self.groups):
+            kind, branch = self._branch(mod, [tuple(shapes[i]) for i in group])
+            self.kinds.append(kind)
+            self.branches.append(branch)
+        self.task_weights = TaskWeights(c.loss)
+
+    def _branch(self, modality, shapes):
+        c = self.config
+        found = roles(shapes)
+        vectors = [r for r in found if r[0] == "vector"]
+        sequences = [r for r in found if r[0] != "vector"]
+        if vectors and sequences or len(sequences) > 1:
+            raise ValueError(f"{self.name}: modality {modality} mixes features of shapes {shapes}; give either "
+                             "vectors (e.g. mfcc#stats+egemaps), or one token sequence with its mask, or one crop "
+                             "sequence with its mask")
+        if vectors:
+            width = sum(shapes[i][-1] for _, i, _ in vectors)
+            return ("vector", [i for _, i, _ in vectors]), nn.ModuleDict({
+                "pools": nn.ModuleList(LayerPool(shapes[i][0] if len(shapes[i]) == 2 else 1, False) for _, i, _ in vectors),
+                "project": Linear(width, c.width)})
+        kind, item, valid = sequences[0]
+        if kind == "frames":  # token vectors
+            return ("tokens", item, valid), nn.ModuleDict({"project": Linear(shapes[item][-1], c.width)})
+        return ("crops", item, valid), WindowEncoder(shapes[item][1:], c.channels, c.width)
+
+    def encode(self, blocks, rows=None):
+        """Per modality (kind, features, valid): tokens [E, B, K, d], windows [E, B, W, d] with their
+        validity, an audio vector [E, B, d] (valid None)."""
+        out = []
+        for (kind, *where), group, branch in zip(self.kinds, self.groups, self.branches):
+            x = [blocks[i] for i in group]
+            if kind == "vector":
+                pooled = [pool(x[i]) for pool, i in zip(branch["pools"], where[0])]
+                out.append(("vector", branch["project"](join(pooled)), None))
+            elif kind == "tokens":
+                item, valid = where
+                mask = validity(x[item], x[valid] if valid is not None else None)
+                out.append(("tokens", branch["project"](x[item]) * mask.unsqueeze(-1), mask))
+            else:
+                item, valid = where
+                out.append(("crops", *branch(x[item], validity(x[item], x[valid] if valid is not None else None))))
+        return out
+
+    def combine_losses(self, loss_e, loss_v):
+        return self.task_weights(loss_e, loss_v)
+
+
+class MemberConv3d(nn.Module):
+    """A Conv3d per member ('same' padding in time): x [N, E*C_in, T, H, W] -> [N, E*C_out, T, H', W']."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel, stride=1):
+        super().__init__()
+        conv = nn.Conv3d(in_channels, out_channels, kernel)
+        self.weight = nn.Parameter(conv.weight.detach().unsqueeze(0))
+        self.bias = nn.Parameter(conv.bias.detach().unsqueeze(0))
+        self.stride, self.padding = stride, tuple(k // 2 for k in kernel)
+
+    def forward(self, x):
+        E = self.weight.shape[0]
+        return F.conv3d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
+
+
+class WindowEncoder(nn.Module):
+    """Gray crops [E, B, T, H, W] (or [..., H, W, C]) with validity [E, B, T] -> per window of 10
+    frames (step 5): 3D convolutions + ReLU + pooling, layer norm, then an LSTM over the windows:
+    (states [E, B, n_windows, d], window validity). A window is real when all its frames lie before
+    the clip's last real frame (a clip shorter than a window has one, zero-padded)."""
+
+    def __init__(self, shape, channels, width):
+        super().__init__()
+        in_channels = shape[2] if len(shape) == 3 else 1
+        # the first convolution 3x5x5 with a spatial stride of 2, the others 3x3x3; each + ReLU + 2x2 pool
+        self.convs = nn.ModuleList(MemberConv3d(a, b, (3, 5, 5) if i == 0 else (3, 3, 3), (1, 2, 2) if i == 0 else 1)
+                                   for i, (a, b) in enumerate(zip((in_channels,) + tuple(channels), channels)))
+        self.norm = MemberLayerNorm(channels[-1])
+        self.project = Linear(channels[-1], width)
+        self.lstm = MemberLSTM(width, width)
+
+    def forward(self, crops, valid):
+        E, B, T = crops.shape[:3]
+        x = crops if crops.dim() == 6 else crops.unsqueeze(-1)
+        x = normalise_pixels(x.permute(0, 1, 2, 5, 3, 4)) * valid[..., None, None, None]  # [E, B, T, C, H, W]
+        if T < WINDOW:
+            x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, WINDOW - T))
+            valid = F.pad(valid, (0, WINDOW - T))
+        starts = list(range(0, x.shape[2] - WINDOW + 1, STRIDE))
+        windows = torch.stack([x[:, :, s:s + WINDOW] for s in starts], dim=2)  # [E, B, n, 10, C, H, W]
+        n = len(starts)
+        y = windows.permute(1, 2, 0, 4, 3, 5, 6).reshape(B * n, E * x.shape[3], WINDOW, *x.shape[4:])
+        for conv in self.convs:
+            y = F.max_pool3d(F.relu(conv(y)), (1, 2, 2))
+        y = y.mean((2, 3, 4)).view(B, n, E, -1).permute(2, 0, 1, 3)  # [E, B, n, channels]
+        states = self.lstm(self.project(self.norm(y)))
+        length = valid.flip(-1).cumsum(-1).flip(-1).gt(0).sum(-1)  # last real frame + 1
+        ends = torch.tensor([s + WINDOW for s in starts], device=crops.device)
+        window_valid = (ends <= length.clamp(min=WINDOW).unsqueeze(-1)).to(crops.dtype)
+        return states, window_valid
+
+
+@register("crossbert")
+class CrossBert(_CrossBertBase):
+    def __init__(self, config, shapes, modalities, n_classes, multi_label=False):
+        super().__init__(config, shapes, modalities, n_classes, multi_label)
+        c = config
+        self.weights = nn.Parameter(torch.ones(1, len(self.groups)))   # w_m
+        self.norm = MemberLayerNorm(c.width)
+        self.gates = nn.ModuleList(Linear(c.width, c.width) for _ in self.groups)
+        self.body = encoder(c.width, c.hidden, c.dropout)
+        self.decoder = Decoder(c.hidden[-1], n_classes, c.decoder, multi_label)
+
+    def forward(self, blocks, rows=None):
+        enc = self.encode(blocks)
+        anchor = next((e for e in enc if e[0] == "tokens"), None) or next((e for e in enc if e[0] == "crops"), None)
+        if anchor is not None:
+            x, keep = anchor[1], anchor[2]
+        else:  # audio alone: one position
+            x = enc[0][1].unsqueeze(2)
+            keep = x.new_ones(x.shape[:3])
+        d = x.shape[-1]
+        scores = 0
+        for m, (kind, feats, valid) in enumerate(enc):
+            if feats is x:
+                view = x
+            elif kind == "vector":  # the audio vector gates every anchor position
+                view = x * torch.sigmoid(self.gates[m](feats)).unsqueeze(2)
+            else:  # a sequence, read at each anchor position by attention over its steps, gates it
+                att = torch.einsum("ebpd,ebqd->ebpq", x, feats) / d ** 0.5
+                att = att.masked_fill(~valid.bool().unsqueeze(2), float("-inf")).softmax(-1).nan_to_num()
+                view = x * torch.sigmoid(self.gates[m](torch.einsum("ebpq,ebqd->ebpd", att, feats)))
+            w = self.weights[:, m].view(-1, 1, 1, 1)
+            scores = scores + w * torch.einsum("ebpd,ebqd->ebpq", view, view) / d ** 0.5
+        scores = scores.masked_fill(~keep.bool().unsqueeze(2), float("-inf"))
+        y = self.norm(x + torch.einsum("ebpq,ebqd->ebpd", scores.softmax(-1), x))
+        return self.decoder(self.body(masked_mean(y, keep)))
+
+
+@register("crossbert-interaction")
+class CrossBertInteraction(_CrossBertBase):
+    def __init__(self, config, shapes, modalities, n_classes, multi_label=False):
+        super().__init__(config, shapes, modalities, n_classes, multi_label)
+        c, n = config, len(self.groups)
+        self.weights = nn.Parameter(torch.ones(1, n))   # per-modality weights of the original features
+        self.pairs = list(itertools.combinations(range(n), 2))
+        self.pair_layers = nn.ModuleList(Linear(2 * c.width, c.width) for _ in self.pairs)
+        self.triplet = Linear(3 * c.width, c.width) if n == 3 else None
+        self.union = Linear(len(self.pairs) * c.width, c.width) if len(self.pairs) > 1 else None
+        self.drop = Dropout(c.dropout)
+        self.body = encoder(c.width, c.hidden, c.dropout)
+        self.decoder = Decoder(c.hidden[-1], n_classes, c.decoder, multi_label)
+
+    def forward(self, blocks, rows=None):
+        z = []
+        for kind, feats, valid in self.encode(blocks):
+            if kind == "vector":
+                z.append(feats)
+            elif kind == "tokens":
+                z.append(masked_mean(feats, valid))
+            else:
+                z.append(last_valid(feats, valid))
+        h = sum(self.weights[:, m].view(-1, 1, 1) * z_m for m, z_m in enumerate(z))
+        pairs = [F.relu(layer(torch.cat([z[i], z[j]], -1))) for layer, (i, j) in zip(self.pair_layers, self.pairs)]
+        sets = pairs + ([F.relu(self.triplet(torch.cat(z, -1)))] if self.triplet is not None else [])
+        if self.union is not None:
+            sets.append(F.relu(self.union(torch.cat(pairs, -1))))
+        h = h + sum(sets) if sets else h
+        return self.decoder(self.body(self.drop(h)))
