@@ -147,3 +147,22 @@ def demo_cache(tmp_path_factory):
         proc = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
     return base / "cache"
+
+
+def assert_members_train_as_if_alone(make, seeds, inputs, labels, valence, weight) -> "Ensemble":
+    """One loss step of an Ensemble of `make(seed)` members against each member alone on its real
+    rows (weight > 0): every parameter's gradient must match. Returns the ensemble."""
+    from fuse.ensemble import Ensemble
+
+    ens = Ensemble(lambda e: make(seeds[e]), len(seeds), torch.device("cpu"))
+    ens.loss(inputs, labels, valence, weight, weight).backward()
+    for e, seed in enumerate(seeds):
+        alone = Ensemble(lambda _: make(seed), 1, torch.device("cpu"))
+        real = weight[e] > 0
+        one = [x[e:e + 1, real] for x in inputs]
+        alone.loss(one, labels[e:e + 1, real], valence[e:e + 1, real], weight[e:e + 1, real],
+                   weight[e:e + 1, real]).backward()
+        for name, p in alone.params.items():
+            torch.testing.assert_close(ens.params[name].grad[e], p.grad[0], atol=1e-5, rtol=1e-4,
+                                       msg=lambda m: f"{name}, member {e}: {m}")
+    return ens

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from fuse.ensemble import Ensemble
 from fuse.models import build, make_config
 from fuse.training import TrainRequest, run_training
 from manifests.table import MER_CLASSES, Clip, Manifest
 
-from .conftest import write_cache
+from .conftest import assert_members_train_as_if_alone, write_cache
 
 TINY = dict(channels=(4, 4, 4, 8, 8, 8), width=8, layers=1, heads=2, feedforward=16, project=16)
 # spectrogram pieces [P, 32, 16] + count; face crops [T, 16, 16, 3] + mask; a text vector [5]
@@ -71,21 +70,10 @@ def test_padded_items_change_nothing(training):
 def test_each_member_gets_the_gradient_it_would_get_alone():
     """Member 1 has two clips fewer: its batch is filled up with rows of weight 0 (as the training
     loop does), which must count in nothing, batch statistics included."""
-    seeds = [3, 7]
-    ens = Ensemble(lambda e: _net(seeds[e]), len(seeds), torch.device("cpu"))
     inputs = _inputs(n_members=2, batch=4)
     labels, valence = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]), torch.randn(2, 4)
     weight = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]])
-    ens.loss(inputs, labels, valence, weight, weight).backward()
-    for e, seed in enumerate(seeds):
-        alone = Ensemble(lambda _: _net(seed), 1, torch.device("cpu"))
-        real = weight[e] > 0
-        one = [x[e:e + 1, real] for x in inputs]
-        alone.loss(one, labels[e:e + 1, real], valence[e:e + 1, real], weight[e:e + 1, real],
-                   weight[e:e + 1, real]).backward()
-        for name, p in alone.params.items():
-            torch.testing.assert_close(ens.params[name].grad[e], p.grad[0], atol=1e-5, rtol=1e-4,
-                                       msg=lambda m: f"{name}, member {e}: {m}")
+    ens = assert_members_train_as_if_alone(_net, [3, 7], inputs, labels, valence, weight)
     # the batch norms kept per-member running statistics from their own items
     bn = dict(ens.net.named_buffers())["branches.1.cnn.stem_bn.running_mean"]
     assert not torch.allclose(bn[0], bn[1])

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from cache import FeatureWriter, write_clips
-from fuse.ensemble import Ensemble
 from fuse.models import build, make_config
 from fuse.models.coattention import supcon
 from fuse.problem import load_problem
 from fuse.training import TrainRequest, run_training
 from manifests.table import MER_CLASSES, Clip, Manifest
+
+from .conftest import assert_members_train_as_if_alone
 
 TINY = {"crossbert": dict(width=8, channels=(4,), hidden=(8,)),
         "crossbert-interaction": dict(width=8, channels=(4,), hidden=(8,)),
@@ -98,22 +99,10 @@ def test_padded_steps_change_nothing(model, training):
 def test_each_coattention_member_gets_the_gradient_it_would_get_alone():
     """Member 1 has two clips fewer: its batch is filled up with rows of weight 0, which must count
     in nothing: batch statistics, SupCon's anchors, positives and negatives."""
-    seeds = [3, 7]
-    make = lambda seed: _net("coattention", seed)  # noqa: E731
-    ens = Ensemble(lambda e: make(seeds[e]), 2, torch.device("cpu"))
     inputs = _inputs("coattention", n_members=2, batch=5)
     labels, valence = torch.tensor([[0, 1, 0, 1, 2], [3, 3, 1, 3, 1]]), torch.randn(2, 5)
     weight = torch.tensor([[1.0, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    ens.loss(inputs, labels, valence, weight, weight).backward()
-    for e, seed in enumerate(seeds):
-        alone = Ensemble(lambda _: make(seed), 1, torch.device("cpu"))
-        real = weight[e] > 0
-        one = [x[e:e + 1, real] for x in inputs]
-        alone.loss(one, labels[e:e + 1, real], valence[e:e + 1, real], weight[e:e + 1, real],
-                   weight[e:e + 1, real]).backward()
-        for name, p in alone.params.items():
-            torch.testing.assert_close(ens.params[name].grad[e], p.grad[0], atol=1e-5, rtol=1e-4,
-                                       msg=lambda m: f"{name}, member {e}: {m}")
+    assert_members_train_as_if_alone(lambda seed: _net("coattention", seed), [3, 7], inputs, labels, valence, weight)
 
 
 def test_supcon_matches_its_formula():
