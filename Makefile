@@ -94,6 +94,7 @@ bench-fuse:
 	$(PY) bench/lgbm_speed.py --demo-cache $(LGBM_CACHE) --seeds 3
 	$(PY) bench/sweep_speed.py
 	$(PY) bench/e2el_speed.py --root $(DEMO_DIR) --cache $(CACHE)
+	$(PY) bench/sequence_models.py --cache $(CACHE)
 
 clean-cache:
 	rm -rf $(CACHE)
