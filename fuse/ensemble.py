@@ -41,9 +41,12 @@ class Ensemble:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
 
-    def optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-        # Adam's L2 term (weight_decay), as the MER 2023 baseline; fused: one kernel for all members
-        fused = self.device.type in ("cpu", "cuda")
+    def optimizer(self, lr, weight_decay: float):
+        """Adam with its L2 term (weight_decay), as the MER 2023 baseline. `lr`: one rate, or one per
+        member (a learning-rate grid trained as one model: MemberAdam)."""
+        if not isinstance(lr, (int, float)):
+            return MemberAdam(list(self.params.values()), torch.as_tensor(lr, dtype=torch.float32), weight_decay)
+        fused = self.device.type in ("cpu", "cuda")  # one kernel for all members
         return torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay, fused=fused)
 
     def loss(self, inputs, labels, valence, weight, valence_weight) -> torch.Tensor:
@@ -86,6 +89,44 @@ class Ensemble:
         state = {k: v[e].detach().cpu().clone() for k, v in params.items()}
         state.update({k: v[e].detach().cpu().clone() for k, v in self.net.named_buffers()})
         return state
+
+
+class MemberAdam:
+    """torch.optim.Adam's update (L2 weight decay, bias correction, eps outside the square root)
+    with one learning rate per member: lr [E] scales member e's slice (dim 0) of every parameter."""
+
+    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.weight_decay, self.betas, self.eps = params, weight_decay, betas, eps
+        self.lr = lr.to(params[0].device)
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.step_count = 0
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        bias1, bias2 = 1 - beta1 ** self.step_count, 1 - beta2 ** self.step_count
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in live]
+        grads = [self.params[i].grad for i in live]
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        m, v = [self.exp_avg[i] for i in live], [self.exp_avg_sq[i] for i in live]
+        torch._foreach_lerp_(m, grads, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bias2 ** 0.5)
+        torch._foreach_add_(denom, self.eps)
+        for p, m_p, d in zip(params, m, denom):
+            step = (self.lr / bias1).view(-1, *[1] * (p.dim() - 1))
+            p.addcdiv_(m_p * step, d, value=-1)
 
 
 def load_member(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -9,6 +9,7 @@ once with them. Standardization statistics come from each member's training clip
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class TrainConfig:
     device: str = "auto"
     standardize: bool = True
     threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)
+    lr_grid: tuple[float, ...] = ()   # several learning rates trained as one model (fit, split_fit)
 
 
 @dataclass
@@ -82,8 +84,15 @@ def bf16_warning(device: torch.device, precision: str, cpuinfo: str | None = Non
 
 
 def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = True) -> Fit:
-    """Train `model` on the labelled training clips of `problem` with K-fold CV for every seed."""
+    """Train `model` on the labelled training clips of `problem` with K-fold CV for every seed.
+    With `cfg.lr_grid` (G rates), every seed x fold is trained once per rate, all as one model, and
+    the Fit holds G x S seeds, rate-major: split_fit gives one Fit per rate."""
     started = time.perf_counter()
+    lrs = None
+    if cfg.lr_grid:
+        per_rate = len(cfg.seeds) * cfg.folds
+        lrs = [lr for lr in cfg.lr_grid for _ in range(per_rate)]
+        cfg = dataclasses.replace(cfg, seeds=tuple(cfg.seeds) * len(cfg.lr_grid))
     device = resolve_device(cfg.device)
     tr = problem.index("train", labelled_only=True)
     labels = problem.labels[tr]
@@ -101,7 +110,9 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     flags = standardized(model, problem.shapes, problem.modalities, cfg.standardize)
     data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
     try:
-        result = _train(ens, data, cfg, problem, progress, f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds")
+        title = f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds" if lrs is None else \
+            f"{model}: {len(cfg.lr_grid)} learning rates x {len(cfg.seeds) // len(cfg.lr_grid)} seed(s) x {cfg.folds} folds"
+        result = _train(ens, data, cfg, problem, progress, title, lrs)
     finally:
         torch.set_num_threads(threads)
     result.train_index, result.folds = tr, folds
@@ -234,8 +245,21 @@ def _epoch_order(train_rows: torch.Tensor, generator: torch.Generator) -> torch.
     return train_rows.gather(1, keys.argsort(dim=1))
 
 
-def _train(ens, data, cfg, problem, progress, title) -> Fit:
-    opt = ens.optimizer(cfg.lr, cfg.weight_decay)
+def split_fit(fit: Fit, n_rates: int) -> list[Fit]:
+    """A Fit of an lr_grid run -> one Fit per learning rate (its S seeds), each charged an equal
+    share of the seconds. The in-process ensemble is dropped: each rebuilds its members from states."""
+    S = len(fit.folds) // n_rates
+    K = fit.best_epoch.shape[1]
+    return [Fit(train_index=fit.train_index, folds=fit.folds[g * S:(g + 1) * S],
+                oof_probs=fit.oof_probs[g * S:(g + 1) * S], oof_valence=fit.oof_valence[g * S:(g + 1) * S],
+                best_epoch=fit.best_epoch[g * S:(g + 1) * S], history=fit.history[g * S:(g + 1) * S],
+                states=fit.states[g * S * K:(g + 1) * S * K], norms=fit.norms[g * S * K:(g + 1) * S * K],
+                seconds=fit.seconds / n_rates)
+            for g in range(n_rates)]
+
+
+def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
+    opt = ens.optimizer(lrs if lrs is not None else cfg.lr, cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seeds[0])
     E, S, K = ens.n, len(cfg.seeds), cfg.folds
     best_score = np.full(E, -np.inf)

@@ -50,7 +50,8 @@ def _cell(entry) -> str:
     return "-" if not entry else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
 
 
-def write_run(folder: Path, request, problem, systems, weights, splits) -> Result:
+def write_run(folder: Path, request, problem, systems, weights, splits, lr_group=None) -> Result:
+    """`lr_group`: the learning rates this run was trained with as one model (fuse.sweep), recorded."""
     started = time.perf_counter()
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -72,6 +73,8 @@ def write_run(folder: Path, request, problem, systems, weights, splits) -> Resul
         panels += [panel] if panel else []
     _write_extras(tmp, request, problem, systems, weights, meta, panels, out)
     out["seconds"] = round(sum(s.fit.seconds for s in systems) + time.perf_counter() - started, 2)
+    if lr_group:
+        out["lr_group"] = list(lr_group)  # seconds: an equal share of the group's training
     (tmp / "metrics.json").write_text(json.dumps(out, indent=2))
     replace_folder(tmp, folder)
     title = (f"{request.model} on {problem.dataset}: " + ", ".join(f"{m}={s}" for m, s in zip(problem.modalities, problem.specs))

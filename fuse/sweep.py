@@ -60,9 +60,11 @@ def _duration(text: str | None) -> float | None:
               help="Decision-level fusion of the k best trials (0: none).")
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), help="Run folders (default data/runs/<dataset>).")
 @click.option("--out", type=click.Path(file_okay=False), help="Leaderboard and plots (default data/sweeps/<study>).")
+@click.option("--lr-batching/--no-lr-batching", default=True, show_default=True,
+              help="Train trials that differ only in their learning rate as one batched model.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def main(dataset, cache_dir, modalities, features_text, models, grid_text, search, n_trials, rerun_best, seeds,
-         workers, storage, budget, top_k, runs_dir, out, quiet):
+         workers, storage, budget, top_k, runs_dir, out, lr_batching, quiet):
     """Run every trial of a sweep (resumable, parallel), then write the leaderboard."""
     try:
         chosen = parse_modalities(modalities) if modalities else None
@@ -82,7 +84,7 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
         raise Refused(str(err)) from None
     definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
                   "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
-    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, budget_s, quiet)
+    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, budget_s, quiet, lr_batching)
     done = sweep.finished()
     click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials, {done} already finished (skipped), "
                f"{len(trials.trials) - done} to run on {workers} worker(s); runs in {sweep.runs}", err=True)

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from . import study as studies
 from .sweep_plan import Plan, request_for, trial_run_id
-from .training import RUNS_ROOT, run_training
+from .models import MODELS
+from .training import RUNS_ROOT, run_training_group
 from .trials import Trial
 
 SWEEPS_ROOT = Path("data/sweeps")
@@ -34,16 +35,18 @@ class Sweep:
     workers: int
     deadline: float | None
     quiet: bool
+    lr_batching: bool = True
     _study: object = None
 
     @classmethod
-    def create(cls, plan: Plan, definition, cache_dir, runs_dir, out, storage, workers, budget, quiet) -> "Sweep":
+    def create(cls, plan: Plan, definition, cache_dir, runs_dir, out, storage, workers, budget, quiet,
+               lr_batching: bool = True) -> "Sweep":
         runs = Path(runs_dir) if runs_dir else RUNS_ROOT / plan.dataset
         runs.mkdir(parents=True, exist_ok=True)
         name = studies.study_name(definition)
         storage = storage or f"sqlite:///{runs / 'study.db'}"
         sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else SWEEPS_ROOT / name, storage,
-                    workers, time.time() + budget if budget else None, quiet)
+                    workers, time.time() + budget if budget else None, quiet, lr_batching)
         sweep.enqueue(plan.trials)
         return sweep
 
@@ -60,8 +63,10 @@ class Sweep:
         (on MER-shaped features a trimodal trial takes 2.6x a unimodal one)."""
         todo = sorted(((run, t) for run, t in trials.items() if not self.done(run)),
                       key=lambda item: (-item[1].n_features, -self.plan.seeds[item[0]]))  # stable: plan order within
-        studies.enqueue(self.study(), [json.dumps({"run": run, "trial": t.key, "seeds": self.plan.seeds[run],
-                                                   "dataset": self.plan.dataset}) for run, t in todo])
+        groups = lr_groups(todo, self.plan.seeds) if self.lr_batching else [[item] for item in todo]
+        studies.enqueue(self.study(), [json.dumps({"runs": [{"run": run, "trial": t.key} for run, t in group],
+                                                   "seeds": self.plan.seeds[group[0][0]], "dataset": self.plan.dataset})
+                                       for group in groups])
 
     def done(self, run: str) -> bool:
         return (self.runs / run / "metrics.json").is_file()
@@ -86,15 +91,33 @@ class Sweep:
         self.enqueue({r: self.plan.trials[r] for r in self.plan.reruns})
 
 
+def lr_groups(todo: list[tuple[str, Trial]], seeds: dict) -> list[list[tuple[str, Trial]]]:
+    """The trials of a neural model that differ only in their learning rate (same features,
+    options and seeds) as one group, trained as one batched model; the others alone. Groups keep
+    the order of their first trial."""
+    groups: dict[str, list] = {}
+    for run, trial in todo:
+        options = dict(trial.options)
+        batched = "lr" in options and not getattr(MODELS[trial.model], "estimator", False)
+        shape = json.dumps([trial.features, trial.model, sorted((k, v) for k, v in options.items() if k != "lr"),
+                            seeds[run]], default=str) if batched else run
+        groups.setdefault(shape, []).append((run, trial))
+    return list(groups.values())
+
+
 def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[float, bool]:
-    """Train one trial (or read its finished run): (CV combined score, whether it was trained here)."""
+    """Train one queued unit, a trial or a learning-rate group (or read their finished runs): (the
+    best CV combined score among them, whether any was trained here). Trials whose run folder is
+    finished are not trained again; the others of a group train together."""
     blob = json.loads(payload)
-    folder = runs / blob["run"]
-    trained = not (folder / "metrics.json").is_file()
-    if trained:
-        run_training(request_for(Trial.from_key(blob["trial"]), blob["dataset"], cache_dir, blob["seeds"],
-                                 out=str(folder), threads=threads))
-    return json.loads((folder / "metrics.json").read_text())["cv"]["combined"]["mean"], trained
+    items = blob.get("runs") or [{"run": blob["run"], "trial": blob["trial"]}]  # (a one-trial key of before)
+    pending = [item for item in items if not (runs / item["run"] / "metrics.json").is_file()]
+    if pending:
+        run_training_group([request_for(Trial.from_key(item["trial"]), blob["dataset"], cache_dir, blob["seeds"],
+                                        out=str(runs / item["run"]), threads=threads) for item in pending])
+    scores = [json.loads((runs / item["run"] / "metrics.json").read_text())["cv"]["combined"]["mean"]
+              for item in items]
+    return max(scores), bool(pending)
 
 
 def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads) -> int:

@@ -164,7 +164,7 @@ def run_id(request: TrainRequest, problem, splits=None) -> str:
             "features": identities, "model": request.model, "splits": splits, "corpus": request.corpus,
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
-            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads")}}
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads", "lr_grid")}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
@@ -188,3 +188,33 @@ def run_training(request: TrainRequest):
     folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem, splits)
     systems, weights = train_systems(problem, request)
     return write_run(folder, request, problem, systems, weights, splits)
+
+
+def run_training_group(requests: list[TrainRequest]) -> list:
+    """Requests that differ only in their learning rate (and run folder), trained as one batched
+    model (each rate its own seeds x folds members); each writes the run folder it would write
+    alone. Neural models only."""
+    from .outputs import write_run
+    from .systems import train_systems
+
+    first = requests[0]
+    if len(requests) == 1:
+        return [run_training(first)]
+    if len({_without_lr(r) for r in requests}) > 1 or getattr(MODELS[first.model], "estimator", False):
+        raise ValueError("run_training_group: the requests must be one neural model's, differing only in lr")
+    lrs = tuple(r.train.lr for r in requests)
+    dataset, problem, splits = prepare(first)
+    grouped = dataclasses.replace(first, train=dataclasses.replace(first.train, lr_grid=lrs))
+    per_rate = train_systems(problem, grouped, n_rates=len(lrs))
+    results = []
+    for request, (systems, weights) in zip(requests, per_rate):
+        folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem, splits)
+        results.append(write_run(folder, request, problem, systems, weights, splits, lr_group=lrs))
+    return results
+
+
+def _without_lr(request: TrainRequest) -> str:
+    """The request but for its learning rate and run folder, as JSON."""
+    blob = dataclasses.asdict(request)
+    blob["train"]["lr"], blob["out"] = None, None
+    return json.dumps(blob, sort_keys=True, default=str)

@@ -118,3 +118,32 @@ def test_large_freed_blocks_are_reused_without_page_faults():
     # default: ~10,000 faults, a fresh mapping each time. Kept: none in most processes; in about one
     # in four glibc still maps the block (seen here; probably when the heap cannot grow in place)
     assert min(int(k) for k in kept) < 100 and int(faults("default")) > 5000
+
+
+def test_member_adam_is_torch_adam_at_each_members_learning_rate():
+    """A learning-rate grid as one model: member e follows torch.optim.Adam at lr[e] exactly (to
+    float rounding), weight decay and bias correction included; a member without gradient stays."""
+    from fuse.ensemble import MemberAdam
+
+    torch.manual_seed(0)
+    start, target = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    lrs = [1e-3, 1e-2, 1e-1]
+    alone = []
+    for e, lr in enumerate(lrs):
+        p = start[e:e + 1].clone().requires_grad_()
+        opt = torch.optim.Adam([p], lr=lr, weight_decay=1e-3)
+        for step in range(6):
+            opt.zero_grad()
+            (((p - target[e]) ** 2).sum() * (step + 1)).backward()
+            opt.step()
+        alone.append(p.detach()[0])
+    p, unused = start.clone().requires_grad_(), torch.ones(3, 2, requires_grad=True)
+    opt = MemberAdam([p, unused], torch.tensor(lrs), weight_decay=1e-3)
+    for step in range(6):
+        opt.zero_grad()
+        (((p - target) ** 2).sum() * (step + 1)).backward()
+        opt.step()
+    for e in range(3):
+        torch.testing.assert_close(p.detach()[e], alone[e], atol=1e-6, rtol=1e-5)
+    assert torch.equal(unused.detach(), torch.ones(3, 2))
+    assert not torch.allclose(p.detach()[0], p.detach()[2])  # the rates did differ

@@ -78,8 +78,14 @@ def study_trials(runs: Path) -> list:
     return [t for t in trials if t.user_attrs.get("key")]
 
 
+def items_of(trial) -> list[tuple[str, Trial]]:
+    """(run, Trial) of every sweep trial an Optuna trial trains: one, or a learning-rate group."""
+    return [(item["run"], Trial.from_key(item["trial"])) for item in json.loads(trial.user_attrs["key"])["runs"]]
+
+
 def run_of(trial) -> str:
-    return json.loads(trial.user_attrs["key"])["run"]
+    (run, _), = items_of(trial)  # a one-trial unit (no learning-rate grid)
+    return run
 
 
 def finished(runs: Path) -> dict[str, tuple]:
@@ -91,7 +97,8 @@ def finished(runs: Path) -> dict[str, tuple]:
 def trained_per_run(trials) -> dict[str, int]:
     count = {}
     for t in trials:
-        count[run_of(t)] = count.get(run_of(t), 0) + bool(t.state == TrialState.COMPLETE and t.user_attrs.get("trained"))
+        for run, _ in items_of(t):
+            count[run] = count.get(run, 0) + bool(t.state == TrialState.COMPLETE and t.user_attrs.get("trained"))
     return count
 
 
@@ -101,8 +108,7 @@ def test_a_rerun_skips_finished_trials(cache, tmp_path, no_report_plots):
     assert len(before) == N_SETS and set(trained_per_run(trials).values()) == {1}
     assert {run_of(t) for t in trials} == set(before)
     # queued and popped costliest first: bimodal trials (2 features) before unimodal ones
-    sizes = [Trial.from_key(json.loads(t.user_attrs["key"])["trial"]).n_features
-             for t in sorted(trials, key=lambda t: t.number)]
+    sizes = [items_of(t)[0][1].n_features for t in sorted(trials, key=lambda t: t.number)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == 2 and sizes[-1] == 1
 
     output = sweep_cli(*args_for(cache, tmp_path))
@@ -116,7 +122,7 @@ def test_a_changed_feature_retrains_only_the_trials_that_use_it(cache, tmp_path,
     before = finished(tmp_path / "runs")
     first = study_trials(tmp_path / "runs")
     known = {t.number for t in first}
-    modalities = {run_of(t): Trial.from_key(json.loads(t.user_attrs["key"])["trial"]).modalities for t in first}
+    modalities = {run_of(t): items_of(t)[0][1].modalities for t in first}
     old = open_feature("synth", "visual", root=cache).provenance["updated"]
     while time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) <= old[:19]:
         time.sleep(0.05)   # merge times are recorded to the second
@@ -131,7 +137,7 @@ def test_a_changed_feature_retrains_only_the_trials_that_use_it(cache, tmp_path,
     output = sweep_cli(*args_for(cache, tmp_path))
     uses_visual = 2 + 1   # V with either A alternative, and V alone
     new = [t for t in study_trials(tmp_path / "runs") if t.number not in known]
-    retrained = {run_of(t): Trial.from_key(json.loads(t.user_attrs["key"])["trial"]) for t in new
+    retrained = {run_of(t): items_of(t)[0][1] for t in new
                  if t.user_attrs.get("trained")}
     assert len(retrained) == len(new) == uses_visual and all("V" in t.modalities for t in retrained.values())
     assert f"{N_SETS - uses_visual} already finished (skipped), {uses_visual} to run" in output
@@ -174,7 +180,10 @@ def test_random_search_reruns_the_best_draw_of_each_feature_set_with_more_seeds(
     sweep_cli(*args_for(cache, tmp_path, "--search", "random", "--trials", "3", "--rerun-best", "2",
                         features="A=acoustic;V=visual", grid=grid))
     runs = tmp_path / "runs"
-    trials = {run_of(t): Trial.from_key(json.loads(t.user_attrs["key"])["trial"]) for t in study_trials(runs)}
+    units = study_trials(runs)
+    trials = {run: trial for t in units for run, trial in items_of(t)}
+    # the draws of a feature set differ only in their learning rate: each set's 3 train as one model
+    assert sorted(len(items_of(t)) for t in units) == [1, 1, 1, 3, 3, 3]
     metrics = {run: json.loads((runs / run / "metrics.json").read_text()) for run in trials}
     seeds = {run: len(m["cv"]["combined"]["per_seed"]) for run, m in metrics.items()}
     draws = [run for run in trials if seeds[run] == 1]
@@ -185,6 +194,30 @@ def test_random_search_reruns_the_best_draw_of_each_feature_set_with_more_seeds(
         rivals = [d for d in draws if trials[d].features == trials[run].features]
         best = max(rivals, key=lambda d: metrics[d]["cv"]["combined"]["mean"])
         assert trials[run] == trials[best] and metrics[run]["config"]["train"]["seeds"] == [0, 1]
+
+
+def test_a_learning_rate_grid_trains_as_one_model_per_feature_set(cache, tmp_path, no_report_plots):
+    """lr=1e-2,3e-2,1e-9: each feature set's three trials are one queued unit, trained as one
+    batched model; each still gets its own run folder, leaderboard row and learning rate, and a
+    rate too small to move the weights stays at chance while the others learn."""
+    grid = "lr=1e-2,3e-2,1e-9;epochs=10;folds=2;hidden=16"
+    sweep_cli(*args_for(cache, tmp_path, features="A=acoustic;V=visual", grid=grid))
+    runs = tmp_path / "runs"
+    units = study_trials(runs)
+    assert len(units) == 3 and all(len(items_of(t)) == 3 for t in units)   # 3 feature sets x 3 rates
+    assert set(trained_per_run(units).values()) == {1}
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert len(board) == 9
+    for run in board["run"]:
+        metrics = json.loads((runs / run / "metrics.json").read_text())
+        lr = metrics["config"]["train"]["lr"]
+        assert metrics["lr_group"] == [1e-2, 3e-2, 1e-9]
+        assert (metrics["cv"]["weighted_f1"]["mean"] < 0.4) == (lr == 1e-9), (lr, metrics["cv"])
+    # without batching: one unit per trial, and the runs (named by their config) are the same ones
+    sweep_cli(*args_for(cache, tmp_path / "apart", "--no-lr-batching", features="A=acoustic;V=visual", grid=grid))
+    apart = study_trials(tmp_path / "apart" / "runs")
+    assert len(apart) == 9 and {run_of(t) for t in apart} == set(board["run"])
+    assert "lr_group" not in json.loads((tmp_path / "apart" / "runs" / board["run"][0] / "metrics.json").read_text())
 
 
 # --- separate processes: a real kill -9, and two commands sharing one study -----------------------
