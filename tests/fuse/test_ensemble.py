@@ -147,3 +147,21 @@ def test_member_adam_is_torch_adam_at_each_members_learning_rate():
         torch.testing.assert_close(p.detach()[e], alone[e], atol=1e-6, rtol=1e-5)
     assert torch.equal(unused.detach(), torch.ones(3, 2))
     assert not torch.allclose(p.detach()[0], p.detach()[2])  # the rates did differ
+
+
+def test_member_adam_at_one_rate_is_fused_adam_bit_for_bit():
+    from fuse.ensemble import MemberAdam
+
+    torch.manual_seed(1)
+    start, target = torch.randn(4, 6), torch.randn(4, 6)
+    out = []
+    for make in (lambda p: torch.optim.Adam([p], lr=3e-3, weight_decay=1e-5, fused=True),
+                 lambda p: MemberAdam([p], [3e-3] * 4, weight_decay=1e-5)):
+        p = start.clone().requires_grad_()
+        opt = make(p)
+        for step in range(5):
+            opt.zero_grad()
+            (((p - target) ** 2).sum() * (step + 1)).backward()
+            opt.step()
+        out.append(p.detach())
+    assert torch.equal(out[0], out[1])
