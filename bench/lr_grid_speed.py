@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
 
 from mer_shaped import generate, write_cache
+from sweep_speed import timed
 
-REPO = Path(__file__).resolve().parents[1]
 # one feature set (a sweep crosses every subset of the modalities): the three 1024-d features as one
 # modality, the same multiply-adds as A+L+V
 FEATURES = "A=mer-a+mer-l+mer-v"
@@ -34,12 +32,7 @@ def run_sweep(cache: Path, runs: Path, lrs: str, epochs: int, batching: bool) ->
             "--features", FEATURES, "--models", "attention",
             "--grid", f"lr={lrs};epochs={epochs}", "--runs", str(runs), "--out", str(runs / "report"),
             "--top-k", "0", "--quiet", "--lr-batching" if batching else "--no-lr-batching"]
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise click.ClickException(f"fuse.sweep exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    wall, load = timed(args)
     scores = {}
     for metrics in runs.glob("*/metrics.json"):
         m = json.loads(metrics.read_text())

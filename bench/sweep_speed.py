@@ -44,6 +44,18 @@ def table3_counts() -> dict[str, int]:
     return {"unimodal": a + l + v, "bimodal": a * l + a * v + l * v, "trimodal": a * l * v}
 
 
+def timed(args: list[str]) -> tuple[float, float]:
+    """Run a command from the repository root: (wall seconds, load average before); its failure
+    stops the bench with its stderr."""
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise click.ClickException(f"{' '.join(args[1:3])} exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return wall, load
+
+
 def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int, seeds: int) -> dict:
     """One `python -m fuse.sweep` in fresh run folders; wall seconds and each trial's own seconds."""
     text = ";".join(f"{m}={'|'.join(f)}" for m, f in features.items())
@@ -51,12 +63,7 @@ def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int
             "--features", text, "--models", "attention", "--grid", f"epochs={epochs}", "--seeds", str(seeds),
             "--workers", str(workers), "--runs", str(runs), "--out", str(runs / "report"), "--top-k", "0",
             "--quiet"]
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise click.ClickException(f"fuse.sweep exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
+    wall, load = timed(args)
     trials = []
     for metrics in runs.glob("*/metrics.json"):
         m = json.loads(metrics.read_text())

@@ -166,3 +166,19 @@ def assert_members_train_as_if_alone(make, seeds, inputs, labels, valence, weigh
             torch.testing.assert_close(ens.params[name].grad[e], p.grad[0], atol=1e-5, rtol=1e-4,
                                        msg=lambda m: f"{name}, member {e}: {m}")
     return ens
+
+
+def assert_padding_changes_nothing(short, long, inputs, padded, training: bool, atol=1e-5, warmup=20):
+    """`long` (built for longer sequences) given `padded` (the same clips, other garbage in their
+    padding, more padded steps) outputs what `short` does on `inputs`, once `short`'s running
+    statistics have seen the real steps and `long` holds its weights. Returns short's logits."""
+    with torch.no_grad():  # running statistics of the real steps (eval mode reads them)
+        for _ in range(warmup):
+            short(inputs)
+    long.load_state_dict(short.state_dict())
+    short.train(training), long.train(training)
+    logits, valence = short(inputs)
+    logits2, valence2 = long(padded)
+    torch.testing.assert_close(logits2, logits, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(valence2, valence, atol=atol, rtol=1e-4)
+    return logits
