@@ -4,7 +4,7 @@
 Branches: log-mel frames (Conv-BN-ReLU blocks over time and frequency, then an LSTM), word-level
 token vectors (an LSTM, then a 1D convolution), the sentence vector of a text encoder (a linear
 layer), and, beyond the paper, face crops (a Conv-BN-ReLU per crop, then an LSTM) so that V has a
-branch. Fusion, as MCAN-style co-attention layers (self-attention, then guided attention):
+branch; a pooled acoustic or visual vector enters as a one-step sequence. Fusion, as MCAN-style co-attention layers (self-attention, then guided attention):
   1. the first temporal modality (audio, else words, else faces) is encoded by self-attention and
      guides the others; each guided one is added to the guide read at its positions (VCEMO adds
      audio and words element-wise); several guided modalities are concatenated along time;
@@ -70,13 +70,15 @@ class CoAttention(nn.Module):
             for kind, item, valid in roles([shapes[i] for i in group]):
                 item, valid = group[item], group[valid] if valid is not None else None
                 shape = tuple(shapes[item])
-                if kind == "vector":
+                if kind == "vector" and modality == "L":
                     if self.sentence is not None:
-                        raise ValueError("coattention: give one vector feature (the sentence vector, e.g. "
+                        raise ValueError("coattention: give one lexical vector feature (the sentence vector, e.g. "
                                          f"text-minilm#first@-1); got a second of shape {shape}")
                     self.sentence = item
-                    self.encoders[str(item)] = nn.ModuleDict({"pool": LayerPool(shape[0] if len(shape) == 2 else 1, False),
-                                                              "project": Linear(shape[-1], c.width)})
+                    self.encoders[str(item)] = VectorEncoder(shape, c.width)
+                elif kind == "vector":  # a pooled acoustic or visual feature: a one-step sequence
+                    self.encoders[str(item)] = VectorEncoder(shape, c.width)
+                    self.temporal.append(("vector", item, None))
                 elif kind == "frames" and modality == "A":
                     self.encoders[str(item)] = SpectrogramEncoder(shape[1], c.channels, c.width, c.dropout)
                     self.temporal.append(("spectrogram", item, valid))
@@ -105,6 +107,9 @@ class CoAttention(nn.Module):
         seqs = []
         for kind, item, valid in self.temporal:
             x = blocks[item]
+            if kind == "vector":
+                seqs.append((self.encoders[str(item)](x).unsqueeze(2), x.new_ones(x.shape[0], x.shape[1], 1)))
+                continue
             mask = validity(x, blocks[valid] if valid is not None else None)
             seqs.append(self.encoders[str(item)](x, mask, rows) if kind != "words" else self.encoders[str(item)](x, mask))
         z, keep = self._fuse(seqs, blocks)
@@ -129,8 +134,7 @@ class CoAttention(nn.Module):
             fused = (torch.cat([p[0] for p in parts], 2), torch.cat([p[1] for p in parts], 2))
         if self.sentence is None:
             return fused
-        enc = self.encoders[str(self.sentence)]
-        s = enc["project"](enc["pool"](blocks[self.sentence])).unsqueeze(2)   # [E, B, 1, d]
+        s = self.encoders[str(self.sentence)](blocks[self.sentence]).unsqueeze(2)   # [E, B, 1, d]
         one = s.new_ones(s.shape[:3])
         if fused is None:
             return s, one
@@ -176,6 +180,18 @@ def supcon(z: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, temperatur
     per_anchor = -(log_prob.masked_fill(~positive, 0)).sum(-1) / count.clamp(min=1)
     anchors = (count > 0).to(z.dtype)
     return (per_anchor * anchors).sum(-1) / anchors.sum(-1).clamp(min=1)
+
+
+class VectorEncoder(nn.Module):
+    """A vector [E, B, D] (or k layers [E, B, k, D], averaged) through a linear layer: [E, B, d]."""
+
+    def __init__(self, shape, width: int):
+        super().__init__()
+        self.pool = LayerPool(shape[0] if len(shape) == 2 else 1, False)
+        self.project = Linear(shape[-1], width)
+
+    def forward(self, x):
+        return self.project(self.pool(x))
 
 
 class SpectrogramEncoder(nn.Module):

@@ -122,7 +122,7 @@ def test_supcon_matches_its_formula():
 def test_features_a_network_has_no_branch_for_are_refused():
     with pytest.raises(ValueError, match="mixes features"):
         build("crossbert", make_config("crossbert"), [(5,), (7, 6), (7,)], ["L", "L", "L"], 4)
-    with pytest.raises(ValueError, match="one vector feature"):
+    with pytest.raises(ValueError, match="one lexical vector feature"):
         build("coattention", make_config("coattention"), [(5,), (6,)], ["L", "L"], 4)
 
 
@@ -202,3 +202,29 @@ def test_a_model_on_the_mean_stays_near_chance(order_cache, tmp_path):
     root, _ = order_cache
     pooled = _train(root, tmp_path / "mlp", "mlp", {"V": ["seq-mean"]}, epochs=25)
     assert pooled["cv"]["weighted_f1"]["mean"] < 0.7, pooled["cv"]
+
+
+@pytest.mark.usefixtures("no_plots")
+@pytest.mark.parametrize("model", ["crossbert", "coattention"])
+def test_multi_label_with_pooled_vectors(tmp_path, model):
+    """SAMSEMO-style targets (up to two classes per clip) on pooled acoustic and visual vectors (a
+    one-step sequence in coattention): sigmoid outputs, per-class thresholds, one 0/1 column per class."""
+    import json
+
+    import pandas as pd
+
+    from .conftest import synthetic_corpus, write_cache
+
+    manifest, arrays = synthetic_corpus(multi_label=True)
+    cache = write_cache(tmp_path / "cache", "synth", manifest, arrays)
+    def train(lr, out):
+        return run_training(TrainRequest.from_options(
+            model=model, dataset="synth", cache_dir=str(cache), out=str(tmp_path / out), lr=lr, epochs=20,
+            features={"A": ["acoustic"], "V": ["visual"]}, quiet=True, width=16, hidden=(16,))).metrics
+
+    m, untrained = train(1e-2, "run"), train(1e-9, "untrained")   # thresholds alone exploit the priors
+    assert m["cv"]["macro_f1"]["mean"] > untrained["cv"]["macro_f1"]["mean"] + 0.2, (m["cv"], untrained["cv"])
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["multi_label"] and len(meta["thresholds"]) == len(MER_CLASSES)
+    frame = pd.read_csv(tmp_path / "run" / "predictions" / "test1.csv")
+    assert list(frame.columns) == ["name", *MER_CLASSES, "valence"] and set(frame[list(MER_CLASSES)].stack()) <= {0, 1}
