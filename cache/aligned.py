@@ -127,10 +127,16 @@ def _is_length(spec: FeatureSpec, reader: FeatureReader) -> bool:
     return bool(spec.key) and spec.key.endswith(LENGTH) and spec.key[:-len(LENGTH)] in reader.sequence_keys
 
 
-def _lengths(reader: FeatureReader, key: str, ids) -> np.ndarray:
+def _spans(reader: FeatureReader, key: str, ids) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, stops) of the clips' frames in sequence `key`'s concatenated values."""
     offsets = reader._file[f"ragged/{key}/offsets"][()]
     rows = np.asarray([reader._row[cid] for cid in ids], dtype=np.int64)
-    return (offsets[rows + 1] - offsets[rows]).astype(np.int32)
+    return offsets[rows], offsets[rows + 1]
+
+
+def _lengths(reader: FeatureReader, key: str, ids) -> np.ndarray:
+    starts, stops = _spans(reader, key, ids)
+    return (stops - starts).astype(np.int32)
 
 
 def _stored(reader: FeatureReader, key: str | None):
@@ -247,9 +253,7 @@ def _sequences(reader: FeatureReader, key: str, ids, layers) -> list[np.ndarray]
     """[T, ...] per clip, read as frame rows of the concatenated values (only chosen layers)."""
     if not len(ids):
         return []
-    offsets = reader._file[f"ragged/{key}/offsets"][()]
-    rows = [reader._row[cid] for cid in ids]
-    starts, stops = offsets[rows], offsets[np.asarray(rows, dtype=np.int64) + 1]
+    starts, stops = _spans(reader, key, ids)
     frames = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
     values = read_rows(reader._file[f"ragged/{key}/values"], frames, layers)
     return np.split(values, np.cumsum(stops - starts)[:-1])

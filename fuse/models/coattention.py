@@ -26,7 +26,7 @@ from torch import nn
 from . import register
 from .blocks import Decoder, Dropout, LayerPool, Linear, TaskWeights
 from .e2el import normalise_pixels
-from .seq import (CoAttentionLayer, MaskedBatchNorm2d, MemberConv2d, MemberLSTM, masked_mean, roles, trim,
+from .seq import (CoAttentionLayer, MaskedBatchNorm2d, MemberConv, MemberLSTM, masked_mean, roles, trim,
                   validity, vector_blocks)
 
 
@@ -111,7 +111,7 @@ class CoAttention(nn.Module):
                 seqs.append((self.encoders[str(item)](x).unsqueeze(2), x.new_ones(x.shape[0], x.shape[1], 1)))
                 continue
             mask = validity(x, blocks[valid] if valid is not None else None)
-            seqs.append(self.encoders[str(item)](x, mask, rows) if kind != "words" else self.encoders[str(item)](x, mask))
+            seqs.append(self.encoders[str(item)](x, mask, rows))
         z, keep = self._fuse(seqs, blocks)
         z = self.final(z, keep)
         pooled = masked_mean(z, keep)
@@ -202,7 +202,7 @@ class SpectrogramEncoder(nn.Module):
 
     def __init__(self, n_mels: int, channels, width: int, dropout: float):
         super().__init__()
-        self.convs = nn.ModuleList(MemberConv2d(a, b, 3, stride=2) for a, b in zip((1,) + tuple(channels), channels))
+        self.convs = nn.ModuleList(MemberConv(a, b, 3, stride=2) for a, b in zip((1,) + tuple(channels), channels))
         self.norms = nn.ModuleList(MaskedBatchNorm2d(b) for b in channels)
         bins = n_mels
         for _ in channels:
@@ -240,16 +240,14 @@ class WordEncoder(nn.Module):
     def __init__(self, in_dim: int, width: int):
         super().__init__()
         self.lstm = MemberLSTM(in_dim, width)
-        conv = nn.Conv1d(width, width, 3)
-        self.weight = nn.Parameter(conv.weight.detach().unsqueeze(0))
-        self.bias = nn.Parameter(conv.bias.detach().unsqueeze(0))
+        self.conv = MemberConv(width, width, 3, dims=1)
 
-    def forward(self, tokens, valid):
+    def forward(self, tokens, valid, rows=None):
+        """(`rows`: unused, no batch statistics here)"""
         tokens, valid = trim(tokens, valid)
         E, B, K, _ = tokens.shape
         h = self.lstm(tokens) * valid.unsqueeze(-1)
-        x = h.permute(1, 0, 3, 2).reshape(B, -1, K)
-        y = F.conv1d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=1, groups=E)
+        y = self.conv(h.permute(1, 0, 3, 2).reshape(B, -1, K))
         return y.view(B, E, -1, K).permute(1, 0, 3, 2) * valid.unsqueeze(-1), valid
 
 
@@ -259,7 +257,7 @@ class CropEncoder(nn.Module):
 
     def __init__(self, shape, channels: int, width: int):
         super().__init__()
-        self.conv = MemberConv2d(shape[3] if len(shape) == 4 else 1, channels, 3, stride=2)
+        self.conv = MemberConv(shape[3] if len(shape) == 4 else 1, channels, 3, stride=2)
         self.norm = MaskedBatchNorm2d(channels)
         self.project = Linear(channels, width)
         self.lstm = MemberLSTM(width, width)

@@ -28,7 +28,7 @@ from torch import nn
 from . import register
 from .blocks import Decoder, Dropout, LayerPool, Linear, TaskWeights, encoder, join
 from .e2el import normalise_pixels
-from .seq import MemberLayerNorm, MemberLSTM, last_valid, masked_mean, roles, validity, vector_blocks
+from .seq import MemberConv, MemberLayerNorm, MemberLSTM, last_valid, masked_mean, roles, validity, vector_blocks
 
 WINDOW, STRIDE = 10, 5   # frames per video window, and the step between windows (5 overlap)
 
@@ -110,21 +110,6 @@ class _CrossBertBase(nn.Module):
         return self.task_weights(loss_e, loss_v)
 
 
-class MemberConv3d(nn.Module):
-    """A Conv3d per member ('same' padding in time): x [N, E*C_in, T, H, W] -> [N, E*C_out, T, H', W']."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel, stride=1):
-        super().__init__()
-        conv = nn.Conv3d(in_channels, out_channels, kernel)
-        self.weight = nn.Parameter(conv.weight.detach().unsqueeze(0))
-        self.bias = nn.Parameter(conv.bias.detach().unsqueeze(0))
-        self.stride, self.padding = stride, tuple(k // 2 for k in kernel)
-
-    def forward(self, x):
-        E = self.weight.shape[0]
-        return F.conv3d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
-
-
 class WindowEncoder(nn.Module):
     """Gray crops [E, B, T, H, W] (or [..., H, W, C]) with validity [E, B, T] -> per window of 10
     frames (step 5): 3D convolutions + ReLU + pooling, layer norm, then an LSTM over the windows:
@@ -135,7 +120,7 @@ class WindowEncoder(nn.Module):
         super().__init__()
         in_channels = shape[2] if len(shape) == 3 else 1
         # the first convolution 3x5x5 with a spatial stride of 2, the others 3x3x3; each + ReLU + 2x2 pool
-        self.convs = nn.ModuleList(MemberConv3d(a, b, (3, 5, 5) if i == 0 else (3, 3, 3), (1, 2, 2) if i == 0 else 1)
+        self.convs = nn.ModuleList(MemberConv(a, b, (3, 5, 5) if i == 0 else (3, 3, 3), (1, 2, 2) if i == 0 else 1, dims=3)
                                    for i, (a, b) in enumerate(zip((in_channels,) + tuple(channels), channels)))
         self.norm = MemberLayerNorm(channels[-1])
         self.project = Linear(channels[-1], width)

@@ -15,20 +15,23 @@ from torch import nn
 from .blocks import Dropout, Linear
 
 
-class MemberConv2d(nn.Module):
-    """A 'same'-padded Conv2d per member: x [N, E*C_in, H, W] -> [N, E*C_out, H/s, W/s] (stride s,
-    rounded up); weight [E, C_out, C_in, k, k]. Initialised as nn.Conv2d."""
+class MemberConv(nn.Module):
+    """A 'same'-padded convolution per member, 1D, 2D or 3D (`dims`): x [N, E*C_in, *size] ->
+    [N, E*C_out, *size / stride] (rounded up); weight [E, C_out, C_in, *kernel]. The members run
+    as one grouped convolution (groups=E). Initialised as nn.Conv1d / 2d / 3d."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel, stride=1, dims: int = 2):
         super().__init__()
-        conv = nn.Conv2d(in_channels, out_channels, kernel)
+        kernel = (kernel,) * dims if isinstance(kernel, int) else tuple(kernel)
+        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1](in_channels, out_channels, kernel)
         self.weight = nn.Parameter(conv.weight.detach().unsqueeze(0))
         self.bias = nn.Parameter(conv.bias.detach().unsqueeze(0))
-        self.padding, self.stride = kernel // 2, stride
+        self.padding, self.stride = tuple(k // 2 for k in kernel), stride
+        self.convolve = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         E = self.weight.shape[0]
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
+        return self.convolve(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
 
 
 class MaskedBatchNorm2d(nn.Module):
@@ -74,8 +77,8 @@ class VggBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float, pool: bool):
         super().__init__()
-        self.conv1, self.bn1 = MemberConv2d(in_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
-        self.conv2, self.bn2 = MemberConv2d(out_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
+        self.conv1, self.bn1 = MemberConv(in_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
+        self.conv2, self.bn2 = MemberConv(out_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
         self.dropout, self.pool = Dropout(dropout), pool
 
     def forward(self, x, valid):
@@ -93,7 +96,7 @@ class ItemCNN(nn.Module):
     def __init__(self, in_channels: int, size: tuple[int, int], channels: tuple[int, ...], width: int,
                  dropout: float, stem_dropout: bool = False, hidden: int = 1024):
         super().__init__()
-        self.stem, self.stem_bn = MemberConv2d(in_channels, channels[0], 5), MaskedBatchNorm2d(channels[0])
+        self.stem, self.stem_bn = MemberConv(in_channels, channels[0], 5), MaskedBatchNorm2d(channels[0])
         self.stem_dropout = Dropout(dropout if stem_dropout else 0.0)  # E2E-L's audio CNN has one here
         pools = [False] * (len(channels) - 1)
         pools[-3:] = [True] * min(3, len(pools))
