@@ -7,7 +7,8 @@ workers, each time into fresh run folders; the full sweep's time is estimated as
 time scaled by the full sweep's trial-seconds (each group's mean seconds per trial in that run,
 times the group's count among the 35) over the subset's. `--full` runs all 35 instead.
 
-    python bench/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--full] [--out DIR]
+    python bench/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--precision fp32|bf16]
+                                [--full] [--out DIR]
 
 The speed-up column is against the first --workers value.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,11 +58,12 @@ def timed(args: list[str]) -> tuple[float, float]:
     return wall, load
 
 
-def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int, seeds: int) -> dict:
+def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int, seeds: int,
+              precision: str = "fp32") -> dict:
     """One `python -m fuse.sweep` in fresh run folders; wall seconds and each trial's own seconds."""
     text = ";".join(f"{m}={'|'.join(f)}" for m, f in features.items())
     args = [sys.executable, "-m", "fuse.sweep", "--dataset", "mershape", "--cache", str(cache),
-            "--features", text, "--models", "attention", "--grid", f"epochs={epochs}", "--seeds", str(seeds),
+            "--features", text, "--models", "attention", "--grid", f"epochs={epochs};precision={precision}", "--seeds", str(seeds),
             "--workers", str(workers), "--runs", str(runs), "--out", str(runs / "report"), "--top-k", "0",
             "--quiet"]
     wall, load = timed(args)
@@ -69,7 +72,8 @@ def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int
         m = json.loads(metrics.read_text())
         n_modalities = len(set(m["config"]["features"].values()))
         trials.append({"group": GROUPS[n_modalities], "seconds": m["seconds"],
-                       "cv_combined": m["cv"]["combined"]["mean"]})
+                       "features": m["config"]["features"], "cv_combined": m["cv"]["combined"]["mean"],
+                       "cv_combined_std": m["cv"]["combined"]["std"]})
     return {"workers": workers, "wall": wall, "load": load, "trials": trials}
 
 
@@ -92,9 +96,10 @@ def estimate(rows: list[dict]) -> dict:
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--seeds", default=1, show_default=True)
 @click.option("--workers", "workers_text", default="1,2", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--full", is_flag=True, help="Sweep all 35 combinations (else one feature per modality: 7).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for the table and rows.")
-def main(epochs, seeds, workers_text, full, out):
+def main(epochs, seeds, workers_text, precision, full, out):
     workers = [int(w) for w in workers_text.split(",")]
     features = alternatives(full)
     with tempfile.TemporaryDirectory(prefix="sweep-speed-") as tmp:
@@ -102,12 +107,15 @@ def main(epochs, seeds, workers_text, full, out):
         missing = write_cache(with_variants(generate(0)), tmp / "cache")
         if missing:
             raise click.ClickException(f"MER-shaped cache incomplete: {', '.join(missing)}")
-        rows = [run_sweep(tmp / "cache", tmp / f"runs-{w}", features, w, epochs, seeds) for w in workers]
+        rows = [run_sweep(tmp / "cache", tmp / f"runs-{w}", features, w, epochs, seeds, precision) for w in workers]
+        if out:  # the sweeps' own leaderboards, Table-3 tables and plots
+            for w in workers:
+                shutil.copytree(tmp / f"runs-{w}" / "report", out / f"report-{w}-workers", dirs_exist_ok=True)
     est = estimate(rows)
     n = len(rows[0]["trials"])
     lines = [f"Table-3-shaped sweep on the synthetic MER-shaped problem: {n} trials "
              f"({'all 35' if full else 'one feature per modality'}), attention, 5 folds x {epochs} epochs, "
-             f"{seeds} seed(s); CPU {os.cpu_count()} cores.", "",
+             f"{seeds} seed(s), {precision}; CPU {os.cpu_count()} cores.", "",
              "| workers | trials | wall s | load avg before | speed-up |", "| --- " * 5 + "|"]
     for r in rows:
         lines.append(f"| {r['workers']} | {len(r['trials'])} | {r['wall']:.0f} | {r['load']:.1f} | "

@@ -195,6 +195,7 @@ class _Data:
                                    for s, k in members], device)
         self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
         self.val_padded = _padded(self.val_rows, device)
+        self._val_inputs = None  # the validation passes' inputs, gathered once (val_chunks)
         self.norms = [self._norms(rows, flags) for rows in self.train_rows.cpu().numpy()] if any(flags) else None
         self.mean = [torch.stack([n[i][0] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
@@ -210,6 +211,24 @@ class _Data:
             out.append((x.mean(0), x.std(0).clamp(min=1e-6)) if flag else None)
         return out
 
+    def val_chunks(self):
+        """Inputs of each validation pass, [E, <= eval_rows, ...] per block. The same every epoch:
+        gathered and standardized once when they fit in VAL_CACHE_BYTES (a tenth of a 15-member
+        MER-sized step's epoch otherwise), else per pass."""
+        if self._val_inputs is not None:
+            yield from self._val_inputs
+            return
+        E, V = self.val_padded.shape
+        size = E * V * sum(int(np.prod(b.shape[1:])) for b in self.blocks) * 4
+        chunks = []
+        for start in range(0, V, self.eval_rows):
+            inputs = self.gather(self.val_padded[:, start:start + self.eval_rows])
+            if size <= VAL_CACHE_BYTES:
+                chunks.append(inputs)
+            yield inputs
+        if size <= VAL_CACHE_BYTES:
+            self._val_inputs = chunks
+
     def gather(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """rows [E, B] (-1 = padding) -> inputs [E, B, ...] per block, standardized per member."""
         safe = rows.clamp(min=0)
@@ -223,6 +242,7 @@ class _Data:
         return out
 
 
+VAL_CACHE_BYTES = 1 << 30  # validation inputs kept between epochs up to this size (float32)
 OUTLIER_CLIP = 10.0  # standardized values beyond +-10 SD are clipped: one odd test clip (an openSMILE
                     # ratio of 500 SD, seen on the demo) must not blow up its valence
 
@@ -305,10 +325,7 @@ def eval_rows(model: str) -> int:
 
 def _validate(ens, data):
     """Validation-fold probabilities [E, V, C] and valence [E, V] (numpy) of the current weights."""
-    outs = []
-    for start in range(0, data.val_padded.shape[1], data.eval_rows):
-        rows = data.val_padded[:, start:start + data.eval_rows]
-        outs.append(ens.predict(data.gather(rows)))
+    outs = [ens.predict(inputs) for inputs in data.val_chunks()]
     logits = torch.cat([o[0] for o in outs], dim=1)
     valence = torch.cat([o[1] for o in outs], dim=1)
     probs = logits.sigmoid() if data.multi else logits.softmax(-1)
