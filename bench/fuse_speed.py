@@ -189,19 +189,21 @@ def bench_ours(cache: Path, dataset: str, epochs: int, seeds: int, runs: int, pr
             "load_seconds": results[-1].get("load_seconds"), "metrics": results[-1], "runs": results}
 
 
-def bench_floor(epochs: int, seeds: int) -> dict:
-    """The matrix-product floor of the same run (bench/matmul_floor.py), the faster of 1 and 2 threads."""
+def bench_floor(epochs: int, seeds: int, precision: str = "fp32") -> dict:
+    """The matrix-product floor of the same run (bench/matmul_floor.py) in that precision, the
+    faster of 1 and 2 threads."""
     import torch
 
     before = torch.get_num_threads()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     timings = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        timings[threads] = run_floor(SPLIT_SIZES["train"], 5, seeds, epochs, 32, [1024] * 3)
+        timings[threads] = run_floor(SPLIT_SIZES["train"], 5, seeds, epochs, 32, [1024] * 3, dtype=dtype)
     torch.set_num_threads(before)
     best = min(timings, key=timings.get)
     return {"approach": f"matrix-product floor ({best} thread{'s' * (best > 1)})", "seeds": seeds,
-            "precision": "fp32", "seconds": timings[best], "timings": timings}
+            "precision": precision, "seconds": timings[best], "timings": timings}
 
 
 @click.command()
@@ -239,7 +241,8 @@ def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed):
                     row = bench_ours(tmp / "cache", "mershape", epochs, n_seeds, runs, name)
                     rows.append({**row, "error": "; ".join(missing + [row.get("error", "")]).strip("; ")}
                                 if "error" in row else row)
-                rows.append(bench_floor(epochs, n_seeds))
+                for name in precision.split(","):
+                    rows.append(bench_floor(epochs, n_seeds, name))
     load_after = os.getloadavg()
     sizes = " / ".join(f"{k} {v}" for k, v in SPLIT_SIZES.items())
     report = (f"Synthetic MER-shaped problem (seed {data_seed}; {sizes} clips; 3 x 1024-d features), "

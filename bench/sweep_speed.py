@@ -125,7 +125,7 @@ def main(epochs, seeds, workers_text, precision, full, out):
               "| --- " * (2 + len(workers)) + "|"]
     lines += [f"| {g} | {counts[g]} | " + " | ".join(f"{est['per_trial'][w][g]:.0f}" for w in workers) + " |"
               for g in est["per_trial"][workers[0]]]
-    lines += ["", "Full 35-trial sweep, estimated: " + ", ".join(
+    lines += ["", f"Full 35-trial sweep, {'measured' if full else 'estimated'}: " + ", ".join(
         f"{k.replace('_', ' ')} {v / 3600:.2f} h" for k, v in est.items() if k != "per_trial")]
     report = "\n".join(lines)
     click.echo(report)

@@ -131,6 +131,7 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
     for cid in shard_ids:
         todo[cid] = [name for name in extractors if cid not in done[name]]
     click.echo(f"{manifest.summary()}; shard {shard[0]}/{shard[1]}: {len(shard_ids)} clips", err=True)
+    _warn(manifest.warnings)
     _load_models(extractors, todo)
     write_clips(manifest, dataset, cache, source="extract")  # the clip table stage 2 reads (every split)
     summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
@@ -190,6 +191,21 @@ def _log_to(path):
         old.close()
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+SHOWN_WARNINGS = 10  # manifest warnings printed; all go to extract.log
+
+
+def _warn(warnings: list[str]):
+    """The manifest's warnings (a clip without a usable label, a dropped class) on stderr and in
+    extract.log: the clips concerned are still extracted."""
+    logger = logging.getLogger("extract")
+    for text in warnings:
+        logger.warning("manifest: %s", text)
+    for text in warnings[:SHOWN_WARNINGS]:
+        click.echo(f"warning: {text}", err=True)
+    if len(warnings) > SHOWN_WARNINGS:
+        click.echo(f"warning: ... and {len(warnings) - SHOWN_WARNINGS} more (extract.log)", err=True)
 
 
 def _report(summary, writers, run_ids):

@@ -18,6 +18,7 @@ import sys
 import click
 
 from cache.__main__ import Refused
+from .models import MODELS
 from .specs import SpecError, parse_modalities
 from .study import heartbeat_settings
 from .sweep_plan import plan
@@ -25,8 +26,6 @@ from .sweep_report import report
 from .sweep_run import Sweep, work_until_done
 from .training import choose_dataset
 from .trials import parse_grid
-
-MODEL_NAMES = ("attention", "mlp", "afg", "lgbm")
 
 
 def _duration(text: str | None) -> float | None:
@@ -45,7 +44,8 @@ def _duration(text: str | None) -> float | None:
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
 @click.option("--modalities", help="Modalities to combine, e.g. A,L,V (default: those of --features).")
 @click.option("--features", "features_text", help='Alternatives per modality: "A=hubert-large@-4:|is10;V=face-fer2013".')
-@click.option("--models", default="attention", show_default=True, help="Comma-separated: attention, mlp, afg, lgbm.")
+@click.option("--models", default="attention", show_default=True,
+              help="Comma-separated fuse.train models: attention, mlp, afg, lgbm, or a sequence model.")
 @click.option("--grid", "grid_text", help='fuse.train options to vary: "lr=1e-3,1e-4;hidden=128,256x128".')
 @click.option("--search", type=click.Choice(["grid", "random"]), default="grid", show_default=True)
 @click.option("--trials", "n_trials", type=click.IntRange(1), default=50, show_default=True,
@@ -69,9 +69,9 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
     try:
         chosen = parse_modalities(modalities) if modalities else None
         names = [m.strip() for m in models.split(",") if m.strip()]
-        unknown = [m for m in names if m not in MODEL_NAMES]
+        unknown = [m for m in names if m not in MODELS]
         if unknown or not names:
-            raise SpecError(f"--models {models!r}: choose from {', '.join(MODEL_NAMES)}")
+            raise SpecError(f"--models {models!r}: choose from {', '.join(sorted(MODELS))}")
         if not chosen and not features_text:
             raise SpecError("name the modalities to combine: --modalities A,L,V (or --features)")
         dataset = dataset or choose_dataset(cache_dir)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from cache import open_clips, open_features
 from cache.__main__ import Refused
-from .specs import DEFAULTS, PREFERENCE, SpecError, _default
+from .specs import DEFAULTS, PREFERENCE, SpecError, _default, _model_default
 from .training import TrainRequest, cached_features, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points
 
@@ -27,14 +27,17 @@ class Plan:
         self.trials[run], self.seeds[run] = trial, seeds
 
 
-def alternatives(dataset: str, modalities, features_text, cached) -> dict[str, list[str]]:
-    """Per modality the features to try: --features, else the dataset's default feature."""
+def alternatives(dataset: str, modalities, features_text, cached, inputs=None) -> dict[str, list[str]]:
+    """Per modality the features to try: --features, else the model's default inputs (a sequence
+    model's `inputs`, '+'-joined), else the dataset's default feature."""
     given = parse_alternatives(features_text) if features_text else {}
     chosen = modalities or list(given)
     out = {}
     for m in ("A", "L", "V"):
-        if m in chosen:
-            out[m] = given.get(m) or [_default(dataset, m, cached)]
+        if m in chosen and given.get(m):
+            out[m] = given[m]
+        elif m in chosen:
+            out[m] = ["+".join(_model_default(dataset, m, cached, inputs)) if inputs else _default(dataset, m, cached)]
     extra = sorted(set(given) - set(out))
     if extra:
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities does not use it")
@@ -111,13 +114,17 @@ def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int) -> str:
 def plan(dataset: str, cache_dir, modalities, features_text, models, grid, search="grid", n_trials=50,
          seeds=1, seed=0) -> Plan:
     """Every trial of the sweep; refuses (exit 2) an unknown feature, model or option before any work."""
+    from .models import MODELS
+
     cached = cached_features(dataset, cache_dir)
-    sets = feature_sets(alternatives(dataset, modalities, features_text, cached))
+    sets = {model: feature_sets(alternatives(dataset, modalities, features_text, cached,
+                                             getattr(MODELS[model], "inputs", None)))
+            for model in models}  # a sequence model reads its own inputs where --features is silent
     check_grid(models, grid)
     grids = {model: model_grid(model, grid) for model in models}
     out = Plan(dataset)
-    for features in sets:
-        for model in models:
+    for features in dict.fromkeys(f for model in models for f in sets[model]):
+        for model in (m for m in models if features in sets[m]):
             for point in dict.fromkeys(points(grids[model], search, n_trials, seed)):
                 trial = Trial(features, model, point)
                 out.add(trial_run_id(trial, dataset, cache_dir, seeds), trial, seeds)

@@ -96,3 +96,27 @@ def test_sequence_models_run_on_the_cached_sequences(demo_cache, tmp_path, model
         again, first = (pd.read_csv(r / "predictions" / "test1.csv") for r in (tmp_path / "again", tmp_path / "run"))
         assert again["discrete"].tolist() == first["discrete"].tolist()
         pd.testing.assert_series_equal(again["valence"], first["valence"], atol=1e-5)
+
+
+def test_a_sweep_trains_a_sequence_model_on_its_own_inputs(demo_cache, tmp_path):
+    from click.testing import CliRunner
+
+    from fuse.sweep import main as sweep_main
+
+    args = ["--dataset", "demo", "--cache", str(demo_cache), "--modalities", "A,T", "--models", "attention,coattention",
+            "--grid", "epochs=1;folds=2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--top-k", "0", "--quiet"]
+    result = CliRunner().invoke(sweep_main, args)
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert sorted(board["model"]) == ["attention"] * 3 + ["coattention"] * 3
+    pooled = {"A": ["egemaps"], "L": ["text-minilm@-1"]}
+    own = {"A": SEQUENCE_INPUTS["coattention"]["A"], "L": SEQUENCE_INPUTS["coattention"]["T"]}
+    sets = {"attention": [], "coattention": []}
+    for run, model in zip(board["run"], board["model"]):
+        features = json.loads((tmp_path / "runs" / run / "metrics.json").read_text())["config"]["features"]
+        present = set(features.values())
+        specs = own if model == "coattention" else pooled
+        assert features == {spec: m for m in sorted(present) for spec in specs[m]}, (model, features)
+        sets[model].append("".join(sorted(present)))
+    assert sorted(sets["attention"]) == sorted(sets["coattention"]) == ["A", "AL", "L"]

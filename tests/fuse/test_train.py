@@ -109,7 +109,13 @@ def test_test_predictions_average_probabilities_over_folds_then_seeds(synth_run)
     np.testing.assert_allclose(frame["valence"], saved["valence"].mean(0), atol=1e-6)
 
 
-def test_the_same_command_twice_gives_identical_results(synth_run, tmp_path, no_plots):
+@pytest.mark.parametrize("kept_validation_inputs", [True, False])
+def test_the_same_command_twice_gives_identical_results(synth_run, tmp_path, no_plots, monkeypatch,
+                                                       kept_validation_inputs):
+    from fuse import loop
+
+    if not kept_validation_inputs:  # gathered and standardized again every epoch: the same numbers
+        monkeypatch.setattr(loop, "VAL_CACHE_BYTES", 0)
     cache, run = synth_run
     result = train_cli("--cache", cache, "--out", tmp_path / "again", *SYNTH_RUN_ARGS)
     assert result.exit_code == 0, result.output

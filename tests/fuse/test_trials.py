@@ -133,7 +133,7 @@ def test_random_search_plans_the_draws_per_feature_set_and_model(cache):
     (["--grid", "lr=0.1", "--models", "lgbm"], ["--grid lr: no model of lgbm takes it", "`lgbm.lr`"]),
     (["--grid", "attention_scores=raw", "--models", "mlp,afg"], ["--grid attention_scores: no model of mlp, afg"]),
     (["--grid", "afg.structure=2", "--models", "attention"], ["--grid afg.structure: no model of attention"]),
-    (["--models", "attention,svm"], ["--models 'attention,svm': choose from attention, mlp, afg, lgbm"]),
+    (["--models", "attention,svm"], ["--models 'attention,svm': choose from afg, attention, coattention, crossbert, crossbert-interaction, e2el, lgbm, mlp"]),
     (["--features", "A=acoustic|nosuch"], ["feature 'nosuch' is not cached"]),
     (["--modalities", "A", "--features", "A=acoustic;V=visual"], ["--features gives V but --modalities does not"]),
     (["--budget", "soon"], ["'soon': expected e.g. 8h, 90m or 45s"]),

@@ -124,6 +124,8 @@ def test_extract_end_to_end_writes_a_multi_label_clip_table(corpus, tmp_path):
         capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert result.returncode == 1, result.stderr  # two scenes fail, as recorded per clip
+    assert "warning: 1 scene(s) labelled fear alone (a dropped class): kept unlabelled" in result.stderr
+    assert "manifest: 1 scene(s) labelled fear alone" in (cache / "samsemo_t" / "extract.log").read_text()
     clips = open_clips("samsemo_t", cache)
     assert clips.multi_label and clips.classes == CLASSES
     assert clips.ids == sorted(META) and clips.split("valid") == ["gh56ij78kl_3"]
