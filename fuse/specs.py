@@ -79,10 +79,16 @@ def resolve(dataset: str, modalities: list[str] | None, features: dict[str, list
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities {','.join(chosen)} does not use it")
     out = []
     for modality in (m for m in MODALITIES if m in chosen):
-        specs = features.get(modality) or (_model_default(dataset, modality, cached, inputs) if inputs
-                                           else [_default(dataset, modality, cached)])
+        specs = features.get(modality) or default_specs(dataset, modality, cached, inputs)
         out += [(modality, spec) for spec in specs]
     return out
+
+
+def default_specs(dataset: str, modality: str, cached: list[str],
+                  inputs: dict[str, list[str]] | None = None) -> list[str]:
+    """The feature specs a modality reads when none is named: the model's `inputs` (sequence
+    models), else the dataset's default feature."""
+    return _model_default(dataset, modality, cached, inputs) if inputs else [_default(dataset, modality, cached)]
 
 
 def _default(dataset: str, modality: str, cached: list[str]) -> str:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from cache import open_clips, open_features
 from cache.__main__ import Refused
-from .specs import DEFAULTS, PREFERENCE, SpecError, _default, _model_default
+from .specs import DEFAULTS, PREFERENCE, SpecError, default_specs
 from .training import TrainRequest, cached_features, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points
 
@@ -34,10 +34,8 @@ def alternatives(dataset: str, modalities, features_text, cached, inputs=None) -
     chosen = modalities or list(given)
     out = {}
     for m in ("A", "L", "V"):
-        if m in chosen and given.get(m):
-            out[m] = given[m]
-        elif m in chosen:
-            out[m] = ["+".join(_model_default(dataset, m, cached, inputs)) if inputs else _default(dataset, m, cached)]
+        if m in chosen:  # a default is one unit: its specs '+'-joined
+            out[m] = given.get(m) or ["+".join(default_specs(dataset, m, cached, inputs))]
     extra = sorted(set(given) - set(out))
     if extra:
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities does not use it")
