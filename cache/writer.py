@@ -62,7 +62,10 @@ class FeatureWriter:
         """The final file (if any) then the parts in commit order."""
         # parts are listed first: a merge in between then leaves listed parts that are gone (the
         # snapshot is taken again), never a listing that misses the clips of both
-        parts = sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
+        try:
+            parts = sorted(p for p in self.parts.glob("*.h5") if not p.name.startswith("."))
+        except FileNotFoundError:  # a merge removed the parts folder while it was listed: the final
+            parts = []             # file, looked for next, holds them
         return ([self.path] if self.path.exists() else []) + parts
 
     def _read_committed(self, read) -> list:
