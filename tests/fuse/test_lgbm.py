@@ -1,4 +1,4 @@
-"""The LightGBM estimator: its stopping rule, the valence it boosts from, reloading, and fits run
+"""The LightGBM estimator: its stopping rules, the valence it boosts from, reloading, and fits run
 side by side, each checked against an independent computation."""
 import numpy as np
 import pytest
@@ -33,8 +33,29 @@ def fitted(problem, **config):
     return model.fit(x, y, v, xv, yv, vv, seed=3)
 
 
+def test_classifier_keeps_the_first_round_of_best_validation_combined_score(problem):
+    model = fitted(problem)  # selection "combined": F1 - 0.25 * MSE of the valence the probabilities imply
+    (_, y, v), (xv, yv, vv) = split(problem)
+    booster = model.emotion[0]
+    best = booster.current_iteration()
+    means = np.array([v[y == c].mean() for c in range(len(problem.classes))])
+    probs = [booster.predict(xv, num_iteration=r) for r in range(1, best + 1)]
+    combined = [f1_score(yv, p.argmax(1), average="weighted") - 0.25 * np.mean((p @ means - vv) ** 2) for p in probs]
+    assert 1 < best == model.best_round() and int(np.argmax(combined)) + 1 == best
+    # a different round than F1 alone picks here, so the two rules are told apart
+    assert fitted(problem, selection="f1").best_round() != best
+
+
+def test_without_valence_the_combined_rule_stops_on_f1(problem):
+    (x, y, v), (xv, yv, vv) = split(problem)
+    nan = np.full_like(v, np.nan)
+    rounds = [LGBM(LGBMConfig(selection=rule), problem.shapes, problem.modalities, len(problem.classes))
+              .fit(x, y, nan, xv, yv, np.full_like(vv, np.nan), seed=3).best_round() for rule in ("combined", "f1")]
+    assert rounds[0] == rounds[1]
+
+
 def test_classifier_keeps_the_first_round_of_best_validation_f1(problem):
-    model = fitted(problem)
+    model = fitted(problem, selection="f1")
     _, (xv, yv, _) = split(problem)
     booster = model.emotion[0]  # kept up to its best round
     best = booster.current_iteration()

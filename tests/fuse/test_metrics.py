@@ -93,3 +93,14 @@ def test_mean_std_over_seeds_keeps_numbers_and_per_class_dicts():
     assert out["per_class_f1"]["a"]["mean"] == 0.5 and out["per_class_f1"]["a"]["per_seed"] == [1.0, 0.0]
     assert out["weighted_f1"]["per_seed"] == [0.5, 0.7]
     assert (out["weighted_f1"]["mean"], out["weighted_f1"]["std"]) == pytest.approx((0.6, 0.1))  # population std
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quick_weighted_f1_is_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    n_classes = 6
+    labels = rng.integers(0, n_classes - seed % 2, 40)  # odd seeds: a class never true, only predicted
+    predicted = np.where(rng.random(40) < 0.5, labels, rng.integers(0, n_classes, 40))
+    expected = f1_score(labels, predicted, average="weighted", zero_division=0)
+    assert metrics.quick_weighted_f1(labels, predicted, n_classes) == pytest.approx(expected, abs=1e-12)
+    assert metrics.quick_weighted_f1(LABELS, PREDICTED, 3) == pytest.approx(hand_weighted_f1(LABELS, PREDICTED))
