@@ -4,9 +4,10 @@
         `|` separates the alternatives of a modality; every non-empty combination of at most one
         alternative per modality is a feature set (2 x 1 x 2 above: 17 sets).
     --grid "lr=1e-3,1e-4;hidden=128,256x128"
-        `;` between options, `,` between values (a hidden value's layers joined by `x`); any
-        fuse.train option. With --search random a value `low:high` is a range: log-uniform for lr
-        and weight_decay, uniform otherwise, integers for integer options.
+        `;` between options, `,` between values (the layers of a hidden or channels value joined by
+        `x`); any fuse.train hyper-parameter, named as on its command line (supcon_alpha). With
+        --search random a value `low:high` is a range: log-uniform for lr and weight_decay, uniform
+        otherwise, integers for integer options.
 """
 from __future__ import annotations
 
@@ -19,19 +20,30 @@ import numpy as np
 from .specs import ALIASES, MODALITIES, SpecError
 
 LOG_SCALE = {"lr", "weight_decay"}
-INTEGER = {"epochs", "batch_size", "folds"}
-FLOAT = {"lr", "weight_decay", "dropout"}
+INTEGER = {"epochs", "batch_size", "folds", "width"}
+FLOAT = {"lr", "weight_decay", "dropout", "supcon_alpha", "supcon_temperature"}
 FLAGS = {"layer_weights", "standardize"}
+WIDTHS = {"hidden": "layer widths like 256x128", "channels": "channel counts like 16x32"}  # `x`-joined
 CHOICES = {"decoder": ("baseline", "jdev"), "loss": ("sum", "uncertainty"), "attention_scores": ("softmax", "raw"),
            "structure": ("1", "2", "3", "all"), "precision": ("fp32", "bf16")}
 TEXT = set(CHOICES)
 # what a grid may vary: fuse.train's hyper-parameters (not its data, seeds, device or outputs)
-OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | {"hidden"}
+OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | set(WIDTHS)
 # the ranges fuse.train's command line accepts
 LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1, "at least 1"),
           "batch_size": (lambda x: x >= 1, "at least 1"), "lr": (lambda x: x > 0, "above 0"),
           "weight_decay": (lambda x: x >= 0, "at least 0"), "dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
-          "hidden": (lambda x: min(x) >= 1, "layer widths of at least 1")}
+          "hidden": (lambda x: min(x) >= 1, "layer widths of at least 1"),
+          "channels": (lambda x: min(x) >= 1, "channel counts of at least 1"),
+          "width": (lambda x: x >= 1, "at least 1"), "supcon_alpha": (lambda x: x >= 0, "at least 0"),
+          "supcon_temperature": (lambda x: x > 0, "above 0")}
+# a grid option named as on the command line (--supcon-alpha) -> fuse.training.TrainRequest's keyword
+REQUEST_NAMES = {"supcon_alpha": "alpha", "supcon_temperature": "temperature"}
+
+
+def request_option(name: str, value) -> dict:
+    """A grid option as a keyword argument of TrainRequest.from_options."""
+    return {REQUEST_NAMES.get(name, name): value}
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,10 @@ class Trial:
 
     def train_options(self) -> dict:
         """Keyword arguments of fuse.training.TrainRequest.from_options."""
-        return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features},
-                **dict(self.options)}
+        options = {}
+        for name, v in self.options:
+            options.update(request_option(name, v))
+        return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features}, **options}
 
     def label(self) -> str:
         parts = [f"{m}={s}" for m, s in self.features] + [f"{k}={_show(v)}" for k, v in self.options]
@@ -136,8 +150,8 @@ def _check(name: str, text: str, search: str):
     try:
         parsed = value(option, text)
     except ValueError:
-        kind = {"hidden": "layer widths like 256x128"}.get(option, "an integer" if option in INTEGER else
-                                                         "true or false" if option in FLAGS else "a number")
+        kind = WIDTHS.get(option, "an integer" if option in INTEGER else
+                          "true or false" if option in FLAGS else "a number")
         raise SpecError(f"--grid {name}={text}: expected {kind}") from None
     accepts, limit = LIMITS.get(option, (lambda x: True, ""))
     if not accepts(parsed):
@@ -147,7 +161,7 @@ def _check(name: str, text: str, search: str):
 def value(name: str, text: str):
     """A grid value as fuse.train takes it (ValueError when it is not one)."""
     name = name.rpartition(".")[2]
-    if name == "hidden":
+    if name in WIDTHS:
         return tuple(int(x) for x in text.split("x"))
     if name in FLAGS:
         if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):

@@ -82,6 +82,20 @@ def test_a_model_gets_only_the_grid_options_it_takes():
     assert model_grid("lgbm", grid) == {"lr": ["0.1"]}
 
 
+def test_the_sequence_models_options_reach_their_configs():
+    grid = parse_grid("width=32,64;channels=8x16,16x32;supcon_alpha=0,0.3;supcon_temperature=0.5;hidden=16")
+    assert set(model_grid("coattention", grid)) == {"width", "channels", "supcon_alpha", "supcon_temperature",
+                                                   "hidden"}
+    assert set(model_grid("e2el", grid)) == {"width", "channels"}
+    assert set(model_grid("crossbert", grid)) == {"width", "channels", "hidden"}
+    assert set(model_grid("attention", grid)) == {"hidden"}
+    points = grid_points(model_grid("coattention", grid))
+    assert len(points) == 2 * 2 * 2
+    trial = Trial((("A", "logmel"),), "coattention", points[-1])
+    config = training.TrainRequest.from_options(**trial.train_options()).configs[0]
+    assert (config.width, config.channels, config.alpha, config.temperature, config.hidden) == (64, (16, 32), 0.3, 0.5, (16,))
+
+
 def test_trial_keys_survive_the_study_round_trip():
     trial = Trial((("A", "acoustic+layers@-2:"), ("V", "visual")), "afg",
                   (("dropout", 0.25), ("hidden", (32, 16)), ("layer_weights", True), ("lr", 3.1e-4)))
@@ -118,6 +132,10 @@ def test_random_search_plans_the_draws_per_feature_set_and_model(cache):
     (["--grid", "epochs=2.5"], ["--grid epochs=2.5: expected an integer"]),
     (["--grid", "hidden=wide"], ["--grid hidden=wide: expected layer widths like 256x128"]),
     (["--grid", "hidden=64x0"], ["--grid hidden=64x0: expected layer widths of at least 1"]),
+    (["--grid", "channels=16,wide"], ["--grid channels=wide: expected channel counts like 16x32"]),
+    (["--grid", "channels=16x0"], ["--grid channels=16x0: expected channel counts of at least 1"]),
+    (["--grid", "supcon_temperature=0"], ["--grid supcon_temperature=0: expected above 0"]),
+    (["--grid", "width=16", "--models", "attention,lgbm"], ["--grid width: no model of attention, lgbm takes it"]),
     (["--grid", "epochs=0"], ["--grid epochs=0: expected at least 1"]),
     (["--grid", "folds=1"], ["--grid folds=1: expected at least 2"]),
     (["--grid", "dropout=0.2,1.5"], ["--grid dropout=1.5: expected in [0, 1)"]),
