@@ -5,7 +5,8 @@
     clip02,audio/clip02.wav,test,,,
     clip03,videos/clip03.mp4,train,happy;surprise,,
 
-Paths are relative to the CSV's folder; `path` may be a video or an audio-only file; label,
+Paths are relative to the CSV's folder; `path` may be a video, an audio-only file or a SAMSEMO
+scene folder (audio.wav and image_<i>.jpg, as extract.augment writes a scene's copies); label,
 valence and text may be empty (an empty label: an unlabelled clip). A label cell may name several
 emotions separated by ';' (multi-label corpora such as SAMSEMO). An optional `origin` column
 names, for an augmented copy, the clip it was made from (`fuse.train --augment` trains a copy
@@ -54,7 +55,7 @@ def _canonical_labels(clip: Clip, classes: tuple[str, ...]) -> Clip:
 
 def _clip(clip_id: str, row: dict, root: Path, error: str | None) -> Clip:
     path = root / row["path"] if row.get("path") else None
-    if error is None and (path is None or not path.is_file()):
+    if error is None and (path is None or not (path.is_file() or path.is_dir())):  # a folder: a SAMSEMO scene
         error = f"media file {row.get('path') or '(empty path)'} not found next to the clip table"
     is_audio = path is not None and path.suffix.lower() in AUDIO_SUFFIXES
     return Clip(

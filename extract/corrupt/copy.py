@@ -2,10 +2,11 @@
 
 The corpus folder (a layout's root, or the folder of a clips CSV) is mirrored under the output
 folder: every media file of a clip is decoded, corrupted and written at the same relative path
-(audio 16 kHz mono, as stage 1 reads it; video at its own frame rate, same size); every other file
-(label tables, transcripts, the clips CSV) is copied as it is. Each media file is written to a
-temporary name and renamed, so a killed run leaves no half-written file and a rerun skips the
-clips already written. The drawn SNR and blur factor of each clip depend only on --seed and its
+(audio 16 kHz mono, as stage 1 reads it; video at its own frame rate, same size); a SAMSEMO scene
+folder becomes a folder of the same name: its audio.wav and every image_<i>.jpg corrupted, its
+other files copied. Every other file (label tables, transcripts, the clips CSV) is copied as it is.
+Each media file or scene folder is written under a temporary name and renamed, so a killed run
+leaves no half-written one and a rerun skips the clips already written. The drawn SNR and blur factor of each clip depend only on --seed and its
 id, so a resumed run draws what the killed one drew.
 """
 from __future__ import annotations
@@ -76,7 +77,10 @@ def corrupt_file(src: Path, dst: Path, d: Draw, noise_audio) -> None:
 
 def rewrite_file(src: Path, dst: Path, audio_fn=None, frames_fn=None) -> None:
     """Decode `src` (audio 16 kHz mono, every video frame), apply `audio_fn` (float32 [n] -> [m])
-    and `frames_fn` (uint8 [T, H, W, 3] -> same) where given, write `dst` atomically."""
+    and `frames_fn` (uint8 [T, H, W, 3] -> same) where given, write `dst` atomically. `src` may
+    be a SAMSEMO scene folder (rewrite_scene)."""
+    if Path(src).is_dir():
+        return rewrite_scene(Path(src), Path(dst), audio_fn, frames_fn)
     rate = None
     with av.open(str(src)) as container:
         if container.streams.video:
@@ -95,10 +99,52 @@ def rewrite_file(src: Path, dst: Path, audio_fn=None, frames_fn=None) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def rewrite_scene(src: Path, dst: Path, audio_fn=None, frames_fn=None) -> None:
+    """A SAMSEMO scene folder: its audio.wav (decoded at 16 kHz mono) through `audio_fn`, all its
+    image_<i>.jpg frames as one [T, H, W, 3] array through `frames_fn`, written under the same names
+    (JPEG quality 95), its other files copied; built in a temporary folder renamed to `dst`."""
+    from PIL import Image
+
+    from manifests.samsemo import AUDIO_NAME, frame_files
+
+    media = decode_streams(src, audio=True)
+    files = frame_files(src)
+    frames = None
+    if files:
+        images = []
+        for _, path in files:
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        if len({i.shape for i in images}) > 1:
+            raise MediaError(f"scene {src.name}: its image_<i>.jpg frames differ in size")
+        frames = np.stack(images)
+    if media.audio is None and frames is None:
+        raise MediaError(f"scene {src.name}: neither {AUDIO_NAME} nor image_<i>.jpg frames decode")
+    audio = media.audio if media.audio is None or audio_fn is None else audio_fn(media.audio)
+    frames = frames if frames is None or frames_fn is None else frames_fn(frames)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if audio is not None:
+            write_clip(tmp / AUDIO_NAME, audio, 16000, 1)
+        for (_, path), frame in zip(files, frames if frames is not None else []):
+            Image.fromarray(frame).save(tmp / path.name, quality=95)
+        written = {AUDIO_NAME} | {path.name for _, path in files}
+        for other in src.iterdir():
+            if other.is_file() and other.name not in written:
+                shutil.copy2(other, tmp / other.name)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def copy_other_files(root: Path, out: Path, media: set[Path]):
-    """Everything under `root` that is not a clip's media file (tables, transcripts), as it is."""
+    """Everything under `root` that is neither a clip's media file nor inside a clip's scene folder
+    (tables, transcripts), as it is."""
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.resolve() not in media and not path.name.startswith("."):
+        resolved = path.resolve()
+        if path.is_file() and not media & {resolved, *resolved.parents} and not path.name.startswith("."):
             target = out / path.relative_to(root)
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,5 +152,8 @@ def copy_other_files(root: Path, out: Path, media: set[Path]):
 
 
 def remove_stale_temporaries(out: Path):
-    for tmp in out.rglob(".*.tmp-*"):
-        tmp.unlink(missing_ok=True)
+    for tmp in list(out.rglob(".*.tmp-*")):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)  # a scene folder being written
+        else:
+            tmp.unlink(missing_ok=True)

@@ -67,3 +67,27 @@ def test_unknown_methods_are_refused(folder_corpus, tmp_path):
     result = CliRunner().invoke(main, ["--dataset", "mine", "--clips", str(folder_corpus), "--out",
                                        str(tmp_path / "aug"), "--methods", "gauss,warp"])
     assert result.exit_code == 2 and "choose from" in result.output and not (tmp_path / "aug").exists()
+
+
+def test_scene_folders_are_augmented_into_scene_folders(samsemo_release, tmp_path):
+    from PIL import Image
+
+    from manifests.samsemo import frame_files
+
+    out = tmp_path / "aug"
+    result = CliRunner().invoke(main, ["--dataset", "samsemo", "--root", str(samsemo_release), "--out", str(out),
+                                       "--methods", "gauss,cutout"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # training scenes ab12cd34ef_0, ab12cd34ef_1 and mn90op12qr_0, whose frames differ in size (fails)
+    assert "4 augmented copies of 3 training clips, 2 failed" in result.output
+    copies = load_manifest("samsemo-aug", clips=out / "clips.csv")
+    assert sorted(c.id for c in copies) == ["ab12cd34ef_0~cutout", "ab12cd34ef_0~gauss",
+                                            "ab12cd34ef_1~cutout", "ab12cd34ef_1~gauss"]
+    assert all(c.error is None and c.video.is_dir() and c.label == {"ab12cd34ef_0": "happiness",
+                                                                     "ab12cd34ef_1": "sadness"}[c.origin]
+               for c in copies)
+    scene = samsemo_release / "segmented" / "combined" / "ab12cd34ef_0"
+    clean, noisy = decode_streams(scene).audio, decode_streams(out / "media" / "ab12cd34ef_0~gauss").audio
+    assert abs(snr(clean, noisy) - 30.0) < 0.5
+    cut = [np.asarray(Image.open(p).convert("RGB")) for _, p in frame_files(out / "media" / "ab12cd34ef_0~cutout")]
+    assert len(cut) == 5 and all((frame.max(-1) < 8).sum() >= 0.9 * 24 * 24 for frame in cut)  # a 24x24 square

@@ -141,3 +141,34 @@ def test_bad_options_are_refused_before_any_work(corpus, tmp_path, args, phrase)
 def test_an_output_inside_the_corpus_is_refused(folder_corpus):
     result = corrupt_cli("--dataset", "mine", "--clips", folder_corpus, "--out", folder_corpus.parent / "noisy")
     assert result.exit_code == 2 and "must not be the corpus folder or inside it" in result.output
+
+
+def test_a_samsemo_release_is_copied_scene_by_scene(samsemo_release, tmp_path):
+    from PIL import Image
+
+    from manifests.samsemo import frame_files
+
+    out = tmp_path / "noisy"
+    args = ("--dataset", "samsemo", "--root", samsemo_release, "--out", out, "--blur", "4")
+    result = corrupt_cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "3 clips corrupted" in result.output and "failed mn90op12qr_0: MediaError: scene mn90op12qr_0" in result.output
+    scenes, copied = samsemo_release / "segmented" / "combined", out / "segmented" / "combined"
+    assert not (copied / "mn90op12qr_0").exists()  # a failed scene is not copied clean either
+    clean, noisy = load_manifest("samsemo", root=samsemo_release), load_manifest("samsemo", root=out)
+    assert [(c.id, c.split, c.label, c.text) for c in noisy] == [(c.id, c.split, c.label, c.text) for c in clean]
+    assert [c.id for c in noisy if c.error is None] == ["ab12cd34ef_0", "ab12cd34ef_1", "gh56ij78kl_3"]
+    draws = pd.read_csv(out / "corruption.csv").set_index("id")
+    for scene in ("ab12cd34ef_0", "gh56ij78kl_3"):
+        before, after = decode_streams(scenes / scene).audio, decode_streams(copied / scene).audio
+        assert abs(snr(before, after) - draws.loc[scene, "snr_db"]) < 0.2
+        frames = [(Image.open(a).convert("RGB"), Image.open(b).convert("RGB"))
+                  for (_, a), (_, b) in zip(frame_files(scenes / scene), frame_files(copied / scene))]
+        assert len(frames) == 5 and all(a.size == b.size for a, b in frames)
+        assert all(high_band_energy(np.asarray(b), 4) < 0.5 * high_band_energy(np.asarray(a), 4) for a, b in frames)
+    assert (copied / "ab12cd34ef_0" / "notes.txt").read_text() == "kept as it is"
+    assert (out / "meta_and_splits" / "meta.pkl").read_bytes() == \
+        (samsemo_release / "meta_and_splits" / "meta.pkl").read_bytes()
+    assert not list(out.rglob(".*.tmp-*"))
+    again = corrupt_cli(*args)
+    assert "0 clips corrupted, 3 already done" in again.output
