@@ -63,12 +63,12 @@ def model_grid(model: str, grid: dict) -> dict:
 
 def _takes(model: str, option: str, text: str, qualified: bool) -> bool:
     from .models import MODELS
-    from .trials import request_option, value
+    from .trials import request_name, value
 
     if option == "lr" and getattr(MODELS.get(model), "estimator", False) and not qualified:
         return False  # a network's learning rate is not a boosting rate: say `lgbm.lr`
     try:
-        TrainRequest.from_options(model=model, **request_option(option, value(option, text.split(":")[0])))
+        TrainRequest.from_options(model=model, **{request_name(option): value(option, text.split(":")[0])})
     except (ValueError, SpecError):
         return False
     return True

@@ -41,9 +41,9 @@ LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1
 REQUEST_NAMES = {"supcon_alpha": "alpha", "supcon_temperature": "temperature"}
 
 
-def request_option(name: str, value) -> dict:
-    """A grid option as a keyword argument of TrainRequest.from_options."""
-    return {REQUEST_NAMES.get(name, name): value}
+def request_name(name: str) -> str:
+    """A grid option's keyword in TrainRequest.from_options."""
+    return REQUEST_NAMES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,8 @@ class Trial:
 
     def train_options(self) -> dict:
         """Keyword arguments of fuse.training.TrainRequest.from_options."""
-        options = {}
-        for name, v in self.options:
-            options.update(request_option(name, v))
-        return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features}, **options}
+        return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features},
+                **{request_name(k): v for k, v in self.options}}
 
     def label(self) -> str:
         parts = [f"{m}={s}" for m, s in self.features] + [f"{k}={_show(v)}" for k, v in self.options]

@@ -6,8 +6,9 @@ folder: every media file of a clip is decoded, corrupted and written at the same
 folder becomes a folder of the same name: its audio.wav and every image_<i>.jpg corrupted, its
 other files copied. Every other file (label tables, transcripts, the clips CSV) is copied as it is.
 Each media file or scene folder is written under a temporary name and renamed, so a killed run
-leaves no half-written one and a rerun skips the clips already written. The drawn SNR and blur factor of each clip depend only on --seed and its
-id, so a resumed run draws what the killed one drew.
+leaves no half-written one and a rerun skips the clips already written. The drawn SNR and blur
+factor of each clip depend only on --seed and its id, so a resumed run draws what the killed one
+drew.
 """
 from __future__ import annotations
 
@@ -105,19 +106,13 @@ def rewrite_scene(src: Path, dst: Path, audio_fn=None, frames_fn=None) -> None:
     (JPEG quality 95), its other files copied; built in a temporary folder renamed to `dst`."""
     from PIL import Image
 
-    from manifests.samsemo import AUDIO_NAME, frame_files
+    from manifests.samsemo import AUDIO_NAME, FRAME_RATE, frame_files
 
-    media = decode_streams(src, audio=True)
     files = frame_files(src)
-    frames = None
-    if files:
-        images = []
-        for _, path in files:
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")))
-        if len({i.shape for i in images}) > 1:
-            raise MediaError(f"scene {src.name}: its image_<i>.jpg frames differ in size")
-        frames = np.stack(images)
+    media = decode_streams(src, audio=True, fps=FRAME_RATE if files else None)  # every frame, in file order
+    if files and "frames" in media.errors:
+        raise MediaError(media.errors["frames"])  # e.g. frames of different sizes
+    frames = media.frames
     if media.audio is None and frames is None:
         raise MediaError(f"scene {src.name}: neither {AUDIO_NAME} nor image_<i>.jpg frames decode")
     audio = media.audio if media.audio is None or audio_fn is None else audio_fn(media.audio)

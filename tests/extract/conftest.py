@@ -4,7 +4,7 @@ import pickle
 import pytest
 from PIL import Image
 
-from tests.manifests.test_samsemo import write_scene
+from tests.media import write_scene
 
 
 @pytest.fixture

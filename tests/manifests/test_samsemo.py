@@ -6,16 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile
-from PIL import Image
 
 from cache import open_clips, open_feature
 from extract.core.media import decode_streams
 from manifests import load_manifest
 from manifests.samsemo import CLASSES
-from tests.media import face_frames
+from tests.media import SCENE_SECONDS as SECONDS, write_scene
 
-SECONDS = 2.5  # 5 frames at SAMSEMO's 2 per second
 META = {
     "ab12cd34ef_0": {"label": "disgust, surprise", "text": "That is revolting!"},  # disgust -> anger+
     "ab12cd34ef_1": {"label": ["happiness"], "text": "What a day."},
@@ -24,15 +21,6 @@ META = {
     "mn90op12qr_1": {"label": "fear, sadness", "text": "Tak."},
     "zz00zz00zz_9": {"label": "neutral", "text": "gone"},
 }
-
-
-def write_scene(folder, rate=16000, n_frames=5, audio=True):
-    folder.mkdir(parents=True)
-    if audio:
-        t = np.arange(int(SECONDS * rate)) / rate
-        soundfile.write(folder / "audio.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate)
-    for i, frame in enumerate(face_frames(n_frames, size=96)):
-        Image.fromarray(frame).save(folder / f"image_{i}.jpg", quality=95)
 
 
 @pytest.fixture
