@@ -112,11 +112,14 @@ def test_large_freed_blocks_are_reused_without_page_faults():
         out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True)
         return out.stdout.strip()
 
-    kept = [faults("keep") for _ in range(3)]
-    if "no glibc" in kept:
-        pytest.skip("glibc only")
     # default: ~10,000 faults, a fresh mapping each time. Kept: none in most processes; in about one
-    # in four glibc still maps the block (seen here; probably when the heap cannot grow in place)
+    # in four glibc still maps the block (seen here; probably when the heap cannot grow in place;
+    # three such processes in a row were seen once on a loaded machine), so up to 8 processes are tried
+    kept = []
+    while len(kept) < 8 and not (kept and kept[-1].isdigit() and int(kept[-1]) < 100):
+        kept.append(faults("keep"))
+        if kept[-1] == "no glibc":
+            pytest.skip("glibc only")
     assert min(int(k) for k in kept) < 100 and int(faults("default")) > 5000
 
 
