@@ -64,6 +64,15 @@ def _quiet_experimental():
         yield
 
 
+_warned = set()
+
+
+def _warn_once(message: str):
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
 class _Storage(RDBStorage):
     """RDBStorage that also takes a running trial for dead when it never sent a heartbeat and began
     more than the grace period ago. Optuna's stale check skips trials without a heartbeat record,
@@ -71,10 +80,14 @@ class _Storage(RDBStorage):
     load) left that trial running for ever, and a resumed sweep waiting for it (seen in a test)."""
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
         stale = super()._get_stale_trial_ids(study_id)
+        try:  # Optuna's private modules: if a release moves them, keep Optuna's own check
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+        except ImportError as err:
+            _warn_once(f"this Optuna ({optuna.__version__}) lacks the internals the check for trials "
+                       f"that died before their first heartbeat reads ({err}); such a trial stays running")
+            return stale
         # datetime_start is the popping worker's clock: machines sharing a study need clocks
         # closer than the grace period, as the heartbeats themselves do
         too_old = datetime.now() - timedelta(seconds=self.grace_period)

@@ -394,3 +394,20 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_comes_back(tmp_pat
                  deadline=started + 30)
     assert sorted(trained) == ["a", "b"]
     assert 3 <= time.time() - started < 30
+
+
+def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, monkeypatch, caplog):
+    """The check for trials that died before their first heartbeat reads Optuna's private modules;
+    if a release moves them, Optuna's own stale check still runs and a warning says what is lost."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    studies.enqueue(studies.open_study(url, "s"), ["a"])
+    dead = studies.open_study(url, "s").ask()
+    rdb = studies.storage(url)
+    study_id = rdb.get_study_id_from_name("s")
+    _, grace = studies.heartbeat_settings()
+    time.sleep(grace + 0.5)
+    assert rdb._get_stale_trial_ids(study_id) == [dead._trial_id]
+    monkeypatch.setitem(sys.modules, "optuna.storages._rdb.storage", None)  # import fails
+    with caplog.at_level("WARNING", logger="fuse.study"):
+        assert rdb._get_stale_trial_ids(study_id) == []
+    assert "died before their first heartbeat" in caplog.text and optuna.__version__ in caplog.text
