@@ -47,7 +47,12 @@ class Result:
 
 
 def _cell(entry) -> str:
-    return "-" if not entry else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+    """mean ± std over seeds; the value alone for one seed (its std of 0 says nothing)."""
+    if not entry:
+        return "-"
+    if len(entry.get("per_seed", ())) == 1:
+        return f"{entry['mean']:.3f}"
+    return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
 
 
 def write_run(folder: Path, request, problem, systems, weights, splits, lr_group=None) -> Result:

@@ -218,3 +218,20 @@ def test_multi_label_thresholds_never_see_the_clips_they_score(tmp_path, monkeyp
     # scores 0.74-0.89 over data and dropout seeds
     all_on = f1_score(test_labels, np.ones_like(test_labels), average="weighted", zero_division=0)
     assert m["test1"]["weighted_f1"]["mean"] > max(0.7, all_on + 0.3)
+
+
+def test_the_result_table_shows_a_spread_only_over_several_seeds(synth_run):
+    """Two seeds: mean ± std per cell; one seed: the value alone, not a std of 0."""
+    from fuse.outputs import Result
+
+    _, run = synth_run
+    m = json.loads((run / "metrics.json").read_text())
+    table = Result(run, m, "title").table().splitlines()
+    cv = next(line for line in table if line.startswith("cv "))
+    assert f"{m['cv']['weighted_f1']['mean']:.3f} ± {m['cv']['weighted_f1']['std']:.3f}" in cv
+    one = {**m, **{split: metrics.mean_std([{k: v["per_seed"][0] for k, v in m[split].items()}])
+                   for split in ("cv", "test1")}}
+    table = Result(run, one, "title").table().splitlines()
+    cv = next(line for line in table if line.startswith("cv "))
+    assert "±" not in cv and f"{m['cv']['weighted_f1']['per_seed'][0]:.3f}" in cv
+    assert "(unlabelled: predictions only)" in next(line for line in table if line.startswith("test3"))
