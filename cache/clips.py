@@ -36,6 +36,12 @@ LABEL_SEP = ";"
 SPLIT_ORDER = ("train", "val", "valid", "dev", "test", "test1", "test2", "test3")
 
 
+def ordered_splits(names) -> list[str]:
+    """Split names in reading order: train first, then validation and test splits, then any other by name."""
+    known = {name: i for i, name in enumerate(SPLIT_ORDER)}
+    return sorted(set(names), key=lambda n: (known.get(n, len(known)), n))
+
+
 def clips_path(dataset: str, root=None) -> Path:
     return cache_root(root) / dataset / FILE_NAME
 
@@ -145,8 +151,7 @@ class ClipTable:
         counts: dict[str, int] = {}
         for name in self._split:
             counts[name] = counts.get(name, 0) + 1
-        known = {name: i for i, name in enumerate(SPLIT_ORDER)}
-        return {name: counts[name] for name in sorted(counts, key=lambda n: (known.get(n, len(known)), n))}
+        return {name: counts[name] for name in ordered_splits(counts)}
 
     def split(self, name: str) -> list[str]:
         """Ids of the clips of split `name` (sorted)."""

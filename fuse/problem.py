@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cache import open_clips, open_features
+from cache.clips import ordered_splits
 
 # cached dtypes kept in memory as they are (4x and 2x smaller than float32): the training loop and
 # the estimators convert them per batch, exactly (every uint8 and float16 value is a float32)
@@ -66,7 +67,7 @@ class Problem:
     @property
     def splits(self) -> list[str]:
         """The corpus's splits (not the training-only rows of fuse.extras)."""
-        return [s for s in dict.fromkeys(self.split.tolist()) if not s.startswith("(")]
+        return [s for s in ordered_splits(self.split.tolist()) if not s.startswith("(")]
 
 
 def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips=None,

@@ -235,3 +235,22 @@ def test_the_result_table_shows_a_spread_only_over_several_seeds(synth_run):
     cv = next(line for line in table if line.startswith("cv "))
     assert "±" not in cv and f"{m['cv']['weighted_f1']['per_seed'][0]:.3f}" in cv
     assert "(unlabelled: predictions only)" in next(line for line in table if line.startswith("test3"))
+
+
+def test_splits_are_reported_train_first_then_tests_in_order(tmp_path):
+    """However the clip table orders its clips (here by id: test1's first, train's last), results
+    list the splits as people read them: train, test1, test3."""
+    import dataclasses
+
+    from manifests.table import Manifest
+
+    from fuse.problem import load_problem
+
+    manifest, arrays = synthetic_corpus(n_train=20, n_test=8, n_unlabelled=4)
+    named = {c.id: f"{c.split}-{c.id}" for c in manifest.clips}
+    clips = [dataclasses.replace(c, id=named[c.id]) for c in manifest.clips]
+    arrays = {"acoustic": {named[k]: v for k, v in arrays["acoustic"].items()}}
+    cache = write_cache(tmp_path / "cache", "synth", Manifest("synth", clips), arrays)
+    problem = load_problem("synth", [("A", "acoustic")], root=cache)
+    assert problem.split[0] == "test1" and problem.split[-1] == "train"  # the table's own order
+    assert problem.splits == ["train", "test1", "test3"]
