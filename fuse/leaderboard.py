@@ -23,7 +23,8 @@ def rows(runs: dict[str, Trial], folder: Path) -> pd.DataFrame:
         m = json.loads(path.read_text())
         row = {"run": run, "model": trial.model, "modalities": trial.modalities, "n_modalities": len(trial.features),
                **{m_: spec for m_, spec in trial.features},
-               "params": " ".join(trial.label().split(" ")[1 + len(trial.features):]), "seconds": m.get("seconds")}
+               "params": " ".join(trial.label().split(" ")[1 + len(trial.features):]), "seconds": m.get("seconds"),
+               "seeds": _seeds(m)}
         for split in ["cv"] + [s for s in m.get("clips", {}) if s != "cv"]:
             for key in ("weighted_f1", "mse", "combined"):
                 entry = m.get(split, {}).get(key)
@@ -36,9 +37,17 @@ def rows(runs: dict[str, Trial], folder: Path) -> pd.DataFrame:
     return frame
 
 
-def _pm(mean, std, digits=3) -> str:
+def _seeds(metrics: dict) -> int | None:
+    """How many seeds a run's scores are over (None: not recorded)."""
+    return len(metrics.get("cv", {}).get("combined", {}).get("per_seed", [])) or None
+
+
+def _pm(mean, std, digits=3, seeds=None) -> str:
+    """mean ± std; the value alone over one seed (its std of 0 says nothing)."""
     if mean is None or pd.isna(mean):
         return "-"
+    if seeds == 1:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -63,9 +72,10 @@ def markdown(frame: pd.DataFrame, runs_link: str = "runs", fusion: dict | None =
 
 
 def _cells(r: pd.Series, splits: list[str]) -> list[str]:
+    n = r.get("seeds")
     cells = [r["model"], *(str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"), r["params"],
-             _pm(r.get("cv_weighted_f1"), r.get("cv_weighted_f1_std"))]
-    cells += [_pm(r.get(f"{s}_combined"), r.get(f"{s}_combined_std")) for s in splits]
+             _pm(r.get("cv_weighted_f1"), r.get("cv_weighted_f1_std"), seeds=n)]
+    cells += [_pm(r.get(f"{s}_combined"), r.get(f"{s}_combined_std"), seeds=n) for s in splits]
     cells.append("-" if r.get("seconds") is None or pd.isna(r.get("seconds")) else f"{r['seconds']:.1f}")
     return cells
 
@@ -78,7 +88,7 @@ def fusion_row(metrics: dict, frame: pd.DataFrame, folder: str = "fusion") -> di
     modalities = "".join(m for m in "ALV" if any(m in s for s in used["modalities"]))
     parts = ", ".join(f"#{rank[r]} x {w:.1f}" for r, w in zip(metrics["runs"], metrics["weights"]))
     row = {"run": folder, "model": "fusion", "modalities": modalities, "n_modalities": len(modalities),
-           "params": f"top {len(metrics['runs'])}: {parts}", "seconds": None}
+           "params": f"top {len(metrics['runs'])}: {parts}", "seconds": None, "seeds": _seeds(metrics)}
     for split in ["cv"] + [s for s in splits_of(frame) if s != "cv"]:
         for key in ("weighted_f1", "mse", "combined"):
             entry = metrics.get(split, {}).get(key)
@@ -102,9 +112,10 @@ def table3(frame: pd.DataFrame) -> str:
         for _, r in group.iterrows():
             cells = [str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"]
             for s in splits:
+                n = r.get("seeds")
                 cells += [_pm(100 * r[f"{s}_weighted_f1"] if r[f"{s}_weighted_f1"] is not None else None,
-                              100 * (r[f"{s}_weighted_f1_std"] or 0), 2),
-                          _pm(r[f"{s}_mse"], r[f"{s}_mse_std"], 2), _pm(r[f"{s}_combined"], r[f"{s}_combined_std"], 2)]
+                              100 * (r[f"{s}_weighted_f1_std"] or 0), 2, n),
+                          _pm(r[f"{s}_mse"], r[f"{s}_mse_std"], 2, n), _pm(r[f"{s}_combined"], r[f"{s}_combined_std"], 2, n)]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

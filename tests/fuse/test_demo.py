@@ -110,6 +110,11 @@ def test_a_sweep_trains_a_sequence_model_on_its_own_inputs(demo_cache, tmp_path)
     assert result.exit_code == 0, result.output
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
     assert sorted(board["model"]) == ["attention"] * 3 + ["coattention"] * 3
+    # one seed per trial: scores without a spread (a std of 0 over one seed says nothing)
+    assert board["seeds"].tolist() == [1] * 6
+    assert "±" not in (tmp_path / "out" / "table3.md").read_text()
+    best = (tmp_path / "out" / "leaderboard.md").read_text().splitlines()[2]
+    assert "±" not in best and f"| {board['cv_combined'][0]:.3f} |" in best
     pooled = {"A": ["egemaps"], "L": ["text-minilm@-1"]}
     own = {"A": SEQUENCE_INPUTS["coattention"]["A"], "L": SEQUENCE_INPUTS["coattention"]["T"]}
     sets = {"attention": [], "coattention": []}
