@@ -111,8 +111,8 @@ def table3(frame: pd.DataFrame) -> str:
         lines.append(f"| **{name}** |" + " |" * (len(head) - 1))
         for _, r in group.iterrows():
             cells = [str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"]
+            n = r.get("seeds")
             for s in splits:
-                n = r.get("seeds")
                 cells += [_pm(100 * r[f"{s}_weighted_f1"] if r[f"{s}_weighted_f1"] is not None else None,
                               100 * (r[f"{s}_weighted_f1_std"] or 0), 2, n),
                           _pm(r[f"{s}_mse"], r[f"{s}_mse_std"], 2, n), _pm(r[f"{s}_combined"], r[f"{s}_combined_std"], 2, n)]
