@@ -148,7 +148,9 @@ def table(rows: list[dict]) -> str:
 
     def metric(r, split, key):
         m = r.get("metrics", {}).get(split, {}).get(key)
-        return f"{m['mean']:.3f} +- {m['std']:.3f}" if m else "-"
+        if not m:
+            return "-"
+        return f"{m['mean']:.3f}" if r["seeds"] == 1 else f"{m['mean']:.3f} +- {m['std']:.3f}"
 
     for r in rows:
         ratio = f"{official * r['seeds'] / r['seconds']:.2f}x" if official and r.get("seconds") else "-"
