@@ -336,11 +336,9 @@ def _selection_score(problem, data, e, probs, predicted) -> float:
     """The best-epoch criterion on member e's validation fold: weighted F1 - 0.25 * valence MSE
     (F1 alone without valence); multi-label: weighted average precision in place of F1, since
     thresholds are chosen after training."""
-    from sklearn.metrics import average_precision_score
-
     rows = data.val_rows[e]
     if problem.multi_label:
-        quality = average_precision_score(data.labels_np[rows], probs, average="weighted")
+        quality = metrics.weighted_average_precision(data.labels_np[rows], probs)
     else:
         quality = metrics.quick_weighted_f1(data.labels_np[rows], probs.argmax(1), probs.shape[1])
     mse = metrics.valence_mse(data.valence_np[rows], predicted) if problem.has_valence else None

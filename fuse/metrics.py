@@ -38,6 +38,19 @@ def quick_weighted_f1(labels: np.ndarray, predicted: np.ndarray, n_classes: int)
     return float(f1 @ support / support.sum()) if support.sum() else 0.0
 
 
+def weighted_average_precision(labels: np.ndarray, probs: np.ndarray) -> float:
+    """average_precision_score(labels, probs, average="weighted") for 0/1 labels [n, C]: classes
+    without a positive clip weigh 0 there, so they are left out here, which changes nothing but
+    scikit-learn's warning for each (per epoch and member, on a small validation fold)."""
+    from sklearn.metrics import average_precision_score
+
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    present = labels.sum(axis=0) > 0
+    if not present.any():
+        return float("nan")
+    return float(average_precision_score(labels[:, present], probs[:, present], average="weighted"))
+
+
 def single_label_scores(labels: np.ndarray, probs: np.ndarray, valence=None, predicted_valence=None) -> dict:
     """labels int [n], probs float [n, C] -> weighted_f1, accuracy, mse, combined."""
     predicted = np.asarray(probs).argmax(axis=1)

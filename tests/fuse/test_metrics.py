@@ -104,3 +104,24 @@ def test_quick_weighted_f1_is_scikit_learns(seed):
     expected = f1_score(labels, predicted, average="weighted", zero_division=0)
     assert metrics.quick_weighted_f1(labels, predicted, n_classes) == pytest.approx(expected, abs=1e-12)
     assert metrics.quick_weighted_f1(LABELS, PREDICTED, 3) == pytest.approx(hand_weighted_f1(LABELS, PREDICTED))
+
+
+def test_weighted_average_precision_is_scikit_learns_without_its_warning():
+    """A class no clip has (the last one here) weighs 0 in scikit-learn's weighted average: left
+    out, the value is the same and no warning is raised for it."""
+    import warnings
+
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((30, 4)) < 0.4).astype(int)
+    labels[:, 3] = 0
+    probs = np.clip(labels * 0.5 + rng.random((30, 4)) * 0.6, 0, 1)
+    with pytest.warns(UserWarning, match="No positive class"):
+        expected = average_precision_score(labels, probs, average="weighted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metrics.weighted_average_precision(labels, probs) == pytest.approx(expected, abs=1e-12)
+    labels[:, 3] = rng.random(30) < 0.5  # with every class present: exactly scikit-learn's
+    assert metrics.weighted_average_precision(labels, probs) == \
+        pytest.approx(average_precision_score(labels, probs, average="weighted"), abs=1e-12)
