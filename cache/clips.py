@@ -27,19 +27,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from manifests.table import ordered_splits
+
 from .store import STR
 from .writer import cache_root
 
 FORMAT = "mer-cache-clips/1"
 FILE_NAME = "_clips.h5"
 LABEL_SEP = ";"
-SPLIT_ORDER = ("train", "val", "valid", "dev", "test", "test1", "test2", "test3")
-
-
-def ordered_splits(names) -> list[str]:
-    """Split names in reading order: train first, then validation and test splits, then any other by name."""
-    known = {name: i for i, name in enumerate(SPLIT_ORDER)}
-    return sorted(set(names), key=lambda n: (known.get(n, len(known)), n))
 
 
 def clips_path(dataset: str, root=None) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cache import open_clips, open_features
-from cache.clips import ordered_splits
+from manifests.table import ordered_splits
 
 # cached dtypes kept in memory as they are (4x and 2x smaller than float32): the training loop and
 # the estimators convert them per batch, exactly (every uint8 and float16 value is a float32)

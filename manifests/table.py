@@ -9,8 +9,14 @@ from pathlib import Path
 
 # MER 2023 class order (Lian et al. 2023, section 2)
 MER_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")
-SPLITS = ("train", "test1", "test2", "test3", "test", "val", "dev")
 LABEL_SEP = ";"  # a multi-label cell: 'happy;surprise'
+SPLIT_ORDER = ("train", "val", "valid", "dev", "test", "test1", "test2", "test3")
+
+
+def ordered_splits(names) -> list[str]:
+    """Split names in reading order: train first, then validation and test splits, then any other by name."""
+    known = {name: i for i, name in enumerate(SPLIT_ORDER)}
+    return sorted(set(names), key=lambda n: (known.get(n, len(known)), n))
 
 
 @dataclass(frozen=True)
@@ -161,5 +167,5 @@ class Manifest:
         for c in self.clips:
             counts[c.split] = counts.get(c.split, 0) + 1
         errors = sum(c.error is not None for c in self.clips)
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        parts = ", ".join(f"{k} {counts[k]}" for k in ordered_splits(counts))
         return f"{self.name}: {len(self)} clips ({parts}); {errors} with errors"

@@ -113,3 +113,14 @@ def test_single_label_tables_keep_their_fingerprint(tmp_path, speech_16k):
     # the hash this table had before multi-label cells were read: features cached then stay valid
     assert not m.multi_label and m.fingerprint() == "4f09ec18f2eaf593"
     assert m.classes == ("happy", "joy", "sad") and m["b"].labels == ("sad",)
+
+
+def test_splits_are_summarised_and_ordered_as_read():
+    """train, then validation and test splits in order, then any other by name; not alphabetical
+    (test1 before train) and not as the clips happen to come."""
+    from manifests.table import Clip, Manifest, ordered_splits
+
+    names = ["test2", "zeta", "test1", "valid", "alpha", "train", "test", "test2"]
+    assert ordered_splits(names) == ["train", "valid", "test", "test1", "test2", "alpha", "zeta"]
+    clips = [Clip(f"c{i}", split, label="happy") for i, split in enumerate(["test2", "train", "test1", "train"])]
+    assert Manifest("m", clips).summary() == "m: 4 clips (train 2, test1 1, test2 1); 0 with errors"
