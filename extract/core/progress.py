@@ -24,12 +24,15 @@ class Progress:
         self.every = PLAIN_EVERY if every is None else every
         self.enabled = enabled
         self.start = self.last = time.monotonic()
+        self.first = None  # when the first clip was done: the rate is timed from there
         terminal = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = tqdm(total=total, unit="clip", dynamic_ncols=True, file=self.stream) if terminal else None
 
     def update(self, failed: int):
         """One more clip done; `failed`: clips failed in the run so far."""
         self.done, self.failed = self.done + 1, failed
+        if self.first is None:
+            self.first = time.monotonic()
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(failed=failed, refresh=False)
@@ -52,10 +55,16 @@ class Progress:
     def _line(self):
         self.last, self.shown = time.monotonic(), self.done
         elapsed = self.last - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        # from the first clip on: the start-up before it (loading models, spawning workers) is paid
+        # once, and would make the rate of the first minutes too low and their ETA far too long
+        steady = self.last - self.first if self.first is not None else 0.0
+        rate = float("nan")  # unknown until a second clip is done
+        if self.done > 1:
+            rate = (self.done - 1) / steady if steady > 0 else self.done / max(elapsed, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else (0.0 if self.done >= self.total else float("nan"))
         percent = 100.0 * self.done / self.total if self.total else 100.0
-        print(f"{self.name}: {self.done}/{self.total} clips ({percent:.0f}%), {rate:.1f} clips/s, "
+        shown_rate = f"{rate:.1f} clips/s" if rate == rate else "? clips/s"
+        print(f"{self.name}: {self.done}/{self.total} clips ({percent:.0f}%), {shown_rate}, "
               f"elapsed {_clock(elapsed)}, ETA {_clock(eta)}, {self.failed} failed",
               file=self.stream, flush=True)
 

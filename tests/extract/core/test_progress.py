@@ -1,6 +1,7 @@
 """Progress written to a file is plain lines, not a carriage-return bar."""
 import io
 import re
+from types import SimpleNamespace
 
 from click.testing import CliRunner
 
@@ -42,3 +43,20 @@ def test_an_extraction_run_into_a_file_prints_lines(folder_corpus, tmp_path, mon
     assert "\r" not in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("extract: ")]
     assert [line.split(" clips")[0] for line in lines] == ["extract: 1/3", "extract: 2/3", "extract: 3/3"]
+
+
+def test_the_rate_and_eta_are_timed_from_the_first_clip_not_the_start_up(monkeypatch):
+    """100 s of start-up (models loading), then a clip a second: after 11 clips the rate is 1 clip/s
+    and 10 clips take 10 s more (timed from the start it would say 0.1 clips/s and 100 s)."""
+    clock = [0.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    stream = io.StringIO()
+    bar = Progress(21, stream=stream, every=0.0)
+    clock[0] = 100.0
+    bar.update(0)
+    for _ in range(10):
+        clock[0] += 1.0
+        bar.update(0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "extract: 1/21 clips (5%), ? clips/s, elapsed 0:01:40, ETA ?, 0 failed"
+    assert lines[-1] == "extract: 11/21 clips (52%), 1.0 clips/s, elapsed 0:01:50, ETA 0:00:10, 0 failed"
