@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .metrics import show_mean_std
 from .trials import Trial
 
 SIZES = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
@@ -42,15 +43,6 @@ def _seeds(metrics: dict) -> int | None:
     return len(metrics.get("cv", {}).get("combined", {}).get("per_seed", [])) or None
 
 
-def _pm(mean, std, digits=3, seeds=None) -> str:
-    """mean ± std; the value alone over one seed (its std of 0 says nothing)."""
-    if mean is None or pd.isna(mean):
-        return "-"
-    if seeds == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def splits_of(frame: pd.DataFrame) -> list[str]:
     """Splits with a score in some row (unlabelled splits have none)."""
     return [c[:-len("_combined")] for c in frame.columns
@@ -74,8 +66,8 @@ def markdown(frame: pd.DataFrame, runs_link: str = "runs", fusion: dict | None =
 def _cells(r: pd.Series, splits: list[str]) -> list[str]:
     n = r.get("seeds")
     cells = [r["model"], *(str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"), r["params"],
-             _pm(r.get("cv_weighted_f1"), r.get("cv_weighted_f1_std"), seeds=n)]
-    cells += [_pm(r.get(f"{s}_combined"), r.get(f"{s}_combined_std"), seeds=n) for s in splits]
+             show_mean_std(r.get("cv_weighted_f1"), r.get("cv_weighted_f1_std"), seeds=n)]
+    cells += [show_mean_std(r.get(f"{s}_combined"), r.get(f"{s}_combined_std"), seeds=n) for s in splits]
     cells.append("-" if r.get("seconds") is None or pd.isna(r.get("seconds")) else f"{r['seconds']:.1f}")
     return cells
 
@@ -113,9 +105,10 @@ def table3(frame: pd.DataFrame) -> str:
             cells = [str(r.get(m)) if isinstance(r.get(m), str) else "" for m in "ALV"]
             n = r.get("seeds")
             for s in splits:
-                cells += [_pm(100 * r[f"{s}_weighted_f1"] if r[f"{s}_weighted_f1"] is not None else None,
-                              100 * (r[f"{s}_weighted_f1_std"] or 0), 2, n),
-                          _pm(r[f"{s}_mse"], r[f"{s}_mse_std"], 2, n), _pm(r[f"{s}_combined"], r[f"{s}_combined_std"], 2, n)]
+                f1 = r[f"{s}_weighted_f1"]
+                cells += [show_mean_std(100 * f1 if f1 is not None else None, 100 * (r[f"{s}_weighted_f1_std"] or 0), n, 2),
+                          show_mean_std(r[f"{s}_mse"], r[f"{s}_mse_std"], n, 2),
+                          show_mean_std(r[f"{s}_combined"], r[f"{s}_combined_std"], n, 2)]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -107,3 +107,12 @@ def mean_std(runs: list[dict]) -> dict:
             out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
                         "per_seed": [float(v) for v in values]}
     return out
+
+
+def show_mean_std(mean, std, seeds=None, digits: int = 3) -> str:
+    """'mean ± std' for a table; the mean alone over one seed (its std of 0 says nothing); '-' for none."""
+    if mean is None or mean != mean:
+        return "-"
+    if seeds == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"

@@ -15,7 +15,7 @@ from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
 from .loop import standardized
-from .metrics import mean_std
+from .metrics import mean_std, show_mean_std
 from .run import combine, config_dict, replace_folder, save_weights, write_predictions
 
 
@@ -47,12 +47,9 @@ class Result:
 
 
 def _cell(entry) -> str:
-    """mean ± std over seeds; the value alone for one seed (its std of 0 says nothing)."""
     if not entry:
         return "-"
-    if len(entry.get("per_seed", ())) == 1:
-        return f"{entry['mean']:.3f}"
-    return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+    return show_mean_std(entry["mean"], entry["std"], len(entry.get("per_seed", ())))
 
 
 def write_run(folder: Path, request, problem, systems, weights, splits, lr_group=None) -> Result:

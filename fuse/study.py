@@ -12,6 +12,7 @@ the environment variables MER_SWEEP_HEARTBEAT and MER_SWEEP_GRACE (defaults 20 a
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -64,13 +65,18 @@ def _quiet_experimental():
         yield
 
 
-_warned = set()
-
-
-def _warn_once(message: str):
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
+@functools.cache
+def _rdb_internals():
+    """(models, _create_scoped_session) of Optuna's private RDB modules, or None (warned once) if a
+    release moved them."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError as err:
+        log.warning(f"this Optuna ({optuna.__version__}) lacks the internals the check for trials that "
+                    f"died before their first heartbeat reads ({err}); such a trial stays running")
+        return None
+    return models, _create_scoped_session
 
 
 class _Storage(RDBStorage):
@@ -81,13 +87,9 @@ class _Storage(RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
-        try:  # Optuna's private modules: if a release moves them, keep Optuna's own check
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-        except ImportError as err:
-            _warn_once(f"this Optuna ({optuna.__version__}) lacks the internals the check for trials "
-                       f"that died before their first heartbeat reads ({err}); such a trial stays running")
+        if _rdb_internals() is None:  # moved in this Optuna: its own check alone
             return stale
+        models, _create_scoped_session = _rdb_internals()
         # datetime_start is the popping worker's clock: machines sharing a study need clocks
         # closer than the grace period, as the heartbeats themselves do
         too_old = datetime.now() - timedelta(seconds=self.grace_period)

@@ -58,9 +58,7 @@ class Progress:
         # from the first clip on: the start-up before it (loading models, spawning workers) is paid
         # once, and would make the rate of the first minutes too low and their ETA far too long
         steady = self.last - self.first if self.first is not None else 0.0
-        rate = float("nan")  # unknown until a second clip is done
-        if self.done > 1:
-            rate = (self.done - 1) / steady if steady > 0 else self.done / max(elapsed, 1e-9)
+        rate = (self.done - 1) / max(steady, 1e-9) if self.done > 1 else float("nan")  # '?' until a 2nd clip
         eta = (self.total - self.done) / rate if rate > 0 else (0.0 if self.done >= self.total else float("nan"))
         percent = 100.0 * self.done / self.total if self.total else 100.0
         shown_rate = f"{rate:.1f} clips/s" if rate == rate else "? clips/s"

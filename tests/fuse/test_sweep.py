@@ -408,6 +408,10 @@ def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, 
     time.sleep(grace + 0.5)
     assert rdb._get_stale_trial_ids(study_id) == [dead._trial_id]
     monkeypatch.setitem(sys.modules, "optuna.storages._rdb.storage", None)  # import fails
-    with caplog.at_level("WARNING", logger="fuse.study"):
-        assert rdb._get_stale_trial_ids(study_id) == []
+    studies._rdb_internals.cache_clear()  # looked up once per process
+    try:
+        with caplog.at_level("WARNING", logger="fuse.study"):
+            assert rdb._get_stale_trial_ids(study_id) == []
+    finally:
+        studies._rdb_internals.cache_clear()
     assert "died before their first heartbeat" in caplog.text and optuna.__version__ in caplog.text
