@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from . import bf16
+
 
 def stack_members(members: list[nn.Module]) -> nn.Module:
     """One network whose every parameter and buffer is its members' concatenated along dim 0."""
@@ -36,16 +38,22 @@ class Ensemble:
 
     def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32"):
         self.net = stack_members([make(e) for e in range(n_members)]).to(device)
-        self.params = dict(self.net.named_parameters())
         self.n, self.device = n_members, device
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
+        # bf16 on a CPU: the Linear weights live in bf16, their fp32 masters here (fuse.bf16)
+        self.masters = (bf16.hold_in_bf16(self.net) if precision == "bf16" and device.type == "cpu"
+                        and bf16.adam_kernel() is not None else {})
+        # the trained weights in full precision: what is saved, snapshotted and given to the optimizer
+        self.params = {name: self.masters.get(name, p) for name, p in self.net.named_parameters()}
 
     def optimizer(self, lr, weight_decay: float):
         """Adam with its L2 term (weight_decay), as the MER 2023 baseline. `lr`: one rate, or one per
         member (a learning-rate grid trained as one model: MemberAdam)."""
-        if not isinstance(lr, (int, float)):
-            return MemberAdam(list(self.params.values()), lr, weight_decay)
+        if self.masters or not isinstance(lr, (int, float)):
+            rates = [lr] * self.n if isinstance(lr, (int, float)) else lr
+            return MemberAdam(list(self.net.parameters()), rates, weight_decay,
+                              masters=[self.masters.get(name) for name, _ in self.net.named_parameters()])
         fused = self.device.type in ("cpu", "cuda")  # one kernel for all members
         return torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay, fused=fused)
 
@@ -96,11 +104,15 @@ class MemberAdam:
     Members of one rate are a contiguous slice of every parameter (dim 0), so each rate is one call
     of torch's functional Adam on views of those slices (fused where torch fuses it): the same
     kernels and memory traffic as one Adam over all members, and exactly what torch.optim.Adam
-    does to those members at that rate."""
+    does to those members at that rate.
+
+    `masters`: per parameter None, or the fp32 master of a parameter held in bf16 (fuse.bf16): Adam
+    then runs on the master, from the bf16 gradient, and writes the parameter (bf16.adam_step)."""
 
     def __init__(self, params: list[torch.Tensor], lr, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, masters=None):
         self.params, self.weight_decay, self.betas, self.eps = params, weight_decay, betas, eps
+        self.masters = masters or [None] * len(params)
         lr = [float(x) for x in lr]
         self.groups = []  # (first member, end, rate) of each run of equal rates
         for e, rate in enumerate(lr):
@@ -108,8 +120,8 @@ class MemberAdam:
                 self.groups[-1][1] = e + 1
             else:
                 self.groups.append([e, e + 1, rate])
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.exp_avg = [torch.zeros_like(p if m is None else m) for p, m in zip(params, self.masters)]
+        self.exp_avg_sq = [torch.zeros_like(p if m is None else m) for p, m in zip(params, self.masters)]
         device = params[0].device
         self.fused = device.type in ("cpu", "cuda")
         self.steps = [[torch.zeros((), dtype=torch.float32, device=device if self.fused else "cpu") for _ in params]
@@ -123,13 +135,20 @@ class MemberAdam:
     def step(self):
         from torch.optim.adam import adam
 
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        live = [i for i, p in enumerate(self.params) if p.grad is not None and self.masters[i] is None]
+        held = [i for i, p in enumerate(self.params) if p.grad is not None and self.masters[i] is not None]
         for (a, b, rate), steps in zip(self.groups, self.steps):
-            adam([self.params[i][a:b] for i in live], [self.params[i].grad[a:b] for i in live],
-                 [self.exp_avg[i][a:b] for i in live], [self.exp_avg_sq[i][a:b] for i in live], [],
-                 [steps[i] for i in live], foreach=not self.fused, fused=self.fused or None, amsgrad=False,
-                 beta1=self.betas[0], beta2=self.betas[1], lr=rate, weight_decay=self.weight_decay, eps=self.eps,
-                 maximize=False)
+            for i in held:
+                steps[i] += 1
+                bf16.adam_step(bf16.adam_kernel(), self.masters[i][a:b], self.params[i][a:b], self.params[i].grad[a:b],
+                               self.exp_avg[i][a:b], self.exp_avg_sq[i][a:b], int(steps[i]), rate, self.betas,
+                               self.eps, self.weight_decay)
+            if live:
+                adam([self.params[i][a:b] for i in live], [self.params[i].grad[a:b] for i in live],
+                     [self.exp_avg[i][a:b] for i in live], [self.exp_avg_sq[i][a:b] for i in live], [],
+                     [steps[i] for i in live], foreach=not self.fused, fused=self.fused or None,
+                     amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=rate,
+                     weight_decay=self.weight_decay, eps=self.eps, maximize=False)
 
 
 def load_member(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -168,3 +168,63 @@ def test_member_adam_at_one_rate_is_fused_adam_bit_for_bit():
             opt.step()
         out.append(p.detach())
     assert torch.equal(out[0], out[1])
+
+
+def test_bf16_master_weights_follow_torch_adam_and_hold_their_bf16_copy():
+    """A weight held in bf16 (fuse.bf16): the compiled kernel updates its fp32 master as
+    torch.optim.Adam would from the same gradients, at each member's rate, and the network's bf16
+    weight is the master rounded to bf16 after every step."""
+    from fuse.ensemble import MemberAdam
+
+    torch.manual_seed(2)
+    start, lrs = torch.randn(2, 40, 8) * 0.05, [1e-3, 1e-2]
+    grads = [torch.randn(2, 40, 8).bfloat16() for _ in range(5)]
+    reference = []
+    for e, lr in enumerate(lrs):
+        p = start[e:e + 1].clone().requires_grad_()
+        opt = torch.optim.Adam([p], lr=lr, weight_decay=1e-3)
+        for g in grads:
+            p.grad = g[e:e + 1].float()
+            opt.step()
+        reference.append(p.detach()[0])
+    master = start.clone()
+    held = torch.nn.Parameter(master.bfloat16())
+    opt = MemberAdam([held], lrs, weight_decay=1e-3, masters=[master])
+    for g in grads:
+        held.grad = g
+        opt.step()
+        assert torch.equal(held.detach(), master.bfloat16())
+    for e in range(2):
+        torch.testing.assert_close(master[e], reference[e], atol=1e-6, rtol=1e-5)
+    assert not torch.equal(master, start)
+
+
+def test_bf16_with_held_weights_is_autocast_arithmetic(monkeypatch):
+    """The same members in bf16 with their Linear weights held in bf16 and with plain autocast
+    (the fallback without a compiler): the same outputs, and the same weights after a step up to
+    fp32 rounding in Adam; saved and snapshotted weights stay fp32."""
+    from fuse import bf16
+
+    monkeypatch.setattr(bf16, "MIN_HELD", 0)   # the test's weights are small
+    model, options = "attention", {"attention_scores": "raw", "shapes": EQUAL}
+    held = Ensemble(lambda e: _net(model, e, **options), 2, torch.device("cpu"), "bf16")
+    monkeypatch.setattr(bf16, "adam_kernel", lambda: None)
+    plain = Ensemble(lambda e: _net(model, e, **options), 2, torch.device("cpu"), "bf16")
+    assert held.masters and not plain.masters
+    name = "encoders.0.weight"
+    assert held.net.get_parameter(name).dtype == torch.bfloat16 and held.params[name].dtype == torch.float32
+    assert plain.net.get_parameter(name).dtype == torch.float32
+    inputs, labels, valence, weight = _batch(2, shapes=EQUAL)
+    for a, b in zip(held.predict(inputs), plain.predict(inputs)):
+        assert torch.equal(a, b)
+    monkeypatch.undo()
+    before = held.params[name].clone()
+    for ens in (held, plain):
+        opt = ens.optimizer(1e-2, 1e-5)
+        ens.loss(inputs, labels, valence, weight, weight).backward()
+        opt.step()
+    for k in plain.params:
+        torch.testing.assert_close(held.params[k], plain.params[k].detach(), atol=1e-6, rtol=1e-5)
+    assert not torch.equal(held.params[name], before)
+    assert torch.equal(held.net.get_parameter(name).detach(), held.params[name].bfloat16())
+    assert all(v.dtype == torch.float32 for v in held.member_state(0).values())

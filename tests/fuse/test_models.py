@@ -83,12 +83,16 @@ def test_lgbm_learns_the_separable_problem(synth_run, tmp_path, lgbm_one_thread)
     assert 0 < np.max(m["best_epoch"]) < 1000
 
 
-def test_bf16_autocast_learns_and_differs_from_fp32(synth_run, tmp_path):
+def test_bf16_learns_and_differs_from_fp32(synth_run, tmp_path, monkeypatch):
+    from fuse import bf16 as held
+
+    monkeypatch.setattr(held, "MIN_HELD", 0)  # the Linear weights in bf16 with fp32 masters, as at MER sizes
     cache, _ = synth_run
     fp32 = train(cache, tmp_path / "fp32", "attention", AV, epochs=10)
     bf16 = train(cache, tmp_path / "bf16", "attention", AV, epochs=10, precision="bf16")
     assert_learns(bf16)
     assert bf16["config"]["train"]["precision"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in fold_state(tmp_path / "bf16", "attention").values())
     # the products really ran in bfloat16: the validation probabilities are not the fp32 ones
     cv32 = np.load(tmp_path / "fp32" / "scores" / "cv.npz")["probs"]
     cv16 = np.load(tmp_path / "bf16" / "scores" / "cv.npz")["probs"]
