@@ -57,13 +57,15 @@ MIN_HELD = 1 << 16  # elements: a smaller weight's cast costs less than a kernel
 def hold_in_bf16(net: nn.Module) -> dict[str, torch.Tensor]:
     """Replace the weights of the net's Linear and GroupLinear layers (used only in matrix products,
     which autocast runs in bf16) of MIN_HELD elements or more by bf16 copies; returns their fp32
-    masters by parameter name."""
+    masters by parameter name (none where the kernel cannot be compiled)."""
+    layers = {name: module for name, module in net.named_modules()
+              if isinstance(module, (Linear, GroupLinear)) and module.weight.numel() >= MIN_HELD}
+    if not layers or adam_kernel() is None:  # compiled only when there is something to hold
+        return {}
     masters = {}
-    for module_name, module in net.named_modules():
-        if isinstance(module, (Linear, GroupLinear)) and module.weight.numel() >= MIN_HELD:
-            master = module.weight.detach().clone()
-            module.weight = nn.Parameter(master.to(torch.bfloat16))
-            masters[f"{module_name}.weight" if module_name else "weight"] = master
+    for name, module in layers.items():
+        masters[f"{name}.weight" if name else "weight"] = module.weight.detach().clone()
+        module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16))
     return masters
 
 

@@ -42,9 +42,8 @@ class Ensemble:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
         # bf16 on a CPU: the Linear weights live in bf16, their fp32 masters here (fuse.bf16)
-        self.masters = (bf16.hold_in_bf16(self.net) if precision == "bf16" and device.type == "cpu"
-                        and bf16.adam_kernel() is not None else {})
-        # the trained weights in full precision: what is saved, snapshotted and given to the optimizer
+        self.masters = bf16.hold_in_bf16(self.net) if precision == "bf16" and device.type == "cpu" else {}
+        # the trained weights in full precision: what is saved and snapshotted
         self.params = {name: self.masters.get(name, p) for name, p in self.net.named_parameters()}
 
     def optimizer(self, lr, weight_decay: float):

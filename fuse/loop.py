@@ -36,7 +36,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 32
-    precision: str = "fp32"       # fp32 | bf16 (autocast)
+    precision: str = "fp32"       # fp32 | bf16 (autocast; on a CPU with bf16 weights, fuse.bf16)
     device: str = "auto"
     standardize: bool = True
     threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)

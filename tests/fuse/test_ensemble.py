@@ -228,3 +228,32 @@ def test_bf16_with_held_weights_is_autocast_arithmetic(monkeypatch):
     assert not torch.equal(held.params[name], before)
     assert torch.equal(held.net.get_parameter(name).detach(), held.params[name].bfloat16())
     assert all(v.dtype == torch.float32 for v in held.member_state(0).values())
+
+
+NO_COMPILER = """
+import warnings, torch
+from fuse import bf16
+from fuse.ensemble import Ensemble
+from fuse.models import build, make_config
+bf16.MIN_HELD = 0
+make = lambda e: build("attention", make_config("attention", hidden=(16, 8)), [(8,)] * 3, ["A", "L", "V"], 4)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ens = Ensemble(make, 2, torch.device("cpu"), "bf16")
+print(len(ens.masters), ens.net.get_parameter("encoders.0.weight").dtype)
+print([str(w.message) for w in caught if "bf16" in str(w.message)])
+"""
+
+
+def test_bf16_without_a_cpp_compiler_warns_and_trains_with_plain_autocast(tmp_path):
+    # a real missing compiler: no g++ on PATH, and an empty inductor cache (a cached kernel needs none)
+    import os
+    import subprocess
+    import sys
+
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", NO_COMPILER], capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    assert out[0] == "0 torch.float32"
+    assert "cannot compile the bf16 Adam kernel" in out[1] and "C++ compiler" in out[1]
