@@ -2,8 +2,8 @@
 
 Under autocast every step casts the fp32 weights of each matrix product to bf16 (forward) and their
 bf16 gradients back to fp32 (backward): ~5 ms of a MER-sized 15-member step, as much memory
-traffic as the optimizer's. Here the network holds the weights of its Linear layers in bf16 and
-the optimizer keeps their fp32 masters: one compiled kernel (torch.compile, one pass over memory)
+traffic as the optimizer's. Here the network holds the weights of its large Linear layers
+(MIN_HELD) in bf16 and the optimizer keeps their fp32 masters: one compiled kernel (torch.compile, one pass over memory)
 reads the bf16 gradient, updates the master and its Adam moments, and writes the master's bf16
 copy back into the network. The arithmetic is autocast's (products in bf16 on bf16-rounded
 weights, Adam in fp32 on the masters); only the Adam kernel is ours.
@@ -69,9 +69,12 @@ def hold_in_bf16(net: nn.Module) -> dict[str, torch.Tensor]:
     return masters
 
 
-def adam_step(kernel, master: torch.Tensor, low: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
-              exp_avg_sq: torch.Tensor, step: int, lr: float, betas: tuple[float, float], eps: float, weight_decay: float):
-    """One Adam step (step t >= 1) of a master weight, or of a slice along its first dimension."""
+def adam_step(master: torch.Tensor, low: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+              exp_avg_sq: torch.Tensor, step: int, lr: float, betas: tuple[float, float], eps: float,
+              weight_decay: float):
+    """Adam step t >= 1 of a held weight `low` (bf16, its gradient `grad`) and its fp32 `master`,
+    or of slices of them along the member dimension."""
     h = torch.tensor([lr / (1 - betas[0] ** step), (1 - betas[1] ** step) ** -0.5, betas[0], betas[1], eps,
                       weight_decay])
-    kernel(master.view(-1), low.detach().view(-1), grad.reshape(-1), exp_avg.view(-1), exp_avg_sq.view(-1), h)
+    adam_kernel()(master.view(-1), low.detach().view(-1), grad.reshape(-1), exp_avg.view(-1),
+                  exp_avg_sq.view(-1), h)

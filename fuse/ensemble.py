@@ -139,7 +139,7 @@ class MemberAdam:
         for (a, b, rate), steps in zip(self.groups, self.steps):
             for i in held:
                 steps[i] += 1
-                bf16.adam_step(bf16.adam_kernel(), self.masters[i][a:b], self.params[i][a:b], self.params[i].grad[a:b],
+                bf16.adam_step(self.masters[i][a:b], self.params[i][a:b], self.params[i].grad[a:b],
                                self.exp_avg[i][a:b], self.exp_avg_sq[i][a:b], int(steps[i]), rate, self.betas,
                                self.eps, self.weight_decay)
             if live:
