@@ -245,7 +245,7 @@ print([str(w.message) for w in caught if "bf16" in str(w.message)])
 """
 
 
-def test_bf16_without_a_cpp_compiler_warns_and_trains_with_plain_autocast(tmp_path):
+def test_bf16_without_a_cpp_compiler_warns_and_falls_back_to_plain_autocast(tmp_path):
     # a real missing compiler: no g++ on PATH, and an empty inductor cache (a cached kernel needs none)
     import os
     import subprocess
