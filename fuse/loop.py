@@ -201,6 +201,7 @@ class _Data:
             if any(flags) else None
         self.std = [torch.stack([n[i][1] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
+        self.standardized = self._standardized_copies()
 
     def _norms(self, rows, flags):
         """Per block (mean, std) over the member's training rows, None where not standardized."""
@@ -209,6 +210,30 @@ class _Data:
         for b, flag in zip(self.blocks, flags):
             x = b[rows].float() if flag else None
             out.append((x.mean(0), x.std(0).clamp(min=1e-6)) if flag else None)
+        return out
+
+    def _standardized_copies(self):
+        """Per standardized block, every member's standardized copy of it [E, n, ...], made once
+        when they fit in INPUT_CACHE_BYTES: a step then only gathers rows (15 MER-sized members'
+        batch: 0.6 ms, against 1.7 ms to gather and standardize it each step). The same numbers
+        either way. None per block not standardized; None when they do not fit."""
+        if self.mean is None:
+            return None
+        E = len(self.norms)
+        size = E * sum(b.numel() for b, m in zip(self.blocks, self.mean) if m is not None) * 4
+        if size > INPUT_CACHE_BYTES:
+            return None
+        out = []
+        for b, mean, std in zip(self.blocks, self.mean, self.std):
+            if mean is None:
+                out.append(None)
+                continue
+            copies = torch.empty((E,) + tuple(b.shape), dtype=torch.float32, device=b.device)
+            x = b.float()
+            for e in range(E):  # one member at a time: no [E, n, ...] temporaries
+                copies[e] = standardize(x, mean[e], std[e])
+            out.append(copies.view(E * b.shape[0], *b.shape[1:]))
+        self.member_offset = (torch.arange(E, device=self.blocks[0].device) * self.blocks[0].shape[0]).unsqueeze(1)
         return out
 
     def val_chunks(self):
@@ -234,7 +259,10 @@ class _Data:
         safe = rows.clamp(min=0)
         out = []
         for i, b in enumerate(self.blocks):
-            x = b[safe].float()  # uint8 / float16 blocks stay compact until here
+            if self.standardized is not None and self.standardized[i] is not None:
+                out.append(rows_of(self.standardized[i], safe + self.member_offset))
+                continue
+            x = rows_of(b, safe).float()  # uint8 / float16 blocks stay compact until here
             if self.mean is not None and self.mean[i] is not None:
                 shape = (x.shape[0], 1) + x.shape[2:]
                 x = standardize(x, self.mean[i].view(shape), self.std[i].view(shape))
@@ -243,8 +271,15 @@ class _Data:
 
 
 VAL_CACHE_BYTES = 1 << 30  # validation inputs kept between epochs up to this size (float32)
+INPUT_CACHE_BYTES = 1 << 30  # members' standardized copies of the inputs up to this size (float32)
 OUTLIER_CLIP = 10.0  # standardized values beyond +-10 SD are clipped: one odd test clip (an openSMILE
                     # ratio of 500 SD, seen on the demo) must not blow up its valence
+
+
+def rows_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] for an index of any shape: index_select, 5x faster than advanced indexing on a CPU
+    (15 x 32 rows of 1024: 57 against 290 us)."""
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
 
 
 def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -297,8 +332,8 @@ def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
             rows = rows.clamp(min=0)
             weight = keep.float()
             opt.zero_grad(set_to_none=True)
-            loss = ens.loss(data.gather(rows), data.labels[rows], data.valence[rows], weight,
-                            weight * data.has_valence[rows])
+            loss = ens.loss(data.gather(rows), rows_of(data.labels, rows), rows_of(data.valence, rows), weight,
+                            weight * rows_of(data.has_valence, rows))
             loss.backward()
             opt.step()
         probs, predicted = _validate(ens, data)

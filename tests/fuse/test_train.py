@@ -109,13 +109,16 @@ def test_test_predictions_average_probabilities_over_folds_then_seeds(synth_run)
     np.testing.assert_allclose(frame["valence"], saved["valence"].mean(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("kept_validation_inputs", [True, False])
-def test_the_same_command_twice_gives_identical_results(synth_run, tmp_path, no_plots, monkeypatch,
-                                                       kept_validation_inputs):
+@pytest.mark.parametrize("kept", ["all", "members' standardized inputs", "nothing"])
+def test_the_same_command_twice_gives_identical_results(synth_run, tmp_path, no_plots, monkeypatch, kept):
     from fuse import loop
 
-    if not kept_validation_inputs:  # gathered and standardized again every epoch: the same numbers
+    # the validation inputs, and each member's standardized copy of the inputs, are kept when they
+    # fit; gathered and standardized again every batch or epoch otherwise: the same numbers
+    if kept != "all":
         monkeypatch.setattr(loop, "VAL_CACHE_BYTES", 0)
+    if kept == "nothing":
+        monkeypatch.setattr(loop, "INPUT_CACHE_BYTES", 0)
     cache, run = synth_run
     result = train_cli("--cache", cache, "--out", tmp_path / "again", *SYNTH_RUN_ARGS)
     assert result.exit_code == 0, result.output
