@@ -9,7 +9,11 @@ at the synthetic features. Seconds are wall clock, the official script's feature
 (shown apart, timed from its own progress lines).
 
     python bench/fuse_speed.py --official DIR [--epochs 100] [--seeds 1] [--runs 1] [--out DIR]
-                               [--only official|ours] [--precision fp32,bf16]
+                               [--only official|ours] [--precision fp32,bf16] [--no-quick]
+
+Also timed, in the same run: the quick re-implementation that the fusion-training issue measured
+(bench/quick_attention.py: fp32, one seed), the matrix-product floor, and that floor plus torch's
+fused Adam every step (bench/matmul_floor.py).
 """
 from __future__ import annotations
 
@@ -191,9 +195,9 @@ def bench_ours(cache: Path, dataset: str, epochs: int, seeds: int, runs: int, pr
             "load_seconds": results[-1].get("load_seconds"), "metrics": results[-1], "runs": results}
 
 
-def bench_floor(epochs: int, seeds: int, precision: str = "fp32") -> dict:
+def bench_floor(epochs: int, seeds: int, precision: str = "fp32", optimizer: bool = False) -> dict:
     """The matrix-product floor of the same run (bench/matmul_floor.py) in that precision, the
-    faster of 1 and 2 threads."""
+    faster of 1 and 2 threads; `optimizer`: plus torch's fused Adam every step."""
     import torch
 
     before = torch.get_num_threads()
@@ -201,11 +205,32 @@ def bench_floor(epochs: int, seeds: int, precision: str = "fp32") -> dict:
     timings = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        timings[threads] = run_floor(SPLIT_SIZES["train"], 5, seeds, epochs, 32, [1024] * 3, dtype=dtype)
+        timings[threads] = run_floor(SPLIT_SIZES["train"], 5, seeds, epochs, 32, [1024] * 3, dtype=dtype,
+                                     optimizer=optimizer)
     torch.set_num_threads(before)
     best = min(timings, key=timings.get)
-    return {"approach": f"matrix-product floor ({best} thread{'s' * (best > 1)})", "seeds": seeds,
+    what = "matrix products + fp32 Adam" if optimizer else "matrix-product"
+    return {"approach": f"{what} floor ({best} thread{'s' * (best > 1)})", "seeds": seeds,
             "precision": precision, "seconds": timings[best], "timings": timings}
+
+
+def bench_quick(problem, workdir: Path, epochs: int) -> dict:
+    """The quick re-implementation the issue measured (bench/quick_attention.py), fp32, one seed,
+    in a process of its own (wall clock, its imports included, as ours)."""
+    arrays = workdir / "arrays.npz"
+    np.savez(arrays, a=problem.features[FEATURES["A"]], l=problem.features[FEATURES["L"]],
+             v=problem.features[FEATURES["V"]], label=problem.label, valence=problem.valence,
+             split=problem.split.astype(str))
+    row = {"approach": "quick re-implementation (bench/quick_attention.py)", "seeds": 1, "precision": "fp32"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("quick_attention.py")), str(arrays),
+                           "--epochs", str(epochs), "--json", str(workdir / "quick.json")],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        return {**row, "error": f"exited with {proc.returncode}: {proc.stderr[-2000:]}"}
+    metrics = json.loads((workdir / "quick.json").read_text())
+    return {**row, "seconds": seconds, "metrics": metrics}
 
 
 @click.command()
@@ -221,7 +246,9 @@ def bench_floor(epochs: int, seeds: int, precision: str = "fp32") -> dict:
 @click.option("--only", type=click.Choice(["official", "ours"]), help="Time one approach only.")
 @click.option("--precision", default="fp32", show_default=True, help="Ours: comma-separated, fp32,bf16.")
 @click.option("--data-seed", default=0, show_default=True, help="Seed of the synthetic problem.")
-def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed):
+@click.option("--quick/--no-quick", default=True, show_default=True,
+              help="Also time the quick re-implementation (bench/quick_attention.py; fp32, one seed).")
+def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed, quick):
     if only != "ours" and official_dir is None:
         raise click.UsageError("--official DIR is required unless --only ours")
     script = patched_official(official_dir) if only != "ours" else None  # refuse before any work
@@ -236,6 +263,8 @@ def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed):
             features_root, label_path = write_official(problem, tmp / "official")
             prepare_official(tmp / "official", script, features_root, label_path)
             rows.append(bench_official(tmp / "official", epochs, 1, runs, logs))
+        if quick and only != "official":
+            rows.append(bench_quick(problem, tmp, epochs))
         if only != "official":
             missing = write_cache(problem, tmp / "cache", "mershape")
             for n_seeds in sorted({1, seeds}):
@@ -245,6 +274,7 @@ def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed):
                                 if "error" in row else row)
                 for name in precision.split(","):
                     rows.append(bench_floor(epochs, n_seeds, name))
+                    rows.append(bench_floor(epochs, n_seeds, name, optimizer=True))
     load_after = os.getloadavg()
     sizes = " / ".join(f"{k} {v}" for k, v in SPLIT_SIZES.items())
     report = (f"Synthetic MER-shaped problem (seed {data_seed}; {sizes} clips; 3 x 1024-d features), "
