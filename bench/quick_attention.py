@@ -99,6 +99,7 @@ def train(arrays, epochs: int, seed: int) -> dict:
     best = np.full(FOLDS, -np.inf)
     best_f1, best_mse = np.zeros(FOLDS), np.zeros(FOLDS)
     best_params = [p.detach().clone() for p in params]
+    best_valence = [None] * FOLDS
     for epoch in range(epochs):
         keys = torch.rand(train_rows.shape, generator=generator).masked_fill(train_rows < 0, 2.0)
         order = train_rows.gather(1, keys.argsort(dim=1))
@@ -118,12 +119,16 @@ def train(arrays, epochs: int, seed: int) -> dict:
             mse = mean_squared_error(arrays["valence"][rows], predicted[k, :len(rows)])
             if f1 - 0.25 * mse > best[k]:
                 best[k], best_f1[k], best_mse[k] = f1 - 0.25 * mse, f1, mse
-                for kept, p in zip(best_params, params):
-                    kept[k] = p.detach()[k]
+                best_valence[k] = predicted[k, :len(rows)]
+                for kept, p in zip(best_params, params):  # [E, ...] or [E x M, ...], member-major
+                    kept.view(FOLDS, -1)[k] = p.detach().view(FOLDS, -1)[k]
         print(f"epoch {epoch + 1}/{epochs}: validation {np.mean(best):.3f}", file=sys.stderr, flush=True)
     with torch.no_grad():
         for kept, p in zip(best_params, params):
             p.copy_(kept)
+    _, predicted = predict(layers, x, val_rows)  # the restored weights give the best epochs' outputs
+    if not all(np.allclose(predicted[k, :len(r)], best_valence[k], atol=1e-5) for k, r in enumerate(val_list)):
+        raise RuntimeError("restored best-epoch weights do not reproduce their validation outputs")
     cv_f1, cv_mse = best_f1.mean(), best_mse.mean()
     out = {"cv": {"weighted_f1": cv_f1, "mse": cv_mse, "combined": cv_f1 - 0.25 * cv_mse}}
     for name in ("test1", "test2"):
