@@ -11,7 +11,7 @@ at the synthetic features. Seconds are wall clock, the official script's feature
     python bench/fuse_speed.py --official DIR [--epochs 100] [--seeds 1] [--runs 1] [--out DIR]
                                [--only official|ours] [--precision fp32,bf16] [--no-quick]
 
-Also timed, in the same run: the quick re-implementation that the fusion-training issue measured
+Also timed, in the same run: a quick re-implementation of the official loop, batched plainly
 (bench/quick_attention.py: fp32, one seed), the matrix-product floor, and that floor plus torch's
 fused Adam every step (bench/matmul_floor.py).
 """
@@ -215,7 +215,7 @@ def bench_floor(epochs: int, seeds: int, precision: str = "fp32", optimizer: boo
 
 
 def bench_quick(problem, workdir: Path, epochs: int) -> dict:
-    """The quick re-implementation the issue measured (bench/quick_attention.py), fp32, one seed,
+    """The quick re-implementation of the official loop (bench/quick_attention.py), fp32, one seed,
     in a process of its own (wall clock, its imports included, as ours)."""
     arrays = workdir / "arrays.npz"
     np.savez(arrays, a=problem.features[FEATURES["A"]], l=problem.features[FEATURES["L"]],

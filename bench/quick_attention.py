@@ -1,9 +1,9 @@
-"""The quick re-implementation of the MER 2023 baseline's attention training that the fusion-training
-issue describes (and measured at 3.8x the official script on its machine): tensors kept in memory,
-the five fold models trained as one set of batched matrix products, torch's fused Adam, the test
-pass once with each fold's best-epoch weights. Written plainly, as a reference for
-bench/fuse_speed.py: raw batched weights, torch's own dropout (nn.Dropout's), the official loss
-(cross-entropy + valence MSE), model (raw attention scores), protocol (best epoch per fold by
+"""A quick re-implementation of the MER 2023 baseline's attention training, the plain way to make
+its loop fast and the reference fuse.train is measured against beside the official script:
+tensors kept in memory, the five fold models (and the three modality encoders) trained as one set
+of batched matrix products, torch's fused Adam, the test pass once with each fold's best-epoch
+weights. Written plainly: raw batched weights, torch's own dropout (nn.Dropout's), the official
+loss (cross-entropy + valence MSE), model (raw attention scores), protocol (best epoch per fold by
 weighted F1 - 0.25 x valence MSE on its validation fold; CV = the folds' mean) and no
 standardization, as the official script. fp32, one seed.
 
