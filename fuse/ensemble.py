@@ -48,13 +48,12 @@ class Ensemble:
 
     def optimizer(self, lr, weight_decay: float):
         """Adam with its L2 term (weight_decay), as the MER 2023 baseline. `lr`: one rate, or one per
-        member (a learning-rate grid trained as one model: MemberAdam)."""
-        if self.masters or not isinstance(lr, (int, float)):
-            rates = [lr] * self.n if isinstance(lr, (int, float)) else lr
-            return MemberAdam(list(self.net.parameters()), rates, weight_decay,
-                              masters=[self.masters.get(name) for name, _ in self.net.named_parameters()])
-        fused = self.device.type in ("cpu", "cuda")  # one kernel for all members
-        return torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay, fused=fused)
+        member (a learning-rate grid trained as one model). MemberAdam either way: at one rate it is
+        torch's fused Adam bit for bit, and unlike the class torch.optim.Adam, whose constructor
+        imports torch._dynamo (1-5 s per process, measured), it needs no import."""
+        rates = [lr] * self.n if isinstance(lr, (int, float)) else lr
+        return MemberAdam(list(self.net.parameters()), rates, weight_decay,
+                          masters=[self.masters.get(name) for name, _ in self.net.named_parameters()])
 
     def loss(self, inputs, labels, valence, weight, valence_weight) -> torch.Tensor:
         """Summed loss of all members (their gradients stay separate): inputs [E, B, ...] each,
