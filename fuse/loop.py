@@ -201,6 +201,8 @@ class _Data:
             if any(flags) else None
         self.std = [torch.stack([n[i][1] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
+        # row r of member e's standardized copy (below) is row e * n + r of its flattened block
+        self.member_offset = (torch.arange(len(members), device=device) * len(rows)).unsqueeze(1)
         self.standardized = self._standardized_copies()
 
     def _norms(self, rows, flags):
@@ -233,7 +235,6 @@ class _Data:
             for e in range(E):  # one member at a time: no [E, n, ...] temporaries
                 copies[e] = standardize(x, mean[e], std[e])
             out.append(copies.view(E * b.shape[0], *b.shape[1:]))
-        self.member_offset = (torch.arange(E, device=self.blocks[0].device) * self.blocks[0].shape[0]).unsqueeze(1)
         return out
 
     def val_chunks(self):
