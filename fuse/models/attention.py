@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import FusionNet, NetConfig, register
-from .blocks import Linear, encoder, join
+from .blocks import Linear, contiguous_grad, encoder, join
 
 SCORES = ("softmax", "raw")
 
@@ -53,9 +53,9 @@ class Attention(FusionNet):
         pooled = [pool(b) for pool, b in zip(self.pools, blocks)]
         inputs = [join([pooled[i] for i in group]) for group in self.groups]
         if isinstance(self.encoders, nn.ModuleList):
-            hidden = torch.stack([enc(x) for enc, x in zip(self.encoders, inputs)], dim=2)  # [E, B, M, H]
+            hidden = torch.stack([contiguous_grad(enc(x)) for enc, x in zip(self.encoders, inputs)], dim=2)
         else:
-            hidden = self.encoders(torch.stack(inputs, dim=1)).transpose(1, 2)
+            hidden = contiguous_grad(self.encoders(torch.stack(inputs, dim=1))).transpose(1, 2)  # [E, B, M, H]
         if self.config.attention_scores == "softmax":
             alpha = (self.score(hidden).squeeze(-1) + self.score_bias.unsqueeze(1)).softmax(dim=-1)
         else:

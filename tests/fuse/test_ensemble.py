@@ -5,7 +5,7 @@ import torch
 
 from fuse.ensemble import Ensemble, load_member
 from fuse.models import build, make_config
-from fuse.models.blocks import Dropout, GroupLinear
+from fuse.models.blocks import Dropout, GroupLinear, contiguous_grad
 
 SHAPES = [(12,), (3, 8), (5,)]   # a pooled feature, a 3-layer feature, another pooled one
 MODALITIES = ["A", "A", "V"]
@@ -77,6 +77,42 @@ def test_dropout_keeps_1_minus_p_of_the_units_and_the_expected_value(p):
     torch.manual_seed(0)
     assert torch.equal(y, drop(x))                     # the same mask for the same seed
     assert torch.equal(drop.eval()(x), x)
+
+
+BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.bfloat16: torch.int16}
+
+
+@pytest.mark.parametrize("dtype", list(BITS))
+def test_dropout_is_x_times_its_bool_mask_over_1_minus_p_bit_for_bit(dtype):
+    drop = Dropout(0.3).train()
+    x = torch.randn(513, 511, dtype=dtype, requires_grad=True)  # negatives: the signs of zeros count too
+    grad = torch.randn(513, 511, dtype=dtype)
+    torch.manual_seed(1)
+    y = drop(x)
+    (dx,) = torch.autograd.grad(y, x, grad)
+    torch.manual_seed(1)
+    bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
+    draws = bits.view(torch.int16)[:x.numel()].view(x.shape)
+    keep = draws >= drop.threshold
+    assert (draws == drop.threshold).any() and (draws == drop.threshold - 1).any()   # both sides of the edge
+    x2 = x.detach().clone().requires_grad_()
+    ref = x2.mul(keep).mul_(1 / (1 - 0.3))
+    (dref,) = torch.autograd.grad(ref, x2, grad)
+    assert y.dtype == dtype and 0.6 < keep.double().mean() < 0.8
+    assert torch.equal(y.detach().view(BITS[dtype]), ref.detach().view(BITS[dtype]))
+    assert torch.equal(dx.view(BITS[dtype]), dref.view(BITS[dtype]))
+
+
+def test_contiguous_grad_keeps_values_and_hands_back_a_contiguous_gradient():
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    weights = torch.randn(2, 4, 3)
+    seen = []
+    for through in (lambda t: t, contiguous_grad):
+        h = x * 2
+        h.register_hook(seen.append)
+        (through(h).transpose(1, 2) * weights).sum().backward()
+    assert not seen[0].is_contiguous() and seen[1].is_contiguous()   # a transposed view's gradient
+    assert torch.equal(seen[0], seen[1]) and torch.equal(x.grad, 2 * 2 * weights.transpose(1, 2))
 
 
 def test_grouped_encoders_are_separate_linear_layers():
