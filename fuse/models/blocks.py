@@ -35,6 +35,9 @@ class Linear(nn.Module):
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
+BF16_ONE = 0x3F80  # the bits of bfloat16 1.0
+
+
 class Dropout(nn.Module):
     """Inverted dropout as nn.Dropout, its mask from 16-bit slices of 64-bit random integers:
     4 draws per generator call, 4x cheaper on CPU than torch.rand (and `bernoulli_`, what
@@ -55,14 +58,12 @@ class Dropout(nn.Module):
             return x
         n = x.numel()
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
-        keep = bits.view(torch.int16)[:n].clamp(self.threshold - 1, self.threshold).sub_(self.threshold - 1)
+        draws = bits.view(torch.int16)[:n]
+        keep = draws.clamp(self.threshold - 1, self.threshold).sub_(self.threshold - 1)  # 1 kept, 0 dropped
         ones = keep.mul_(BF16_ONE).view(torch.bfloat16).view(x.shape)  # 1.0 kept, 0.0 dropped
         if x.dtype == torch.float32:  # one product: x * float32(1 / (1 - p)) is what mul_ computes
             return x.mul(ones.float().mul_(1 / (1 - self.p)))
         return x.mul(ones.to(x.dtype)).mul_(1 / (1 - self.p))
-
-
-BF16_ONE = 0x3F80  # the bits of bfloat16 1.0
 
 
 class GroupLinear(nn.Module):
@@ -105,8 +106,8 @@ class _ContiguousGrad(torch.autograd.Function):
 
 def contiguous_grad(x: torch.Tensor) -> torch.Tensor:
     """x, whose gradient is made contiguous on its way back: for an output that is used through a
-    transposed view, so that the backward of the layers before it runs on contiguous memory (on
-    strided bf16 gradients ReLU's backward is 10x slower)."""
+    strided view (a transpose, a slice of a stack), so that the backward of the layers before it
+    runs on contiguous memory (on strided bf16 gradients ReLU's backward is 10x slower)."""
     return _ContiguousGrad.apply(x)
 
 
