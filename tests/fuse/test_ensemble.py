@@ -235,6 +235,69 @@ def test_bf16_master_weights_follow_torch_adam_and_hold_their_bf16_copy():
     assert not torch.equal(master, start)
 
 
+def test_bf16_adam_kernel_is_a_parallel_loop_with_the_same_numbers_on_one_thread_or_two():
+    """Compiled for any length on a small probe, inductor made the kernel serial (one core of two;
+    alone, ~1.7x slower on a 15-member MER-sized step's weights): it must run a parallel loop, whose
+    threads are torch's at run time, and give the same numbers on any number of them."""
+    from torch._inductor.utils import run_and_get_code
+
+    from fuse import bf16
+
+    h = torch.tensor([1e-2, 1.5, 0.9, 0.999, 1e-8, 1e-3])
+    probe = [torch.zeros(64), torch.zeros(64, dtype=torch.bfloat16), torch.zeros(64, dtype=torch.bfloat16),
+             torch.zeros(64), torch.zeros(64)]
+    _, code = run_and_get_code(bf16.compile_adam(), *probe, h)
+    assert any("#pragma omp parallel" in c for c in code)
+    torch.manual_seed(3)
+    n = 300_001  # an odd length: the vector loop's tail too
+    start = [torch.randn(n), torch.randn(n).bfloat16(), torch.randn(n) * 0.1, torch.rand(n) * 0.01]
+    threads, out = torch.get_num_threads(), []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            master, grad, m, v = (x.clone() for x in start)
+            low = torch.empty(n, dtype=torch.bfloat16)
+            bf16.adam_kernel()(master, low, grad, m, v, h)
+            out.append((master, low, m, v))
+    finally:
+        torch.set_num_threads(threads)
+    assert not torch.equal(out[0][0], start[0])
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+
+
+ONE_COMPILATION = """
+import torch
+from torch._dynamo.utils import counters
+from fuse import bf16
+from fuse.ensemble import Ensemble
+from fuse.models import build, make_config
+bf16.MIN_HELD = 0
+make = lambda e: build("attention", make_config("attention", hidden=(16, 8), attention_scores="raw"), [(8,)] * 3,
+                       ["A", "L", "V"], 4)
+ens = Ensemble(make, 2, torch.device("cpu"), "bf16")
+opt = ens.optimizer(1e-3, 0.0)
+for _ in range(2):
+    for p in ens.net.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+print(sorted({m.dim() for m in ens.masters.values()}), counters["stats"]["unique_graphs"])
+"""
+
+
+def test_bf16_adam_kernel_compiles_once_per_process_for_weights_of_any_rank():
+    """The probe and the optimizer's calls must agree on grad mode, and weights of several ranks
+    (GroupLinear 4-d, Linear 3-d) must not each compile the kernel anew (a fresh process: the count
+    is dynamo's, per process)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ONE_COMPILATION], capture_output=True, text=True,
+                         check=True).stdout.split("]")
+    assert out[0] == "[3, 4"  # the test holds weights of two ranks
+    assert int(out[1]) == 1
+
+
 def test_bf16_with_held_weights_is_autocast_arithmetic(monkeypatch):
     """The same members in bf16 with their Linear weights held in bf16 and with plain autocast
     (the fallback without a compiler): the same outputs, and the same weights after a step up to
