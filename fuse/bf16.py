@@ -47,17 +47,22 @@ def compile_adam():
     return torch.compile(_adam, dynamic=True, fullgraph=True, options=COMPILE_OPTIONS)
 
 
+def probe_args() -> list[torch.Tensor]:
+    """Arguments of a 64-element `_adam` call (fp32 master, bf16 weight and gradient, fp32 moments)."""
+    master, exp_avg, exp_avg_sq = (torch.zeros(64) for _ in range(3))
+    low, grad = (torch.zeros(64, dtype=torch.bfloat16) for _ in range(2))
+    return [master, low, grad, exp_avg, exp_avg_sq, torch.tensor([1e-3, 1.0, 0.9, 0.999, 1e-8, 0.0])]
+
+
 @functools.cache
 def adam_kernel():
     """The compiled `_adam` (any length: one compilation), or None where it cannot be compiled."""
     kernel = compile_adam()
     try:  # compiles now, on a probe, so that a missing compiler shows here and not mid-training
-        probe = [torch.zeros(64) for _ in range(4)]
         # under no_grad, as the optimizer calls it: a probe compiled with grad mode on was compiled
         # again at the first step, and then once more per rank of the weights' views (3 per process)
         with torch.no_grad():
-            kernel(probe[0], torch.zeros(64, dtype=torch.bfloat16), probe[1].bfloat16(), probe[2], probe[3],
-                   torch.tensor([1e-3, 1.0, 0.9, 0.999, 1e-8, 0.0]))
+            kernel(*probe_args())
     except Exception as err:  # inductor raises many kinds (no compiler, no headers, ...)
         warnings.warn(f"--precision bf16: cannot compile the bf16 Adam kernel ({type(err).__name__}: "
                       f"{str(err).splitlines()[0] if str(err) else ''}); training with plain autocast "
