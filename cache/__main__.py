@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .cli import corpus_manifest, corpus_options, source_of
 from .clips import clips_path, open_clips, write_clips
 from .npy_import import import_npy
 from .reader import FeatureReader, list_features
@@ -27,40 +28,6 @@ from .verify import verify_file
 from .writer import FeatureWriter, cache_root, feature_path
 
 CACHE = click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
-
-
-class Refused(click.ClickException):
-    """Refused before any work (bad corpus path or layout): exit 2, as for usage errors."""
-
-    exit_code = 2
-
-
-def corpus_options(command):
-    """--layout/--root/--clips, as `python -m extract` takes them: the corpus of the clip table."""
-    for option in reversed((
-            click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, samsemo, demo)."),
-            click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader."),
-            click.option("--clips", type=click.Path(dir_okay=False),
-                         help="CSV describing the corpus (id,path,split,label,valence,text)."))):
-        command = option(command)
-    return command
-
-
-def corpus_manifest(dataset, layout, root, clips):
-    """The corpus's manifest when one is named, else None; a bad one is refused before any work."""
-    if not (layout or root or clips):
-        return None
-    from manifests import load_manifest
-
-    try:
-        return load_manifest(dataset, layout=layout, root=root, clips=clips)
-    except (ValueError, FileNotFoundError) as err:
-        raise Refused(str(err)) from None
-
-
-def _source(command, dataset, layout, clips) -> str:
-    """What wrote a clip table, without paths of this machine: 'import-npy --clips clips.csv'."""
-    return f"{command} --clips {Path(clips).name}" if clips else f"{command} --layout {layout or dataset}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,7 +123,7 @@ def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout,
     manifest = corpus_manifest(dataset, layout, root, clips)
     try:
         path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite, manifest,
-                             source=_source("import-npy", dataset, layout, clips))
+                             source=source_of("import-npy", dataset, layout, clips))
     except (ConfigMismatch, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"imported {n} clips -> {path}")
@@ -187,7 +154,7 @@ def clips_command(dataset, layout, root, clips, cache):
     """Show the dataset's clip table; with --layout/--root or --clips, write (replace) it first."""
     manifest = corpus_manifest(dataset, layout, root, clips)
     if manifest is not None:
-        path = write_clips(manifest, dataset, cache, source=_source("cache clips", dataset, layout, clips))
+        path = write_clips(manifest, dataset, cache, source=source_of("cache clips", dataset, layout, clips))
         click.echo(f"clip table -> {path}")
     try:
         table = open_clips(dataset, cache)

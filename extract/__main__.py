@@ -16,17 +16,12 @@ import zlib
 import click
 
 from cache import ConfigMismatch, FeatureWriter, cache_root, write_clips
+from cache.cli import Refused
 from manifests import load_manifest
 
 from .core import base
 from .core.models import STAND_IN_NOTE
 from .core.runner import load_models, run
-
-
-class Refused(click.ClickException):
-    """Refused before any work (bad corpus path, config mismatch): exit 2, as for usage errors."""
-
-    exit_code = 2
 
 
 def _print_list(ctx, _param, value):

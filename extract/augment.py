@@ -30,7 +30,7 @@ import click
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from cache.__main__ import Refused, corpus_manifest, corpus_options
+from cache.cli import Refused, corpus_manifest, corpus_options
 from manifests.folder import write_table
 from .core.progress import Progress
 from .corrupt.copy import media_files, read_audio, rewrite_file

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cache import open_clips
-from cache.__main__ import Refused
+from cache.cli import Refused
 from manifests.csvio import read_rows
 
 TRAIN_ONLY = "(train-only)"

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cache.__main__ import Refused
+from cache.cli import Refused
 from .outputs import predict_split
 from .problem import load_problem
 from .run import load_systems

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cache import open_clips
-from cache.__main__ import Refused
+from cache.cli import Refused
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray, quantile: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from cache.__main__ import Refused
+from cache.cli import Refused
 from .models import MODELS
 from .specs import SpecError, parse_modalities
 from .study import heartbeat_settings

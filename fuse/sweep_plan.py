@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from cache import open_clips, open_features
-from cache.__main__ import Refused
+from cache.cli import Refused
 from .specs import DEFAULTS, PREFERENCE, SpecError, default_specs
 from .training import TrainRequest, cached_features, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points

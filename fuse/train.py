@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cache.__main__ import Refused, corpus_options
+from cache.cli import Refused, corpus_options
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cache import cache_root, open_clips
-from cache.__main__ import Refused
+from cache.cli import Refused
 from . import specs as feature_specs
 from .extras import TRAIN_ONLY
 from .loop import TrainConfig, resolve_device

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from cache.__main__ import Refused, corpus_manifest, corpus_options
+from cache.cli import Refused, corpus_manifest, corpus_options
 from ..core.progress import Progress
 from .copy import Draw, copy_other_files, draw, media_files, remove_stale_temporaries
 from .work import corrupt_clip
