@@ -2,11 +2,13 @@
 
     Refused("why")              exit 2 before any work (a bad option, corpus, input file)
     @corpus_options             --layout / --root / --clips, as `python -m extract` takes them
-    @interruptible("what is kept")
-                                Ctrl-C ends the command with one line on stderr and exit 130
+    @ends_cleanly("what is kept")
+                                Ctrl-C and a full disk end the command with one line on stderr
+                                (exit 130 and 1), nothing half-written left
 """
 from __future__ import annotations
 
+import errno
 import functools
 import signal
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import click
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Refused(click.ClickException):
@@ -52,11 +55,12 @@ def source_of(command, dataset, layout, clips) -> str:
     return f"{command} --clips {Path(clips).name}" if clips else f"{command} --layout {layout or dataset}"
 
 
-def interruptible(kept: str):
-    """Decorate a command's function (below @click.command): Ctrl-C ends it with
-    `interrupted: <kept>` on stderr and exit 130. What the command was writing is removed on the
-    way out by the code that owns it (try/finally, `commit.atomic_write`); the first Ctrl-C turns
-    further ones off, so a second cannot cut that clean-up short."""
+def ends_cleanly(kept: str):
+    """Decorate a command's function (below @click.command) so that Ctrl-C and a full disk end it
+    with one line on stderr: `interrupted: <kept>` and exit 130, or `no space left on device: <path>`
+    and exit 1. What the command was writing is removed on the way out by the code that owns it
+    (try/finally, `commit.atomic_write`, `fuse.folders.written`); the first Ctrl-C turns further
+    ones off, so a second cannot cut that clean-up short."""
     def decorate(command):
         @functools.wraps(command)
         def run(*args, **kwargs):
@@ -67,11 +71,20 @@ def interruptible(kept: str):
             except KeyboardInterrupt:
                 click.echo(f"interrupted: {kept}", err=True)
                 sys.exit(INTERRUPTED)
+            except OSError as err:
+                if err.errno not in NO_SPACE:
+                    raise
+                click.echo(f"no space left on device: {err.filename or 'a write failed'}; nothing half-written "
+                           f"is left; free space and run the same command again", err=True)
+                sys.exit(1)
             finally:
                 if main_thread:
                     signal.signal(signal.SIGINT, before)
         return run
     return decorate
+
+
+interruptible = ends_cleanly  # the name the Ctrl-C part had first
 
 
 def _interrupt_once(signum, frame):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
 from .loop import standardized
 from .metrics import mean_std, show_mean_std
-from .run import combine, config_dict, replace_folder, save_weights, write_predictions
+from .folders import derived_outputs, kind_of, written
+from .run import combine, config_dict, save_weights, write_predictions
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Result:
     folder: Path
     metrics: dict
     title: str
+    replaced: list | None = None   # the run folder replaced (with what other commands made from it), or None
 
     def table(self) -> str:
         """The compact result table printed at the end of a run."""
@@ -53,13 +54,26 @@ def _cell(entry) -> str:
 
 
 def write_run(folder: Path, request, problem, systems, weights, splits, lr_group=None) -> Result:
-    """`lr_group`: the learning rates this run was trained with as one model (fuse.sweep), recorded."""
+    """Score the systems and write the run folder (fuse.folders: swapped in whole, or nothing).
+    `lr_group`: the learning rates this run was trained with as one model (fuse.sweep), recorded."""
     started = time.perf_counter()
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
+    replaced = derived_outputs(folder, "run") if kind_of(folder) == "run" else None
+    with written(folder, "run") as tmp:
+        out = _write_contents(tmp, request, problem, systems, weights, splits)
+        out["seconds"] = round(sum(s.fit.seconds for s in systems) + time.perf_counter() - started, 2)
+        if lr_group:
+            out["lr_group"] = list(lr_group)  # seconds: an equal share of the group's training
+        (tmp / "metrics.json").write_text(json.dumps(out, indent=2))
+    title = (f"{request.model} on {problem.dataset}: " + ", ".join(f"{m}={s}" for m, s in zip(problem.modalities, problem.specs))
+             + f" ({len(request.train.seeds)} seed(s) x {request.train.folds} folds, {out['seconds']:.1f} s)")
+    return Result(folder, out, title, replaced)
+
+
+def _write_contents(tmp: Path, request, problem, systems, weights, splits) -> dict:
+    """Everything of a run folder but metrics.json into `tmp`; returns the metrics."""
     first = systems[0].fit
-    tr, folds, seeds = first.train_index, first.folds, request.train.seeds
+    tr, folds = first.train_index, first.folds
     oof_probs = sum(w * s.fit.oof_probs for w, s in zip(weights, systems))
     oof_valence = sum(w * s.fit.oof_valence for w, s in zip(weights, systems))
     out = {"cv": mean_std(cv_scores(problem, tr, folds, oof_probs, oof_valence)), "ensemble": {},
@@ -74,14 +88,7 @@ def write_run(folder: Path, request, problem, systems, weights, splits, lr_group
         panel = _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, request)
         panels += [panel] if panel else []
     _write_extras(tmp, request, problem, systems, weights, meta, panels, out)
-    out["seconds"] = round(sum(s.fit.seconds for s in systems) + time.perf_counter() - started, 2)
-    if lr_group:
-        out["lr_group"] = list(lr_group)  # seconds: an equal share of the group's training
-    (tmp / "metrics.json").write_text(json.dumps(out, indent=2))
-    replace_folder(tmp, folder)
-    title = (f"{request.model} on {problem.dataset}: " + ", ".join(f"{m}={s}" for m, s in zip(problem.modalities, problem.specs))
-             + f" ({len(seeds)} seed(s) x {request.train.folds} folds, {out['seconds']:.1f} s)")
-    return Result(folder, out, title)
+    return out
 
 
 def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, request):

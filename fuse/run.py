@@ -13,9 +13,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +86,9 @@ def save_weights(folder: Path, system: System, seeds, n_folds: int):
             blob = {"state": state.state(), "mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()}
             (folder / f"{name}.lgbm.json").write_text(json.dumps(blob))
         else:
-            torch.save({"state": state, "norms": norm}, folder / f"{name}.pt")
+            blob = io.BytesIO()  # written by Python, so a full disk is an OSError(ENOSPC), not torch's enforce fail
+            torch.save({"state": state, "norms": norm}, blob)
+            (folder / f"{name}.pt").write_bytes(blob.getbuffer())
 
 
 def load_systems(run: Path, meta: dict) -> list[System]:
@@ -122,14 +123,3 @@ def _tuples(config: dict) -> dict:
 
 def config_dict(config) -> dict:
     return dataclasses.asdict(config)
-
-
-def replace_folder(tmp: Path, final: Path):
-    """Swap a finished run folder in under its final name (the old one, if any, goes)."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)

@@ -189,7 +189,11 @@ def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = N
             raise optuna.TrialPruned("another copy of this trial is queued or running")
         trial.suggest_int("index", 0, max(n_keys - 1, 0))
         trial.set_user_attr("worker", worker)
-        value, did_train = run_trial(key)
+        try:
+            value, did_train = run_trial(key)
+        except KeyboardInterrupt:  # Optuna fails the trial (queued again next run); the user stopped it:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "Trial N failed" traceback
+            raise
         trial.set_user_attr("trained", did_train)
         trained.extend([key] if did_train else [])
         return value

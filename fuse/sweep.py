@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sys
+from pathlib import Path
 
 import click
 
-from cache.cli import Refused
+from cache.cli import Refused, ends_cleanly
+from .folders import claim
 from .models import MODELS
 from .specs import SpecError, parse_modalities
 from .study import heartbeat_settings
 from .sweep_plan import plan
 from .sweep_report import report
 from .sweep_run import Sweep, work_until_done
-from .training import choose_dataset
+from .training import choose_dataset, runs_root
 from .trials import parse_grid
 
 
@@ -58,11 +60,12 @@ def _duration(text: str | None) -> float | None:
 @click.option("--budget", help="Start no trial after this long (8h, 90m); a rerun continues.")
 @click.option("--top-k", type=click.IntRange(0, 4), default=3, show_default=True,
               help="Decision-level fusion of the k best trials (0: none).")
-@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), help="Run folders (default data/runs/<dataset>).")
-@click.option("--out", type=click.Path(file_okay=False), help="Leaderboard and plots (default data/sweeps/<study>).")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), help="Run folders (default runs/<dataset> beside the cache folder: data/runs/<dataset>).")
+@click.option("--out", type=click.Path(file_okay=False), help="Leaderboard and plots (default sweeps/<study> beside the cache folder: data/sweeps/<study>).")
 @click.option("--lr-batching/--no-lr-batching", default=True, show_default=True,
               help="Train trials that differ only in their learning rate as one batched model.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@ends_cleanly("finished trials are kept; run the same command to resume")
 def main(dataset, cache_dir, modalities, features_text, models, grid_text, search, n_trials, rerun_best, seeds,
          workers, storage, budget, top_k, runs_dir, out, lr_batching, quiet):
     """Run every trial of a sweep (resumable, parallel), then write the leaderboard."""
@@ -77,14 +80,17 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
         dataset = dataset or choose_dataset(cache_dir)
         grid = parse_grid(grid_text, search)
         seeds_first = 1 if search == "random" and rerun_best else seeds
-        trials = plan(dataset, cache_dir, chosen, features_text, names, grid, search, n_trials, seeds_first)
+        runs = Path(runs_dir) if runs_dir else runs_root(cache_dir) / dataset
+        if out:
+            claim(out, "sweep")
+        trials = plan(dataset, cache_dir, runs, chosen, features_text, names, grid, search, n_trials, seeds_first)
         budget_s = _duration(budget)
         heartbeat_settings()  # MER_SWEEP_HEARTBEAT / MER_SWEEP_GRACE
     except ValueError as err:  # SpecError included
         raise Refused(str(err)) from None
     definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
                   "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
-    sweep = Sweep.create(trials, definition, cache_dir, runs_dir, out, storage, workers, budget_s, quiet, lr_batching)
+    sweep = Sweep.create(trials, definition, cache_dir, runs, out, storage, workers, budget_s, quiet, lr_batching)
     done = sweep.finished()
     click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials, {done} already finished (skipped), "
                f"{len(trials.trials) - done} to run on {workers} worker(s); runs in {sweep.runs}", err=True)

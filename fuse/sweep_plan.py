@@ -7,12 +7,13 @@ exactly the trials that use it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 from cache import open_clips, open_features
 from cache.cli import Refused
 from .specs import DEFAULTS, PREFERENCE, SpecError, default_specs
-from .training import TrainRequest, cached_features, run_id
+from .training import TrainRequest, cached_features, inputs_identity, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points
 
 
@@ -91,9 +92,9 @@ def request_for(trial: Trial, dataset: str, cache_dir, seeds: int, out=None, qui
         raise Refused(f"trial {trial.label()}: {err}") from None
 
 
-def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int) -> str:
-    """The run id `python -m fuse.train` gives the trial (its run folder's name), from the clip table
-    and the features' metadata only (no array is read)."""
+def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int, runs) -> str:
+    """The run id `python -m fuse.train` gives the trial (its run folder's name) with its runs in
+    `runs`, from the clip table and the features' metadata only (no array is read)."""
     request = request_for(trial, dataset, cache_dir, seeds)
     specs = [s for _, spec in trial.features for s in spec.split("+")]
     modalities = [m for m, spec in trial.features for _ in spec.split("+")]
@@ -106,10 +107,10 @@ def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int) -> str:
                            provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints))
     # fuse.train's default test splits: those of the usable clips, in clip order
     splits = [s for s in dict.fromkeys(table.split_of(aligned.ids)) if s != "train"]
-    return run_id(request, meta, splits)
+    return run_id(request, meta, splits, inputs_identity(table, dataset, cache_dir, Path(runs)))
 
 
-def plan(dataset: str, cache_dir, modalities, features_text, models, grid, search="grid", n_trials=50,
+def plan(dataset: str, cache_dir, runs, modalities, features_text, models, grid, search="grid", n_trials=50,
          seeds=1, seed=0) -> Plan:
     """Every trial of the sweep; refuses (exit 2) an unknown feature, model or option before any work."""
     from .models import MODELS
@@ -125,7 +126,7 @@ def plan(dataset: str, cache_dir, modalities, features_text, models, grid, searc
         for model in (m for m in models if features in sets[m]):
             for point in dict.fromkeys(points(grids[model], search, n_trials, seed)):
                 trial = Trial(features, model, point)
-                out.add(trial_run_id(trial, dataset, cache_dir, seeds), trial, seeds)
+                out.add(trial_run_id(trial, dataset, cache_dir, seeds, runs), trial, seeds)
     return out
 
 

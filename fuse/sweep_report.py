@@ -9,32 +9,21 @@ import pandas as pd
 
 from . import leaderboard, plots
 from .decision import fuse_runs
+from .folders import written
 
 
 def report(sweep, top_k: int = 3) -> str:
     """Write the sweep's reports to `sweep.out`; returns the text printed at the end."""
     out = sweep.out
-    out.mkdir(parents=True, exist_ok=True)
     trials = ({r: sweep.plan.trials[r] for r in sweep.plan.reruns} if sweep.plan.reruns else sweep.plan.trials)
     frame = leaderboard.rows(trials, sweep.runs)
     if not len(frame):
         return f"sweep {sweep.name}: no finished trial yet (re-run the same command to continue)"
     link = os.path.relpath(sweep.runs, out)
-    fused = _fusion(sweep, frame, top_k)
-    row = leaderboard.fusion_row(fused, frame) if fused else None
-    (pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if row else frame).to_csv(
-        out / "leaderboard.csv", index=False)
-    (out / "leaderboard.md").write_text(leaderboard.markdown(frame, link, row) + "\n")
-    layout = leaderboard.table3(frame)
-    (out / "table3.md").write_text(layout + "\n")
-    if (frame["n_modalities"] <= 2).any():
-        plots.pair_heatmap(out / "pair_heatmap.png", frame)
-    gains = leaderboard.fusion_gain(frame)
-    if len(gains):
-        plots.fusion_gain(out / "fusion_gain.png", gains)
-    (out / "sweep.json").write_text(json.dumps({"study": sweep.name, "storage": sweep.storage,
-                                                "definition": sweep.definition, "runs": str(sweep.runs)},
-                                               indent=2, default=str))
+    with written(out, "sweep") as tmp:  # the reports of the last invocation, whole
+        fused = _fusion(sweep, frame, top_k, tmp / "fusion")
+        row = leaderboard.fusion_row(fused, frame) if fused else None
+        layout, gains = _write_reports(tmp, sweep, frame, link, row)
     best = frame.iloc[0]
     lines = [f"sweep {sweep.name}: {len(frame)}/{len(trials)} trials finished; reports in {out}",
              leaderboard.markdown(frame.head(10), link, row), "", "MER 2023 Table-3 layout (best trial per feature set):",
@@ -52,9 +41,27 @@ def report(sweep, top_k: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _fusion(sweep, frame, top_k: int) -> dict | None:
-    """Fuse the top-k trials (fuse.decision): its metrics, or None when k < 2 or fewer trials."""
+def _write_reports(tmp, sweep, frame, link, row):
+    """Leaderboards, the Table-3 layout, plots and sweep.json into `tmp`; returns (layout, gains)."""
+    (pd.concat([frame, pd.DataFrame([row])], ignore_index=True) if row else frame).to_csv(
+        tmp / "leaderboard.csv", index=False)
+    (tmp / "leaderboard.md").write_text(leaderboard.markdown(frame, link, row) + "\n")
+    layout = leaderboard.table3(frame)
+    (tmp / "table3.md").write_text(layout + "\n")
+    if (frame["n_modalities"] <= 2).any():
+        plots.pair_heatmap(tmp / "pair_heatmap.png", frame)
+    gains = leaderboard.fusion_gain(frame)
+    if len(gains):
+        plots.fusion_gain(tmp / "fusion_gain.png", gains)
+    (tmp / "sweep.json").write_text(json.dumps({"study": sweep.name, "storage": sweep.storage,
+                                                "definition": sweep.definition, "runs": str(sweep.runs)},
+                                               indent=2, default=str))
+    return layout, gains
+
+
+def _fusion(sweep, frame, top_k: int, out) -> dict | None:
+    """Fuse the top-k trials (fuse.decision) into `out`: its metrics, or None when k < 2 or fewer trials."""
     if top_k < 2 or len(frame) < 2:
         return None
     runs = [sweep.runs / r for r in frame["run"].head(top_k)]
-    return fuse_runs(runs, sweep.plan.dataset, sweep.cache_dir, sweep.out / "fusion")
+    return fuse_runs(runs, sweep.plan.dataset, sweep.cache_dir, out)

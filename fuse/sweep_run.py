@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -17,10 +18,14 @@ from optuna.trial import TrialState
 from . import study as studies
 from .sweep_plan import Plan, request_for, trial_run_id
 from .models import MODELS
-from .training import RUNS_ROOT, run_training_group
+from .training import run_training_group, runs_root
 from .trials import Trial
 
-SWEEPS_ROOT = Path("data/sweeps")
+
+
+def sweeps_root(cache_dir=None) -> Path:
+    """Where a sweep's reports go by default: `sweeps/` beside the runs (data/sweeps)."""
+    return runs_root(cache_dir).parent / "sweeps"
 
 
 @dataclass
@@ -39,13 +44,12 @@ class Sweep:
     _study: object = None
 
     @classmethod
-    def create(cls, plan: Plan, definition, cache_dir, runs_dir, out, storage, workers, budget, quiet,
+    def create(cls, plan: Plan, definition, cache_dir, runs: Path, out, storage, workers, budget, quiet,
                lr_batching: bool = True) -> "Sweep":
-        runs = Path(runs_dir) if runs_dir else RUNS_ROOT / plan.dataset
         runs.mkdir(parents=True, exist_ok=True)
         name = studies.study_name(definition)
         storage = storage or f"sqlite:///{runs / 'study.db'}"
-        sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else SWEEPS_ROOT / name, storage,
+        sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else sweeps_root(cache_dir) / name, storage,
                     workers, time.time() + budget if budget else None, quiet, lr_batching)
         sweep.enqueue(plan.trials)
         return sweep
@@ -85,7 +89,7 @@ class Sweep:
         best = frame.drop_duplicates(subset=["model", "modalities", *[c for c in "ALV" if c in frame]], keep="first")
         for run in best["run"]:
             trial = self.plan.trials[run]
-            rerun = trial_run_id(trial, self.plan.dataset, self.cache_dir, seeds)
+            rerun = trial_run_id(trial, self.plan.dataset, self.cache_dir, seeds, self.runs)
             self.plan.add(rerun, trial, seeds)
             self.plan.reruns[rerun] = run
         self.enqueue({r: self.plan.trials[r] for r in self.plan.reruns})
@@ -125,14 +129,34 @@ def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline
     return studies.work(study, n_keys, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline)
 
 
+def _child_worker(*args):
+    """A worker process: Ctrl-C is its parent's to handle (it ignores SIGINT from birth); the
+    parent's SIGTERM stops it as Ctrl-C would, so its trial is failed (queued again next run) and
+    its temporary run folder removed, without a traceback."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _worker(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _interrupt(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def work_until_done(sweep: Sweep):
     """Run the queue with `sweep.workers` processes (this one included), showing progress."""
     args = (sweep.storage, sweep.name, len(sweep.plan.trials), sweep.cache_dir, str(sweep.runs), sweep.deadline,
             1 if sweep.workers > 1 else None)
     context = mp.get_context("spawn")
-    others = [context.Process(target=_worker, args=args) for _ in range(sweep.workers - 1)]
-    for p in others:
-        p.start()
+    others = [context.Process(target=_child_worker, args=args) for _ in range(sweep.workers - 1)]
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the children: SIGINT ignored for life
+    try:
+        for p in others:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, before)
     watcher = _Progress(sweep) if not sweep.quiet else None
     try:
         if watcher:
@@ -144,6 +168,8 @@ def work_until_done(sweep: Sweep):
         for p in others:
             if p.is_alive():
                 p.terminate()
+        for p in others:
+            p.join(timeout=30)  # each removes its temporary run folder on the way out
         if watcher:
             watcher.stop()
 

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cache.cli import Refused, corpus_options
+from cache.cli import Refused, corpus_options, ends_cleanly
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 
@@ -63,9 +63,11 @@ def _widths(text, option):
               "of their origin clips only.")
 @click.option("--pseudo", type=click.Path(dir_okay=False), help="Pseudo-label CSV (fuse.semi): its clips join every "
               "fold's training rows, never validation.")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: data/runs/<dataset>/<run id>).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/<dataset>/<run id> beside "
+              "the cache folder). An existing folder is replaced only if it is a run folder.")
 @corpus_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@ends_cleanly("no run folder was written (an earlier one at --out is kept as it was)")
 def main(**options):
     """Train a fusion model with 5-fold CV on the training split, predict the test splits."""
     try:
@@ -81,6 +83,9 @@ def main(**options):
     result = run_training(request)
     click.echo(result.table())
     click.echo(f"run folder: {result.folder}")
+    if result.replaced is not None:
+        made = f", with what was made from it ({', '.join(result.replaced)})" if result.replaced else ""
+        click.echo(f"(it replaced the earlier run in that folder{made})")
 
 
 if __name__ == "__main__":

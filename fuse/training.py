@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +16,11 @@ from cache import cache_root, open_clips
 from cache.cli import Refused
 from . import specs as feature_specs
 from .extras import TRAIN_ONLY
+from .folders import claim
 from .loop import TrainConfig, resolve_device
 from .models import MODELS, build, make_config
 from .problem import load_problem
 
-RUNS_ROOT = Path("data/runs")
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
                "width", "alpha", "temperature")
@@ -156,12 +157,28 @@ def feature_identity(provenance: dict, fingerprint: str | None) -> str:
     return f"{fingerprint}@{provenance.get('updated') or provenance.get('created') or ''}"
 
 
-def run_id(request: TrainRequest, problem, splits=None) -> str:
-    """Named from the resolved config and the identities of the features used."""
+def runs_root(cache_dir=None) -> Path:
+    """Where runs go by default: `runs/` beside the cache folder (data/cache -> data/runs)."""
+    return cache_root(cache_dir).parent / "runs"
+
+
+def inputs_identity(table, dataset: str, cache_dir, runs: Path) -> dict:
+    """What a run id holds of its inputs besides the features: the clip table's content (labels,
+    splits, valence) and where the cache lies seen from the runs folder, so a copy of a cache, or
+    one with another clip table, never takes another's run folder (moving both together keeps ids)."""
+    frame = table.to_frame().to_csv(index=False, float_format="%.17g")
+    where = os.path.relpath(os.path.realpath(cache_root(cache_dir) / dataset), os.path.realpath(runs))
+    return {"clips": hashlib.sha256(frame.encode()).hexdigest(), "cache": where}
+
+
+def run_id(request: TrainRequest, problem, splits, inputs: dict) -> str:
+    """Named from the resolved config, the identities of the features used and `inputs`
+    (inputs_identity)."""
     identities = {spec: feature_identity(problem.provenance.get(spec, {}), problem.fingerprints.get(spec))
                   for spec in problem.specs}
     blob = {"dataset": problem.dataset, "specs": problem.specs, "modalities": problem.modalities,
             "features": identities, "model": request.model, "splits": splits, "corpus": request.corpus,
+            "inputs": inputs,
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
             "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads", "lr_grid")}}
@@ -180,12 +197,31 @@ def _training_only_identity(request: TrainRequest, problem) -> dict:
     return out
 
 
+def default_folder(request: TrainRequest, dataset: str, problem, splits) -> Path:
+    """runs_root/<dataset>/<run id>: the run folder when --out is not given."""
+    runs = runs_root(request.cache_dir) / dataset
+    inputs = inputs_identity(clip_table(request, dataset), dataset, request.cache_dir, runs)
+    return runs / run_id(request, problem, splits, inputs)
+
+
+def claim_out(request: TrainRequest):
+    """Before any work: --out must be new, empty or a run folder of ours (fuse.folders), and not
+    hold the --pseudo file this run reads (replacing the folder would delete it)."""
+    if not request.out:
+        return
+    claim(request.out, "run")
+    if request.pseudo and Path(request.out).resolve() in Path(request.pseudo).resolve().parents:
+        raise Refused(f"--pseudo {request.pseudo} lies in --out {request.out}, which this run replaces: "
+                      "copy it out first or give another --out")
+
+
 def run_training(request: TrainRequest):
     from .outputs import write_run
     from .systems import train_systems
 
+    claim_out(request)
     dataset, problem, splits = prepare(request)
-    folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem, splits)
+    folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
     systems, weights = train_systems(problem, request)
     return write_run(folder, request, problem, systems, weights, splits)
 
@@ -202,13 +238,15 @@ def run_training_group(requests: list[TrainRequest]) -> list:
         return [run_training(first)]
     if len({_without_lr(r) for r in requests}) > 1 or getattr(MODELS[first.model], "estimator", False):
         raise ValueError("run_training_group: the requests must be one neural model's, differing only in lr")
+    for request in requests:
+        claim_out(request)
     lrs = tuple(r.train.lr for r in requests)
     dataset, problem, splits = prepare(first)
     grouped = dataclasses.replace(first, train=dataclasses.replace(first.train, lr_grid=lrs))
     per_rate = train_systems(problem, grouped, n_rates=len(lrs))
     results = []
     for request, (systems, weights) in zip(requests, per_rate):
-        folder = Path(request.out) if request.out else RUNS_ROOT / dataset / run_id(request, problem, splits)
+        folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
         results.append(write_run(folder, request, problem, systems, weights, splits, lr_group=lrs))
     return results
 

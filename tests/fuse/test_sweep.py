@@ -201,19 +201,20 @@ def test_a_learning_rate_grid_trains_as_one_model_per_feature_set(cache, tmp_pat
     batched model; each still gets its own run folder, leaderboard row and learning rate, and a
     rate too small to move the weights stays at chance while the others learn."""
     grid = "lr=1e-2,3e-2,1e-9;epochs=10;folds=2;hidden=16"
-    sweep_cli(*args_for(cache, tmp_path, features="A=acoustic;V=visual", grid=grid))
-    runs = tmp_path / "runs"
+    sweep_cli(*args_for(cache, tmp_path / "together", features="A=acoustic;V=visual", grid=grid))
+    runs = tmp_path / "together" / "runs"
     units = study_trials(runs)
     assert len(units) == 3 and all(len(items_of(t)) == 3 for t in units)   # 3 feature sets x 3 rates
     assert set(trained_per_run(units).values()) == {1}
-    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    board = pd.read_csv(tmp_path / "together" / "out" / "leaderboard.csv")
     assert len(board) == 9
     for run in board["run"]:
         metrics = json.loads((runs / run / "metrics.json").read_text())
         lr = metrics["config"]["train"]["lr"]
         assert metrics["lr_group"] == [1e-2, 3e-2, 1e-9]
         assert (metrics["cv"]["weighted_f1"]["mean"] < 0.4) == (lr == 1e-9), (lr, metrics["cv"])
-    # without batching: one unit per trial, and the runs (named by their config) are the same ones
+    # without batching: one unit per trial, and the runs (named by their config and inputs, here
+    # the cache seen from a runs folder as deep) are the same ones
     sweep_cli(*args_for(cache, tmp_path / "apart", "--no-lr-batching", features="A=acoustic;V=visual", grid=grid))
     apart = study_trials(tmp_path / "apart" / "runs")
     assert len(apart) == 9 and {run_of(t) for t in apart} == set(board["run"])

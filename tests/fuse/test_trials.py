@@ -51,7 +51,8 @@ def test_alternatives_parse_the_bar_and_keep_modality_order():
 
 def test_plan_crosses_feature_sets_models_and_grid_with_fuse_train_run_ids(cache):
     grid = parse_grid("hidden=16,32x16;dropout=0.1,0.2,0.3;lgbm.lr=0.05,0.1")
-    trials = plan("synth", cache, None, "A=acoustic|layers@1,2;V=visual", ["attention", "lgbm"], grid)
+    runs = training.runs_root(cache) / "synth"
+    trials = plan("synth", cache, runs, None, "A=acoustic|layers@1,2;V=visual", ["attention", "lgbm"], grid)
     n_sets = (2 + 1) * (1 + 1) - 1
     by_model = {m: [t for t in trials.trials.values() if t.model == m] for m in ("attention", "lgbm")}
     assert len(by_model["attention"]) == n_sets * 2 * 3 and len(by_model["lgbm"]) == n_sets * 2
@@ -62,13 +63,14 @@ def test_plan_crosses_feature_sets_models_and_grid_with_fuse_train_run_ids(cache
     for run, trial in list(trials.trials.items())[::7]:
         request = request_for(trial, "synth", cache, 1)
         dataset, problem, splits = training.prepare(request)
-        assert run == training.run_id(request, problem, splits)
+        assert runs / run == training.default_folder(request, dataset, problem, splits)
 
 
 def test_the_run_id_changes_with_seeds_and_options_not_with_the_order_given(cache):
     one = Trial((("A", "acoustic"),), "attention", (("dropout", 0.1), ("hidden", (16,))))
-    ids = {trial_run_id(one, "synth", cache, 1), trial_run_id(one, "synth", cache, 2),
-           trial_run_id(Trial(one.features, "attention", (("dropout", 0.2), ("hidden", (16,)))), "synth", cache, 1)}
+    runs = cache.parent / "runs"
+    ids = {trial_run_id(one, "synth", cache, 1, runs), trial_run_id(one, "synth", cache, 2, runs),
+           trial_run_id(Trial(one.features, "attention", (("dropout", 0.2), ("hidden", (16,)))), "synth", cache, 1, runs)}
     assert len(ids) == 3
     points = grid_points(parse_grid("hidden=16;dropout=0.1")) + grid_points(parse_grid("dropout=0.1;hidden=16"))
     assert points[0] == points[1] == one.options
@@ -118,8 +120,8 @@ def test_random_draws_are_reproducible_within_their_ranges_and_log_uniform_for_l
 
 def test_random_search_plans_the_draws_per_feature_set_and_model(cache):
     grid = parse_grid("lr=1e-4:1e-2;dropout=0.1:0.5", search="random")
-    trials = plan("synth", cache, None, "A=acoustic;V=visual", ["attention"], grid, search="random", n_trials=4,
-                  seed=1)
+    trials = plan("synth", cache, cache.parent / "runs", None, "A=acoustic;V=visual", ["attention"], grid,
+                  search="random", n_trials=4, seed=1)
     sets = {t.features for t in trials.trials.values()}
     assert len(sets) == 3 and len(trials.trials) == 3 * 4
     per_set = [sorted(t.options for t in trials.trials.values() if t.features == s) for s in sets]
