@@ -92,7 +92,8 @@ def atomic_write(path: Path, before_commit=None):
     fsync_dir(path.parent)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this machine is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -108,7 +109,7 @@ def remove_stale_temporaries(folder: Path, pattern: str = ".*.tmp-*") -> list[Pa
     removed, here = [], machine()
     for tmp in folder.glob(pattern):
         found = _TMP.search(tmp.name)
-        if found and found[2] == here and not _alive(int(found[1])):
+        if found and found[2] == here and not alive(int(found[1])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

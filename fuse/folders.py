@@ -15,12 +15,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cache.cli import NO_SPACE, Refused
+from cache.commit import alive, machine, owner
 
 MARKER = "fuse.json"
 FORMAT = "mer-fuse-folder/1"
@@ -32,6 +34,7 @@ CONTENTS = {
     "sweep": ({MARKER, "leaderboard.csv", "leaderboard.md", "table3.md", "pair_heatmap.png", "fusion_gain.png",
                "sweep.json", "fusion"}, ()),
 }
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.fuse-(?P<what>tmp|old)-(?P<pid>\d+)@(?P<machine>.+)")
 
 
 def kind_of(folder: Path) -> str | None:
@@ -91,7 +94,7 @@ def written(folder, kind: str):
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(folder.parent)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = _aside(folder, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a dead process that had our pid
     try:
         tmp.mkdir()
@@ -109,7 +112,7 @@ def written(folder, kind: str):
 def _swap(tmp: Path, folder: Path, kind: str):
     if folder.is_dir() and any(folder.iterdir()):
         claim(folder, kind)  # again: it may have changed while we worked
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        old = _aside(folder, "old")
         folder.rename(old)
         tmp.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
@@ -129,16 +132,21 @@ def _no_space(err: BaseException) -> bool:
 
 
 def remove_stale(parent: Path):
-    """What dead processes (a kill -9) left in `parent`: their temporaries are removed; an old
-    folder renamed aside is put back if its replacement never arrived, else removed."""
-    for path in Path(parent).glob(".*-*"):
-        stem, sep, pid = path.name.rpartition("-")
-        if not (sep and pid.isdigit() and path.is_dir()) or Path(f"/proc/{pid}").exists():
+    """What dead processes of this machine (a kill -9) left in `parent`: their temporaries are
+    removed; an old folder renamed aside is put back if its replacement never arrived, else
+    removed. Another machine's are left alone: only it can tell whether their writer lives."""
+    here = machine()
+    for path in Path(parent).glob(".*.fuse-*-*@*"):
+        found = _LEFTOVER.fullmatch(path.name)
+        if not found or found["machine"] != here or alive(int(found["pid"])) or not path.is_dir():
             continue
-        if stem.endswith(".old"):
-            final = path.with_name(stem[1:-len(".old")])
-            if not final.exists():
-                path.rename(final)
-                continue
-        if stem.endswith((".old", ".tmp")):
+        final = path.with_name(found["name"])
+        if found["what"] == "old" and not final.exists():
+            path.rename(final)
+        else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _aside(folder: Path, what: str) -> Path:
+    """`.<name>.fuse-<what>-<pid>@<machine>` beside `folder` (what: tmp or old)."""
+    return folder.with_name(f".{folder.name}.fuse-{what}-{owner()}")

@@ -42,7 +42,7 @@ def ctrl_c(proc: subprocess.Popen) -> str:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if ".tmp-" in p.name or ".fuse-" in p.name)
 
 
 def assert_ended_with_one_line(proc, log: Path, kept: str):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cache import open_clips, open_feature, write_clips
+from cache.commit import machine
 from fuse import folders, training
 from manifests import Clip, Manifest
 
@@ -119,15 +120,18 @@ def test_a_copy_of_the_cache_and_another_clip_table_get_their_own_runs(cache, tm
 
 
 def test_a_dead_process_leftovers_are_tidied_and_a_half_swapped_run_put_back(tmp_path):
-    runs = tmp_path / "runs"
+    runs, here = tmp_path / "runs", machine()
     dead = _dead_pid()
-    (runs / f".attention-A-1.tmp-{dead}" / "weights").mkdir(parents=True)   # killed while writing
-    (runs / f".attention-A-2.old-{dead}").mkdir()                           # killed mid-swap
-    (runs / f".attention-A-2.old-{dead}" / "metrics.json").write_text("{}")
-    mine = runs / f".attention-A-3.tmp-{os.getpid()}"                         # a live writer's
-    mine.mkdir()
+    (runs / f".attention-A-1.fuse-tmp-{dead}@{here}" / "weights").mkdir(parents=True)   # killed while writing
+    (runs / f".attention-A-2.fuse-old-{dead}@{here}").mkdir()                           # killed mid-swap
+    (runs / f".attention-A-2.fuse-old-{dead}@{here}" / "metrics.json").write_text("{}")
+    kept = [runs / f".attention-A-3.fuse-tmp-{os.getpid()}@{here}",     # a live writer's
+            runs / f".attention-A-4.fuse-tmp-{dead}@another-node",      # another machine's (shared runs folder)
+            runs / f".thesis.old-{dead}"]                                # not ours at all
+    for path in kept:
+        path.mkdir()
     folders.remove_stale(runs)
-    assert sorted(p.name for p in runs.iterdir()) == sorted(["attention-A-2", mine.name])
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["attention-A-2", *(p.name for p in kept)])
     assert (runs / "attention-A-2" / "metrics.json").is_file()
 
 
