@@ -134,8 +134,10 @@ def _meta(problem, request, systems, weights, thresholds) -> dict:
 
 
 def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
+    meta["sha256"] = {}  # of each fold weight file, checked when the run is read back (fuse.saved_run)
     for system in systems:
-        save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
+        digests = save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
+        meta["sha256"].update({f"weights/{system.label}/{name}": d for name, d in digests.items()})
     (tmp / "model.json").write_text(json.dumps(meta, indent=2))
     config = {"dataset": problem.dataset, "model": request.model, "features": dict(zip(problem.specs, problem.modalities)),
               "train": dataclasses.asdict(request.train), "test_splits": list(out["clips"])[1:],
