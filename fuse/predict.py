@@ -6,7 +6,7 @@ Features are read with the run's specs; each must come from the same extractor, 
 as the run's, or the command is refused. Writes predictions/<split>.csv (MER submission format),
 scores/<split>.npz and, where the clips are labelled, metrics.json (mean +- std over the run's seeds).
 A damaged run (a truncated weight file, a broken model.json) is refused before anything is written
-(fuse.saved_run).
+(fuse.saved_run); inputs far outside a feature's spread are scored with a warning (fuse.outliers).
 """
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
             predict_split(out, split, rows, problem, systems, [s["weight"] for s in meta["systems"]], meta,
                           metrics, thresholds, device)
     metrics["missing"] = len(problem.missing)
+    metrics["warnings"] = problem.warnings
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out, metrics
@@ -105,6 +106,8 @@ def main(run_dir, dataset, cache_dir, splits, out, device):
         result = (f"weighted F1 {m['weighted_f1']['mean']:.3f}" + (f", combined {m['combined']['mean']:.3f}" if "combined" in m else "")
                   if m else "predictions only")
         click.echo(f"{split:<8}{n:>6} clips  {result}")
+    for warning in metrics["warnings"]:
+        click.echo(f"warning: {warning}")
     click.echo(f"predictions: {folder}")
 
 
