@@ -14,6 +14,7 @@ import numpy as np
 from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
+from .folds import fold_kind
 from .loop import standardized
 from .metrics import mean_std, show_mean_std
 from .run import combine, config_dict, replace_folder, save_weights, write_predictions
@@ -157,7 +158,10 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
             writer = csv.writer(f, lineterminator="\n")
             writer.writerows([("id", "reason"), *sorted(problem.missing.items())])
     out["missing"] = len(problem.missing)
-    out["warnings"] = problem.warnings
+    out["folds"] = fold_kind(problem.labels[systems[0].fit.train_index], request.train.folds, problem.multi_label,
+                             problem.classes)
+    out["warnings"] = problem.warnings + ([f"--folds {request.train.folds}: {out['folds']['why']}"]
+                                          if not out["folds"]["stratified"] and not problem.multi_label else [])
     if panels:
         plots.confusion_matrices(tmp / "confusion.png", panels, problem.classes)
     estimator = systems[0].estimator
