@@ -120,7 +120,10 @@ def test_pseudo_labelled_clips_join_every_fold_with_their_pseudo_labels(synth_ca
 
 
 @pytest.mark.parametrize("rows,phrase", [("clip0003,train,happy,0.9", "clip0003 is a labelled training clip"),
-                                         ("clip0114,test3,joyful,0.9", "clip0114 has label 'joyful'")])
+                                         ("clip0114,test3,joyful,0.9", "clip0114 has label 'joyful'"),
+                                         ("clip0114,test3,happy,0.9\nclip0095,test1,sad,0.8",
+                                          "clip0095 is a labelled clip of split test1: training on it would leak "
+                                          "its label into that split's scores")])
 def test_bad_pseudo_label_files_are_refused(synth_cache, tmp_path, rows, phrase):
     pseudo = tmp_path / "pseudo.csv"
     pseudo.write_text("id,split,label,score\n" + rows + "\n")
