@@ -34,6 +34,9 @@ class DamagedRun(Refused):
 
 
 class SavedRun:
+    """A fuse.train run folder: `meta` (model.json, checked on opening) and its other files, each
+    read on demand and checked (a damaged one raises DamagedRun)."""
+
     def __init__(self, folder):
         self.folder = Path(folder)
         if not (self.folder / "model.json").is_file():

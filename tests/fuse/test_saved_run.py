@@ -125,3 +125,15 @@ def test_semi_refuses_damaged_weights_it_needs(synth_run, tmp_path):
     assert result.exit_code == 2, result.output
     assert f"run {run}: weights/attention/seed0-fold4.pt is damaged" in result.output
     assert not out.exists()
+
+
+def test_decision_fusion_of_a_sweep_names_a_damaged_run(synth_run, tmp_path):
+    from fuse.decision import fuse_runs
+    from fuse.saved_run import DamagedRun
+
+    cache, source = synth_run
+    good = shutil.copytree(source, tmp_path / "good")
+    bad = damaged_copy(source, tmp_path, "scores/cv.npz", truncate)
+    with pytest.raises(DamagedRun, match=f"run {bad}: scores/cv.npz is damaged \\(BadZipFile"):
+        fuse_runs([good, bad], "synth", cache, tmp_path / "fusion")
+    assert not (tmp_path / "fusion").exists()
