@@ -105,6 +105,7 @@ def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
     keep = np.array(keep)
     extra = _append(problem, None, copies.labels[keep], list(copies.ids[keep]), copies.valence[keep],
                     np.array(origin), blocks=[b[keep] for b in copies.blocks])
+    extra.warnings = problem.warnings + [f"--augment {dataset}: {w}" for w in copies.warnings]  # far-out copies
     return extra, _summary(f"augmented ({dataset})", len(keep), skipped)
 
 

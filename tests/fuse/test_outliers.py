@@ -76,7 +76,8 @@ def test_constant_and_sparse_dimensions_of_a_per_layer_float16_block_are_not_far
     block[7, 0, 0] = 30000                  # in the constant dimension: the block's typical spread
     (warning,) = far_out_warnings(["x", "crops"], [block, pixels], _ids(300))
     assert warning.startswith("x: 2 clip(s) with values over 1e+05 robust spreads from the feature's median "
-                              "(clip0007, clip0123); the farthest, clip0123, has 6e+04 at index (3, 5) (5.8e+06 spreads")
+                              "(clip0007, clip0123); the farthest, clip0123, has 6e+04 at index (3, 5) "
+                              "(5.8e+06 spreads")
 
 
 def test_slices_and_samples_give_the_same_distances(monkeypatch):
