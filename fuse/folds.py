@@ -35,8 +35,8 @@ def fold_kind(labels: np.ndarray, n_folds: int, multi_label: bool = False, class
     rarest = present[np.argmin(counts[present])]
     if counts[rarest] >= n_folds:
         return {"n": n_folds, "stratified": True}
-    name = classes[rarest] if classes is not None else str(rarest)
+    name, n = classes[rarest] if classes is not None else str(rarest), int(counts[rarest])
+    remedy = f"; --folds {n} keeps them stratified" if n >= 2 else ""
     return {"n": n_folds, "stratified": False,
-            "why": f"class {name!r} has {counts[rarest]} labelled training clip(s), fewer than the {n_folds} folds: "
-                   f"plain shuffled folds, not stratified ({n_folds - counts[rarest]} or more validation folds hold "
-                   f"no {name!r} clip" + (f"; --folds {counts[rarest]} keeps them stratified)" if counts[rarest] >= 2 else ")")}
+            "why": f"class {name!r} has {n} labelled training clip(s), fewer than the {n_folds} folds: plain shuffled "
+                   f"folds, not stratified ({n_folds - n} or more validation folds hold no {name!r} clip{remedy})"}
