@@ -15,11 +15,12 @@ from .evaluate import choose_weights, cv_scores, oof_thresholds, score
 from .metrics import mean_std
 from .problem import Problem
 from .run import write_predictions
+from .saved_run import SavedRun
 
 
 def _load(run: Path, split: str):
-    data = np.load(run / "scores" / f"{split}.npz")
-    return {k: data[k] for k in data.files}
+    """The run's scores of `split` (`cv`: out-of-fold), checked (a damaged file is named)."""
+    return SavedRun(run).scores(split, ("ids", "probs", "valence") + (("folds",) if split == "cv" else ()))
 
 
 def _common(loaded: list[dict]) -> list[str]:

@@ -3,9 +3,10 @@
 
 They are appended to the problem under the split TRAIN_ONLY and join the training rows of the
 folds, never a validation fold and never a scored split. A pseudo-labelled clip joins every
-(seed, fold) member's training rows. An augmented copy joins those of the members whose training
-folds hold its origin clip: folds are formed over the original clips, so no copy of a validation
-clip is ever trained on (`member_rows`).
+(seed, fold) member's training rows; a pseudo-label CSV naming a clip that the clip table labels (a
+training clip, or a labelled clip of a test split) is refused. An augmented copy joins those of the
+members whose training folds hold its origin clip: folds are formed over the original clips, so no
+copy of a validation clip is ever trained on (`member_rows`).
 """
 from __future__ import annotations
 
@@ -35,13 +36,11 @@ def add_pseudo(problem, path) -> tuple[object, str]:
     if not rows or "label" not in rows[0]:
         raise Refused(f"--pseudo {path}: needs 'id' and 'label' columns (fuse.semi writes them)")
     position = {cid: i for i, cid in enumerate(problem.ids)}
-    labelled_train = set(problem.ids[problem.index("train", labelled_only=True)])
     taken, labels, skipped = [], [], dict(bad)
     for row in rows:
         cid, cell = row["id"], row["label"]
-        if cid in labelled_train:
-            raise Refused(f"--pseudo {path}: clip {cid} is a labelled training clip; pseudo-labels are "
-                          f"for clips without a label")
+        if cid in position and problem.labelled[position[cid]]:
+            _refuse_labelled(path, cid, problem.split[position[cid]])
         if cid not in position:
             skipped[cid] = "not among this run's clips (not cached, or failed in a feature)"
             continue
@@ -56,6 +55,18 @@ def add_pseudo(problem, path) -> tuple[object, str]:
     extra = _append(problem, np.array(taken), np.stack(labels), [f"{problem.ids[i]}#pseudo" for i in taken],
                     np.full(len(taken), np.nan), np.full(len(taken), NO_ORIGIN))
     return extra, _summary("pseudo-labelled", len(taken), skipped)
+
+
+def _refuse_labelled(path, cid: str, split: str):
+    """A clip the clip table labels is never pseudo-labelled: a training clip has its label, and a
+    labelled clip of another split is one that split's scores are measured on (trained on, they
+    would measure nothing)."""
+    if split == "train":
+        raise Refused(f"--pseudo {path}: clip {cid} is a labelled training clip; pseudo-labels are "
+                      f"for clips without a label")
+    raise Refused(f"--pseudo {path}: clip {cid} is a labelled clip of split {split}: training on it would "
+                  f"leak its label into that split's scores; pseudo-labels are for clips without a label "
+                  f"(MER-SEMI: test3)")
 
 
 def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
@@ -94,6 +105,7 @@ def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
     keep = np.array(keep)
     extra = _append(problem, None, copies.labels[keep], list(copies.ids[keep]), copies.valence[keep],
                     np.array(origin), blocks=[b[keep] for b in copies.blocks])
+    extra.warnings = problem.warnings + [f"--augment {dataset}: {w}" for w in copies.warnings]  # far-out copies
     return extra, _summary(f"augmented ({dataset})", len(keep), skipped)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from . import plots
 from .evaluate import cv_scores, oof_thresholds, score
 from .extras import TRAIN_ONLY
+from .folds import fold_kind
 from .loop import standardized
 from .metrics import mean_std, show_mean_std
 from .folders import derived_outputs, kind_of, written
@@ -141,8 +142,10 @@ def _meta(problem, request, systems, weights, thresholds) -> dict:
 
 
 def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
+    meta["sha256"] = {}  # of each fold weight file, checked when the run is read back (fuse.saved_run)
     for system in systems:
-        save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
+        digests = save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
+        meta["sha256"].update({f"weights/{system.label}/{name}": d for name, d in digests.items()})
     (tmp / "model.json").write_text(json.dumps(meta, indent=2))
     config = {"dataset": problem.dataset, "model": request.model, "features": dict(zip(problem.specs, problem.modalities)),
               "train": dataclasses.asdict(request.train), "test_splits": list(out["clips"])[1:],
@@ -162,7 +165,10 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
             writer = csv.writer(f, lineterminator="\n")
             writer.writerows([("id", "reason"), *sorted(problem.missing.items())])
     out["missing"] = len(problem.missing)
-    out["warnings"] = problem.warnings
+    out["folds"] = fold_kind(problem.labels[systems[0].fit.train_index], request.train.folds, problem.multi_label,
+                             problem.classes)
+    out["warnings"] = problem.warnings + ([f"--folds {request.train.folds}: {out['folds']['why']}"]
+                                          if not out["folds"]["stratified"] and not problem.multi_label else [])
     if panels:
         plots.confusion_matrices(tmp / "confusion.png", panels, problem.classes)
     estimator = systems[0].estimator

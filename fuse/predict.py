@@ -5,6 +5,8 @@
 Features are read with the run's specs; each must come from the same extractor, version and config
 as the run's, or the command is refused. Writes predictions/<split>.csv (MER submission format),
 scores/<split>.npz and, where the clips are labelled, metrics.json (mean +- std over the run's seeds).
+A damaged run (a truncated weight file, a broken model.json) is refused before anything is written
+(fuse.saved_run); inputs far outside a feature's spread are scored with a warning (fuse.outliers).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from cache.cli import Refused
 from .outputs import predict_split
 from .problem import load_problem
-from .run import load_systems
+from .saved_run import SavedRun
 from .training import clip_table, TrainRequest
 from .loop import TrainConfig
 
@@ -53,8 +55,12 @@ def remap_classes(problem, classes: list[str]):
 
 
 def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=None, device="auto", corpus=None):
-    meta = json.loads((run / "model.json").read_text())
-    trained = json.loads((run / "metrics.json").read_text())
+    """Score `splits` (default: all) of `dataset` with the fold models of `run`; writes under `out`
+    (default RUN/predict-DATASET). Every file of the run is read and checked first (a damaged one
+    is refused, fuse.saved_run). Returns (out, metrics)."""
+    run = Path(run)
+    saved = SavedRun(run)
+    meta, trained, systems = saved.meta, saved.metrics(), saved.systems()
     request = TrainRequest(model=meta["systems"][0]["model"], configs=[], train=TrainConfig(device=device),
                            dataset=dataset, cache_dir=cache_dir, corpus=corpus or {})
     table = clip_table(request, dataset)
@@ -68,7 +74,6 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
         raise Refused(f"feature shapes {problem.shapes} differ from the run's {meta['shapes']}")
     if list(problem.classes) != meta["classes"]:
         remap_classes(problem, meta["classes"])
-    systems = load_systems(run, meta)
     out = Path(out or run / f"predict-{dataset}")
     thresholds = np.asarray(meta["thresholds"]) if meta["thresholds"] else None
     metrics = {"run": run.name, "dataset": dataset, "clips": {}}
@@ -79,6 +84,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
             predict_split(out, split, rows, problem, systems, [s["weight"] for s in meta["systems"]], meta,
                           metrics, thresholds, device)
     metrics["missing"] = len(problem.missing)
+    metrics["warnings"] = problem.warnings
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out, metrics
@@ -93,15 +99,15 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
 @click.option("--device", default="auto", show_default=True)
 def main(run_dir, dataset, cache_dir, splits, out, device):
     """Score DATASET's cached features with the fold models of a trained run."""
-    run = Path(run_dir)
-    if not (run / "model.json").is_file():
-        raise Refused(f"{run} is not a fuse.train run folder (no model.json)")
-    folder, metrics = predict_dataset(run, dataset, cache_dir, splits.split(",") if splits else None, out, device)
+    folder, metrics = predict_dataset(Path(run_dir), dataset, cache_dir, splits.split(",") if splits else None, out,
+                                      device)
     for split, n in metrics["clips"].items():
         m = metrics.get(split)
         result = (f"weighted F1 {m['weighted_f1']['mean']:.3f}" + (f", combined {m['combined']['mean']:.3f}" if "combined" in m else "")
                   if m else "predictions only")
         click.echo(f"{split:<8}{n:>6} clips  {result}")
+    for warning in metrics["warnings"]:
+        click.echo(f"warning: {warning}")
     click.echo(f"predictions: {folder}")
 
 

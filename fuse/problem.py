@@ -18,6 +18,7 @@ import numpy as np
 
 from cache import open_clips, open_features
 from manifests.table import ordered_splits
+from .outliers import far_out_warnings
 
 # cached dtypes kept in memory as they are (4x and 2x smaller than float32): the training loop and
 # the estimators convert them per batch, exactly (every uint8 and float16 value is a float32)
@@ -74,7 +75,8 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
                  max_items: int | None = None) -> Problem:
     """Read `features` [(modality, spec)] of `dataset` aligned by clip id, with the clip table
     (`clips`: a ClipTable overriding the cached one). Clips failed or missing in any feature, or
-    with non-finite values, are listed in `missing` and left out, never filled in. A sequence is
+    with non-finite values, are listed in `missing` and left out, never filled in; finite values far
+    outside a feature's spread are kept, with a warning (fuse.outliers). A sequence is
     cut or zero-padded to `max_items` frames (the model's; None: sequences are refused)."""
     table = clips or open_clips(dataset, root=root)
     specs = [spec for _, spec in features]
@@ -94,13 +96,14 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
             missing[cid] = f"{spec}: non-finite values"
         finite &= ~bad
     ids, blocks = ids[finite], [b[finite] for b in blocks]
+    warnings = list(aligned.manifest_mismatch) + far_out_warnings(specs, blocks, ids)
     return Problem(
         dataset=dataset, ids=ids, split=np.asarray(table.split_of(list(ids)), dtype=object),
         specs=specs, modalities=[m for m, _ in features], blocks=blocks,
         classes=tuple(table.classes), multi_label=bool(table.multi_label),
         labels=table.labels(list(ids)), valence=np.asarray(table.valence(list(ids)), dtype=np.float64),
         missing=missing, provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints),
-        warnings=list(aligned.manifest_mismatch), max_items=max_items if sequences else None)
+        warnings=warnings, max_items=max_items if sequences else None)
 
 
 def _block(values, max_items: int | None = None) -> np.ndarray:

@@ -7,12 +7,14 @@
     <run>/scores/<split>.npz       ids, probabilities [S, n, C] and valence [S, n] per seed
     <run>/scores/cv.npz            out-of-fold validation predictions, folds, labels
     <run>/weights/<system>/seed<s>-fold<k>.pt (.lgbm.json)   every fold model at its best epoch
-    <run>/model.json               what `fuse.predict` needs to rebuild the fold models
+    <run>/model.json               what `fuse.predict` needs to rebuild the fold models, and the
+                                   SHA-256 of every fold weight file (read back: fuse.saved_run)
     <run>/confusion.png, curves.png
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -76,49 +78,25 @@ def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thr
     frame.to_csv(path, index=False)
 
 
-def save_weights(folder: Path, system: System, seeds, n_folds: int):
+def save_weights(folder: Path, system: System, seeds, n_folds: int) -> dict[str, str]:
+    """Every member's weights as a file under `folder`; returns {file name: SHA-256 of its bytes}
+    (model.json keeps them, so a damaged file is never loaded: fuse.saved_run)."""
     folder.mkdir(parents=True, exist_ok=True)
+    digests = {}
     for e, state in enumerate(system.fit.states):
         name = f"seed{seeds[e // n_folds]}-fold{e % n_folds}"
         norm = system.fit.norms[e]
         if system.estimator:
             mean, std = norm
             blob = {"state": state.state(), "mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()}
-            (folder / f"{name}.lgbm.json").write_text(json.dumps(blob))
+            name, data = f"{name}.lgbm.json", json.dumps(blob).encode()
         else:
-            blob = io.BytesIO()  # written by Python, so a full disk is an OSError(ENOSPC), not torch's enforce fail
-            torch.save({"state": state, "norms": norm}, blob)
-            (folder / f"{name}.pt").write_bytes(blob.getbuffer())
-
-
-def load_systems(run: Path, meta: dict) -> list[System]:
-    """The fold models of a saved run, ready to predict."""
-    from .models import make_config
-    from .models.lgbm import LoadedLGBM
-
-    systems = []
-    for entry in meta["systems"]:
-        config = make_config(entry["model"], **_tuples(entry["config"]))
-        folder = run / "weights" / entry["label"]
-        names = [f"seed{s}-fold{k}" for s in meta["seeds"] for k in range(meta["folds"])]
-        fit = Fit(train_index=None, folds=None, oof_probs=None, oof_valence=None, best_epoch=None,
-                  history=None)
-        if getattr(MODELS[entry["model"]], "estimator", False):
-            for name in names:
-                blob = json.loads((folder / f"{name}.lgbm.json").read_text())
-                fit.states.append(LoadedLGBM(blob["state"], len(meta["classes"]), meta["multi_label"]))
-                fit.norms.append((np.asarray(blob["mean"], np.float32), np.asarray(blob["std"], np.float32)))
-        else:
-            for name in names:
-                blob = torch.load(folder / f"{name}.pt", weights_only=False)
-                fit.states.append(blob["state"])
-                fit.norms.append(blob["norms"])
-        systems.append(System(entry["model"], config, fit, entry["label"]))
-    return systems
-
-
-def _tuples(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+            buffer = io.BytesIO()
+            torch.save({"state": state, "norms": norm}, buffer)
+            name, data = f"{name}.pt", buffer.getvalue()
+        (folder / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
 
 
 def config_dict(config) -> dict:

@@ -10,11 +10,11 @@ its predicted class; its scores are the run's fold models averaged, as `fuse.pre
 Class-specific thresholds keep rare classes from being crowded out by frequent, confident ones.
 
 Writes a CSV (`id,split,label,score`, sorted by id) that `fuse.train --pseudo FILE` adds to its
-training folds.
+training folds. The run's files are checked as they are read (fuse.saved_run): a damaged run is
+refused before anything is written.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +26,7 @@ import pandas as pd
 
 from cache import open_clips
 from cache.cli import Refused
+from .saved_run import SavedRun
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray, quantile: float) -> np.ndarray:
@@ -47,19 +48,19 @@ def select(probs: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.nd
     return confidence > thresholds[predicted], predicted, confidence
 
 
-def out_of_fold(run: Path, meta: dict, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold(run: SavedRun, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """The run's training clips: out-of-fold probabilities averaged over seeds [n, C], labels [n]."""
-    cv = np.load(run / "scores" / "cv.npz")
+    cv = run.scores("cv", ("ids", "probs"))
     if "labels" in cv:
         labels = cv["labels"]
     else:  # runs written before cv.npz kept the labels: the cached clip table
-        table = open_clips(meta["dataset"], root=cache_dir)
-        index = {c: i for i, c in enumerate(meta["classes"])}
+        table = open_clips(run.meta["dataset"], root=cache_dir)
+        index = {c: i for i, c in enumerate(run.meta["classes"])}
         labels = np.array([index[names[0]] for names in table.label_names(list(cv["ids"]))])
     return cv["probs"].mean(0), labels
 
 
-def unlabelled_scores(run: Path, meta: dict, dataset: str, split: str, cache_dir=None):
+def unlabelled_scores(run: SavedRun, dataset: str, split: str, cache_dir=None):
     """(ids [n], probabilities [n, C]) of `split` of `dataset`: the run's own scores when it scored
     that split of its own dataset, else `fuse.predict`'s."""
     try:
@@ -68,14 +69,13 @@ def unlabelled_scores(run: Path, meta: dict, dataset: str, split: str, cache_dir
         raise Refused(str(err)) from None
     if split not in table.splits:
         raise Refused(f"--unlabelled {split}: dataset {dataset!r} has splits {', '.join(table.splits)}")
-    own = run / "scores" / f"{split}.npz"
-    if dataset == meta["dataset"] and own.is_file():
-        scores = np.load(own)
+    if dataset == run.meta["dataset"] and run.has_scores(split):
+        scores = run.scores(split)
         return scores["ids"], scores["probs"].mean(0)
     from .predict import predict_dataset
 
     with tempfile.TemporaryDirectory(prefix="semi-") as tmp:
-        predict_dataset(run, dataset, cache_dir, splits=[split], out=tmp)
+        predict_dataset(run.folder, dataset, cache_dir, splits=[split], out=tmp)
         path = Path(tmp) / "scores" / f"{split}.npz"
         if not path.is_file():
             raise Refused(f"--unlabelled {split}: no clip of dataset {dataset!r} in that split can be scored")
@@ -111,21 +111,19 @@ def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV to write (default RUN/semi-DATASET-SPLIT.csv).")
 def main(run_dir, dataset, split, quantile, cache_dir, out):
     """Select confidently predicted unlabelled clips with class-specific thresholds (MER-SEMI)."""
-    run = Path(run_dir)
-    if not (run / "model.json").is_file() or not (run / "scores" / "cv.npz").is_file():
-        raise Refused(f"{run} is not a fuse.train run folder (no model.json and scores/cv.npz)")
-    meta = json.loads((run / "model.json").read_text())
+    run = SavedRun(run_dir)
+    meta = run.meta
     if meta["multi_label"]:
-        raise Refused(f"{run} is a multi-label run: Algorithm 1 selects by the maximum softmax "
+        raise Refused(f"{run.folder} is a multi-label run: Algorithm 1 selects by the maximum softmax "
                       f"probability of single-label models")
-    oof, labels = out_of_fold(run, meta, cache_dir)
+    oof, labels = out_of_fold(run, cache_dir)
     thresholds = class_thresholds(oof, labels, quantile)
-    ids, probs = unlabelled_scores(run, meta, dataset, split, cache_dir)
+    ids, probs = unlabelled_scores(run, dataset, split, cache_dir)
     chosen, predicted, confidence = select(probs, thresholds)
     frame = pd.DataFrame({"id": ids[chosen].astype(str), "split": split,
                           "label": [meta["classes"][j] for j in predicted[chosen]],
                           "score": np.round(confidence[chosen], 6)}).sort_values("id")
-    path = Path(out) if out else run / f"semi-{dataset}-{split}.csv"
+    path = Path(out) if out else run.folder / f"semi-{dataset}-{split}.csv"
     write_atomic(frame, path)
     click.echo(report(meta["classes"], thresholds, labels, oof, chosen, predicted, len(ids)))
     click.echo(_accuracy_note(dataset, cache_dir, frame, meta))

@@ -17,16 +17,21 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
+import sqlite3
+import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -99,6 +104,67 @@ class _Storage(RDBStorage):
             silent = [t.trial_id for t in running
                       if not t.heartbeats and t.datetime_start is not None and t.datetime_start < too_old]
         return stale + [t for t in silent if t not in stale]
+
+
+CONNECT_TIMEOUT = {"postgresql": {"connect_timeout": 10}, "mysql": {"connect_timeout": 10}}  # seconds
+
+
+def check_storage(url: str):
+    """Refuse (ValueError, one line naming the URL, its password masked, and the cause) a storage
+    that cannot be opened: not a URL, an unknown database kind, a driver not installed, a server or
+    database that cannot be reached, an SQLite file that is not a database or whose folder is
+    missing or not writable. Creates nothing."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"--storage {masked(url)}: not a database URL (e.g. sqlite:///data/runs/study.db, "
+                         f"postgresql://user@host/sweeps)") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        return _check_sqlite(parsed.database, shown)
+    engine = None
+    try:
+        engine = create_engine(parsed, connect_args=CONNECT_TIMEOUT.get(parsed.get_backend_name(), {}))
+        with engine.connect():
+            pass
+    except NoSuchModuleError:
+        raise ValueError(f"--storage {shown}: unknown database kind {parsed.drivername!r} "
+                         f"(sqlite, postgresql, mysql)") from None
+    except ImportError as err:
+        hint = "; pip install 'psycopg[binary]'" if parsed.get_backend_name() == "postgresql" else ""
+        raise ValueError(f"--storage {shown}: its database driver is not installed ({err}{hint})") from None
+    except SQLAlchemyError as err:
+        cause = " ".join(str(getattr(err, "orig", None) or err).split())
+        if parsed.password:
+            cause = cause.replace(parsed.password, "***")
+        raise ValueError(f"--storage {shown}: cannot connect ({cause})") from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _check_sqlite(path: str | None, shown: str):
+    if not path or path == ":memory:":
+        return
+    path = Path(path)
+    if path.exists():
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
+                db.execute("SELECT count(*) FROM sqlite_master")
+        except sqlite3.Error as err:
+            raise ValueError(f"--storage {shown}: {path} cannot be opened as an SQLite database ({err})") from None
+        return
+    if not path.parent.is_dir():
+        raise ValueError(f"--storage {shown}: folder {path.parent} does not exist")
+    try:
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as err:
+        raise ValueError(f"--storage {shown}: folder {path.parent} is not writable ({err.strerror})") from None
+
+
+def masked(url: str) -> str:
+    """`url` with the password of its user:password@ part (if any) shown as ***."""
+    return re.sub(r"([^:/@]+:)[^@/]*@", r"\1***@", url, count=1)
 
 
 def storage(url: str) -> RDBStorage:

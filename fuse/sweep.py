@@ -8,10 +8,12 @@ Every trial is a fuse.train run whose folder is named by its run id: finished tr
 a killed sweep resumes where it stopped. Trials are queued in an Optuna study (SQLite by default,
 `--storage postgresql://...` to share one sweep between machines: start the same command on each).
 Exit status 0 when every trial finished (or --budget ran out), 1 when some failed, 2 when the
-command was refused before any work. See docs/sweeps.md.
+command was refused before any work (a storage URL that cannot be opened, a --budget that is not
+a positive duration included). See docs/sweeps.md.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from cache.cli import Refused, ends_cleanly
 from .folders import claim
 from .models import MODELS
 from .specs import SpecError, parse_modalities
-from .study import heartbeat_settings
+from .study import check_storage, heartbeat_settings
 from .sweep_plan import plan
 from .sweep_report import report
 from .sweep_run import Sweep, work_until_done
@@ -30,15 +32,18 @@ from .training import choose_dataset, runs_root
 from .trials import parse_grid
 
 
-def _duration(text: str | None) -> float | None:
-    """'8h', '90m', '45s', '3600' -> seconds."""
-    if not text:
+def _duration(ctx, param, text: str | None) -> float | None:
+    """--budget '8h', '90m', '45s', '3600' -> seconds (a positive duration)."""
+    if text is None:
         return None
     units = {"h": 3600, "m": 60, "s": 1}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected e.g. 8h, 90m or 45s", param_hint="--budget") from None
+        seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise click.BadParameter(f"{text!r}: expected a positive duration: 8h, 90m, 45s or 3600 (seconds)")
+    return seconds
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,11 +62,13 @@ def _duration(text: str | None) -> float | None:
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds per trial (batched).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Trials run in parallel.")
 @click.option("--storage", help="Optuna storage URL (default: sqlite:///RUNS/study.db).")
-@click.option("--budget", help="Start no trial after this long (8h, 90m); a rerun continues.")
+@click.option("--budget", callback=_duration, help="Start no trial after this long (8h, 90m); a rerun continues.")
 @click.option("--top-k", type=click.IntRange(0, 4), default=3, show_default=True,
               help="Decision-level fusion of the k best trials (0: none).")
-@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), help="Run folders (default runs/<dataset> beside the cache folder: data/runs/<dataset>).")
-@click.option("--out", type=click.Path(file_okay=False), help="Leaderboard and plots (default sweeps/<study> beside the cache folder: data/sweeps/<study>).")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False),
+              help="Run folders (default runs/<dataset> beside the cache folder: data/runs/<dataset>).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Leaderboard and plots (default sweeps/<study> beside the cache folder: data/sweeps/<study>).")
 @click.option("--lr-batching/--no-lr-batching", default=True, show_default=True,
               help="Train trials that differ only in their learning rate as one batched model.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
@@ -84,13 +91,14 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
         if out:
             claim(out, "sweep")
         trials = plan(dataset, cache_dir, runs, chosen, features_text, names, grid, search, n_trials, seeds_first)
-        budget_s = _duration(budget)
         heartbeat_settings()  # MER_SWEEP_HEARTBEAT / MER_SWEEP_GRACE
+        if storage:  # last: reaching a server may take seconds
+            check_storage(storage)
     except ValueError as err:  # SpecError included
         raise Refused(str(err)) from None
     definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
                   "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
-    sweep = Sweep.create(trials, definition, cache_dir, runs, out, storage, workers, budget_s, quiet, lr_batching)
+    sweep = Sweep.create(trials, definition, cache_dir, runs, out, storage, workers, budget, quiet, lr_batching)
     done = sweep.finished()
     click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials, {done} already finished (skipped), "
                f"{len(trials.trials) - done} to run on {workers} worker(s); runs in {sweep.runs}", err=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from . import leaderboard, plots
 from .decision import fuse_runs
 from .folders import written
+from .study import masked
 
 
 def report(sweep, top_k: int = 3) -> str:
@@ -53,7 +54,7 @@ def _write_reports(tmp, sweep, frame, link, row):
     gains = leaderboard.fusion_gain(frame)
     if len(gains):
         plots.fusion_gain(tmp / "fusion_gain.png", gains)
-    (tmp / "sweep.json").write_text(json.dumps({"study": sweep.name, "storage": sweep.storage,
+    (tmp / "sweep.json").write_text(json.dumps({"study": sweep.name, "storage": masked(sweep.storage),
                                                 "definition": sweep.definition, "runs": str(sweep.runs)},
                                                indent=2, default=str))
     return layout, gains

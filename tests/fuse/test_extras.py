@@ -120,7 +120,10 @@ def test_pseudo_labelled_clips_join_every_fold_with_their_pseudo_labels(synth_ca
 
 
 @pytest.mark.parametrize("rows,phrase", [("clip0003,train,happy,0.9", "clip0003 is a labelled training clip"),
-                                         ("clip0114,test3,joyful,0.9", "clip0114 has label 'joyful'")])
+                                         ("clip0114,test3,joyful,0.9", "clip0114 has label 'joyful'"),
+                                         ("clip0114,test3,happy,0.9\nclip0095,test1,sad,0.8",
+                                          "clip0095 is a labelled clip of split test1: training on it would leak "
+                                          "its label into that split's scores")])
 def test_bad_pseudo_label_files_are_refused(synth_cache, tmp_path, rows, phrase):
     pseudo = tmp_path / "pseudo.csv"
     pseudo.write_text("id,split,label,score\n" + rows + "\n")
@@ -153,3 +156,20 @@ def test_an_origin_column_of_a_clips_csv_reaches_the_cached_clip_table(tmp_path)
     import hashlib
     blob = json.dumps(legacy, sort_keys=True, default=str).encode()
     assert plain.fingerprint() == hashlib.sha256(blob).hexdigest()[:16]
+
+
+def test_a_far_out_row_of_an_augmented_copy_is_warned_of(augmented_cache, tmp_path, no_plots):
+    import h5py
+
+    root, origin_of = augmented_cache
+    with h5py.File(root / "synth-aug" / "acoustic.h5", "r+") as f:
+        f["arrays/x"][2, 5] = 3e38
+        copy = f["ids"][2].decode()
+    run = tmp_path / "run"
+    result = train_cli("--cache", root, "--dataset", "synth", "--augment", "synth-aug", "--features", "A=acoustic",
+                       "--epochs", "1", "--folds", "2", "--quiet", "--out", run)
+    assert result.exit_code == 0, result.output
+    warning = (f"--augment synth-aug: acoustic: 1 clip(s) with values over 1e+05 robust spreads from the "
+               f"feature's median ({copy})")
+    assert f"warning: {warning}" in result.output
+    assert any(w.startswith(warning) for w in json.loads((run / "metrics.json").read_text())["warnings"])

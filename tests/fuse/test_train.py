@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from fuse import metrics
-from fuse.run import load_systems
+from fuse.saved_run import SavedRun
 from manifests import MER_CLASSES
 
 from .conftest import FAILED_VISUAL, SYNTH_RUN_ARGS, synthetic_corpus, train_cli, write_cache
@@ -94,7 +94,7 @@ def test_test_predictions_average_probabilities_over_folds_then_seeds(synth_run)
     ids = list(saved["ids"])
     _, arrays = synthetic_corpus()
     blocks = [np.stack([arrays[feature][i] for i in ids]) for feature in ("acoustic", "visual")]
-    (system,) = load_systems(run, meta)
+    (system,) = SavedRun(run).systems()
     probs, valence = system.predict(blocks, meta["shapes"], meta["modalities"], meta["classes"], False, "cpu")
     assert probs.shape == (10, len(ids), 6) and valence.shape == (10, len(ids))
     members = probs.reshape(2, 5, len(ids), 6)   # seed s, fold k = member s * 5 + k

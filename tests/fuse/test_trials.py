@@ -156,7 +156,7 @@ def test_random_search_plans_the_draws_per_feature_set_and_model(cache):
     (["--models", "attention,svm"], ["--models 'attention,svm': choose from afg, attention, coattention, crossbert, crossbert-interaction, e2el, lgbm, mlp"]),
     (["--features", "A=acoustic|nosuch"], ["feature 'nosuch' is not cached"]),
     (["--modalities", "A", "--features", "A=acoustic;V=visual"], ["--features gives V but --modalities does not"]),
-    (["--budget", "soon"], ["'soon': expected e.g. 8h, 90m or 45s"]),
+    (["--budget", "soon"], ["'soon': expected a positive duration: 8h, 90m, 45s or 3600 (seconds)"]),
 ])
 def test_refused_sweeps_exit_2_naming_the_option_before_any_work(cache, tmp_path, args, phrases):
     base = ["--cache", cache, "--dataset", "synth", "--runs", tmp_path / "runs", "--out", tmp_path / "out"]
