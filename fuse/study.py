@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sqlite3
 import tempfile
@@ -32,6 +33,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from .stopping import Stop
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -238,40 +241,44 @@ def taken(study: optuna.Study, number: int, key: str) -> bool:
                for t in study.get_trials(deepcopy=False, states=LIVE))
 
 
-def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = None) -> int:
+def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = None,
+         signals=(signal.SIGINT, signal.SIGTERM)) -> int:
     """Run queued trials until the queue is empty and no trial is running anywhere (a dead
     worker's trial comes back to the queue after the grace period): `run_trial(key) -> (objective
-    value, trained: bool)`. Starts no trial after `deadline` (time.time()). Returns how many trials
+    value, trained: bool)`. Starts no trial after `deadline` (time.time()). `signals` stop it
+    (fuse.stopping: KeyboardInterrupt, the trial in training failed). Returns how many trials
     this worker trained."""
-    trained = []
+    trained, stop = [], Stop()
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
         key = trial.user_attrs.get("key")
         if key is None:  # the sampler's own trial: another worker took the last queued one
             raise optuna.TrialPruned("queue empty")
+        if stop.requested:
+            raise optuna.TrialPruned("stopping")
         if taken(study, trial.number, key):
             trial.set_user_attr("duplicate", True)
             raise optuna.TrialPruned("another copy of this trial is queued or running")
         trial.suggest_int("index", 0, max(n_keys - 1, 0))
         trial.set_user_attr("worker", worker)
-        try:
+        with stop.training():
             value, did_train = run_trial(key)
-        except KeyboardInterrupt:  # Optuna fails the trial (queued again next run); the user stopped it:
-            optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "Trial N failed" traceback
-            raise
         trial.set_user_attr("trained", did_train)
         trained.extend([key] if did_train else [])
         return value
 
     poll = min(2.0, float(heartbeat_settings()[0]))  # waiting on other workers' last trials
-    while deadline is None or time.time() < deadline:
-        if waiting(study):
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-            continue
-        with _quiet_experimental():
-            optuna.storages.fail_stale_trials(study)
-        if not waiting(study) and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            break
-        time.sleep(poll)
+    with stop.installed(signals):
+        while deadline is None or time.time() < deadline:
+            stop.check()
+            if waiting(study):
+                study.optimize(objective, n_trials=1, catch=(Exception,))
+                continue
+            with _quiet_experimental():
+                optuna.storages.fail_stale_trials(study)
+            if not waiting(study) and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            time.sleep(poll)
+        stop.check()
     return len(trained)

@@ -124,25 +124,20 @@ def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[float,
     return max(scores), bool(pending)
 
 
-def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads) -> int:
+def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads,
+            signals=(signal.SIGINT, signal.SIGTERM)) -> int:
     study = studies.open_study(storage, name)
-    return studies.work(study, n_keys, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline)
+    return studies.work(study, n_keys, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline,
+                        signals)
 
 
 def _child_worker(*args):
     """A worker process: Ctrl-C is its parent's to handle (it ignores SIGINT from birth); the
-    parent's SIGTERM stops it as Ctrl-C would, so its trial is failed (queued again next run) and
-    its temporary run folder removed, without a traceback."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    parent's SIGTERM stops it as Ctrl-C would (fuse.stopping), without a traceback."""
     try:
-        _worker(*args)
+        _worker(*args, signals=(signal.SIGTERM,))
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-def _interrupt(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def work_until_done(sweep: Sweep):
