@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cache.cli import Refused
+from cache.cli import Refused, ends_cleanly
+from .folders import claim, written
 from .outputs import predict_split
 from .problem import load_problem
 from .saved_run import SavedRun
@@ -59,6 +60,8 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
     (default RUN/predict-DATASET). Every file of the run is read and checked first (a damaged one
     is refused, fuse.saved_run). Returns (out, metrics)."""
     run = Path(run)
+    out = Path(out or run / f"predict-{dataset}")
+    claim(out, "predict")
     saved = SavedRun(run)
     meta, trained, systems = saved.meta, saved.metrics(), saved.systems()
     request = TrainRequest(model=meta["systems"][0]["model"], configs=[], train=TrainConfig(device=device),
@@ -74,19 +77,18 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
         raise Refused(f"feature shapes {problem.shapes} differ from the run's {meta['shapes']}")
     if list(problem.classes) != meta["classes"]:
         remap_classes(problem, meta["classes"])
-    out = Path(out or run / f"predict-{dataset}")
     thresholds = np.asarray(meta["thresholds"]) if meta["thresholds"] else None
     metrics = {"run": run.name, "dataset": dataset, "clips": {}}
-    for split in splits or problem.splits:
-        rows = problem.index(split)
-        metrics["clips"][split] = int(len(rows))
-        if len(rows):
-            predict_split(out, split, rows, problem, systems, [s["weight"] for s in meta["systems"]], meta,
-                          metrics, thresholds, device)
-    metrics["missing"] = len(problem.missing)
-    metrics["warnings"] = problem.warnings
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with written(out, "predict") as tmp:
+        for split in splits or problem.splits:
+            rows = problem.index(split)
+            metrics["clips"][split] = int(len(rows))
+            if len(rows):
+                predict_split(tmp, split, rows, problem, systems, [s["weight"] for s in meta["systems"]], meta,
+                              metrics, thresholds, device)
+        metrics["missing"] = len(problem.missing)
+        metrics["warnings"] = problem.warnings
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out, metrics
 
 
@@ -95,8 +97,10 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
 @click.option("--dataset", required=True, help="Cached dataset to score.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
 @click.option("--splits", help="Splits to score (default: all).")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: RUN/predict-DATASET).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: RUN/predict-DATASET); an "
+              "existing one is replaced only if fuse.predict wrote it.")
 @click.option("--device", default="auto", show_default=True)
+@ends_cleanly("no prediction folder was written (an earlier one is kept as it was)")
 def main(run_dir, dataset, cache_dir, splits, out, device):
     """Score DATASET's cached features with the fold models of a trained run."""
     folder, metrics = predict_dataset(Path(run_dir), dataset, cache_dir, splits.split(",") if splits else None, out,

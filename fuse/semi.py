@@ -15,7 +15,6 @@ refused before anything is written.
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,8 +24,11 @@ import numpy as np
 import pandas as pd
 
 from cache import open_clips
-from cache.cli import Refused
+from cache.cli import Refused, ends_cleanly
+from cache.commit import atomic_write
 from .saved_run import SavedRun
+
+COLUMNS = ("id", "split", "label", "score")  # the pseudo-label CSV
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray, quantile: float) -> np.ndarray:
@@ -83,11 +85,26 @@ def unlabelled_scores(run: SavedRun, dataset: str, split: str, cache_dir=None):
         return scores["ids"], scores["probs"].mean(0)
 
 
+def claim_csv(path: Path):
+    """Before any work: an existing --out is replaced only if it is a pseudo-label CSV (fuse.semi's
+    header); anything else is refused (exit 2)."""
+    if not path.exists():
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        first = None
+    if first != ",".join(COLUMNS):
+        raise Refused(f"--out {path}: exists and is not a pseudo-label CSV of fuse.semi (its first line is not "
+                      f"{','.join(COLUMNS)!r}); nothing is replaced: give another file")
+
+
 def write_atomic(frame: pd.DataFrame, path: Path):
+    """The CSV written beside and renamed into place (a failure or Ctrl-C leaves no temporary)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
@@ -108,10 +125,14 @@ def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
 @click.option("--quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="eta: per-class quantile of the correct training clips' confidence.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
-@click.option("--out", type=click.Path(dir_okay=False), help="CSV to write (default RUN/semi-DATASET-SPLIT.csv).")
+@click.option("--out", type=click.Path(dir_okay=False), help="CSV to write (default RUN/semi-DATASET-SPLIT.csv); an "
+              "existing file is replaced only if it is a pseudo-label CSV.")
+@ends_cleanly("no pseudo-label CSV was written (an earlier one is kept as it was)")
 def main(run_dir, dataset, split, quantile, cache_dir, out):
     """Select confidently predicted unlabelled clips with class-specific thresholds (MER-SEMI)."""
     run = SavedRun(run_dir)
+    path = Path(out) if out else run.folder / f"semi-{dataset}-{split}.csv"
+    claim_csv(path)
     meta = run.meta
     if meta["multi_label"]:
         raise Refused(f"{run.folder} is a multi-label run: Algorithm 1 selects by the maximum softmax "
@@ -122,8 +143,7 @@ def main(run_dir, dataset, split, quantile, cache_dir, out):
     chosen, predicted, confidence = select(probs, thresholds)
     frame = pd.DataFrame({"id": ids[chosen].astype(str), "split": split,
                           "label": [meta["classes"][j] for j in predicted[chosen]],
-                          "score": np.round(confidence[chosen], 6)}).sort_values("id")
-    path = Path(out) if out else run.folder / f"semi-{dataset}-{split}.csv"
+                          "score": np.round(confidence[chosen], 6)}, columns=COLUMNS).sort_values("id")
     write_atomic(frame, path)
     click.echo(report(meta["classes"], thresholds, labels, oof, chosen, predicted, len(ids)))
     click.echo(_accuracy_note(dataset, cache_dir, frame, meta))

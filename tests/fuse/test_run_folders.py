@@ -164,3 +164,41 @@ def test_a_full_disk_ends_with_one_line_and_leaves_no_half_written_run(cache, fu
     assert result.output.strip().splitlines()[-1].startswith(f"no space left on device: {out}; nothing half-written")
     assert "Traceback" not in result.output and "enforce fail" not in result.output
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_predict_and_semi_replace_only_what_they_wrote(cache, tmp_path, no_plots):
+    from click.testing import CliRunner
+
+    from fuse.predict import main as predict_main
+    from fuse.semi import main as semi_main
+
+    run = tmp_path / "run"
+    assert train(cache, "--out", run).exit_code == 0
+
+    def predict(*args):
+        return CliRunner().invoke(predict_main, ["--run", run, "--dataset", "synth", "--cache", cache, *map(str, args)])
+
+    def semi(*args):
+        return CliRunner().invoke(semi_main, ["--run", run, "--dataset", "synth", "--unlabelled", "test3",
+                                              "--cache", cache, *map(str, args)])
+
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "metrics.json").write_text('{"my": "own"}')
+    refused = predict("--out", thesis)
+    assert refused.exit_code == 2 and "not a folder fuse wrote" in refused.output, refused.output
+    assert (thesis / "metrics.json").read_text() == '{"my": "own"}'
+    for _ in range(2):   # its own folder, then replaced
+        result = predict("--out", tmp_path / "scored")
+        assert result.exit_code == 0, result.output
+    assert folders.kind_of(tmp_path / "scored") == "predict" and not list(tmp_path.glob(".scored*"))
+
+    mine = tmp_path / "selected.csv"
+    mine.write_text("name,discrete,valence\nclip1,happy,2\n")   # a submission file, not pseudo-labels
+    refused = semi("--out", mine)
+    assert refused.exit_code == 2 and "is not a pseudo-label CSV of fuse.semi" in refused.output, refused.output
+    assert mine.read_text() == "name,discrete,valence\nclip1,happy,2\n"
+    for _ in range(2):
+        result = semi("--out", tmp_path / "pseudo.csv")
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "pseudo.csv").read_text().startswith("id,split,label,score\n")
