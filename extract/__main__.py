@@ -59,7 +59,8 @@ def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = 
         try:
             extractor = base.build(spec, own)
         except ValueError as err:  # unknown name or option, or an option value its config refuses
-            raise click.BadParameter(f"{name}: {err}", param_hint="--features / --set") from None
+            alias = f"{name}: " if name not in str(err) else ""
+            raise click.BadParameter(f"{alias}{err}", param_hint="--features / --set") from None
         shared = {field: (runtime or {}).get(option) for option, field in extractor.runtime_options.items()}
         shared = {field: value for field, value in shared.items() if value is not None and field not in own}
         if shared:
