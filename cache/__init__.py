@@ -18,6 +18,7 @@ from .store import ConfigMismatch, feature_slug
 from .writer import FeatureWriter, cache_root, feature_path
 
 __all__ = ["AlignedFeatures", "FeatureSpec", "open_features", "parse_spec", "ClipTable", "ClipsDropped",
-           "clips_path", "open_clips", "write_clips", "DamagedFile", "EveryClipFailed", "FeatureReader", "FeatureWriter", "ConfigMismatch", "open_feature",
+           "clips_path", "open_clips", "write_clips", "DamagedFile", "EveryClipFailed", "FeatureReader",
+           "FeatureWriter", "ConfigMismatch", "open_feature",
            "list_features", "cache_root", "feature_path", "feature_slug", "config_fingerprint",
            "non_default_config", "library_versions"]

@@ -149,7 +149,8 @@ def _files_to_verify(cache, dataset) -> list[Path]:
     folders = [base / dataset] if dataset else sorted(p for p in base.glob("*") if p.is_dir())
     files = [clips_path(folder.name, cache) for folder in folders if clips_path(folder.name, cache).exists()]
     for path in list_features(cache, dataset):
-        files += sorted(p for p in path.glob("*.h5") if not p.name.startswith(".")) if path.suffix == ".parts" else [path]
+        parts = path.suffix == ".parts"
+        files += sorted(p for p in path.glob("*.h5") if not p.name.startswith(".")) if parts else [path]
     return files
 
 

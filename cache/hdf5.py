@@ -24,8 +24,6 @@ from pathlib import Path
 import h5py
 
 LIBVER = ("v110", "v110")  # HDF5 >= 1.10 reads the files; its object headers and indexes carry checksums
-CHUNK_CACHE_BYTES = 16 << 20  # a read's chunks stay cached across its runs of rows (cache.reader)
-CHUNK_CACHE_SLOTS = 4099      # a prime, as HDF5 advises, well above the chunks that many bytes hold
 CLIP_TABLE = "_clips.h5"
 
 
@@ -46,10 +44,11 @@ def remedy(path: Path) -> str:
     if path.name == CLIP_TABLE:
         return (f"write the clip table again: `python -m cache clips {path.parent.name} --replace-clips "
                 f"--layout L --root DIR` (or --clips FILE.csv)")
-    feature = path.parent.stem if path.parent.suffix == ".parts" else path.stem
-    dataset = path.parent.parent.name if path.parent.suffix == ".parts" else path.parent.name
-    return (f"extract the feature again: `python -m extract --dataset {dataset} --features {feature} "
-            f"--overwrite ...`")
+    if path.parent.suffix == ".parts":  # a committed part: only its clips are lost
+        return (f"remove it (`rm {path}`): the same extraction run again extracts its clips again "
+                f"(or extract the whole feature again with --overwrite)")
+    return (f"extract the feature again: `python -m extract --dataset {path.parent.name} --features "
+            f"{path.stem} --overwrite ...`")
 
 
 @contextmanager
@@ -97,7 +96,6 @@ def open_read(path) -> h5py.File:
     chunks selected, e.g. 3 of 25 layers); DamagedFile if it cannot be opened."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_sieve_buf_size(0)
-    fapl.set_cache(0, CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 0.75)
     with named(path):
         return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
 

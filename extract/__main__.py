@@ -246,7 +246,8 @@ def _state(merged: bool, writer, run_ids, shard) -> str:
         return "nothing cached"
     missing = len(set(run_ids) - writer.done_ids())
     if shard[1] > 1:
-        return f"parts kept: {missing} clips of the other shards are not cached yet; the last shard to finish merges them"
+        return (f"parts kept: {missing} clips of the other shards are not cached yet; the last shard to "
+                f"finish merges them")
     return f"parts kept, not merged: {missing} clips are not cached yet; run the same command again"
 
 

@@ -212,7 +212,8 @@ def _coerce(raw: str, config_cls, key: str, spec: str):
         try:
             return type(default)(raw)
         except ValueError:
-            raise ValueError(f"{spec}: option {key}={raw!r} is not {'an integer' if isinstance(default, int) else 'a number'}") from None
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{spec}: option {key}={raw!r} is not {kind}") from None
     if isinstance(default, tuple):
         return tuple(type(default[0])(x) if default else x for x in raw.split("+"))
     return raw

@@ -187,3 +187,21 @@ def test_an_old_file_without_checksums_still_reads_and_verify_says_so(tmp_path):
     assert out.exit_code == 0 and "ok   d/old.h5  (no checksums: written before they were stored" in out.output
     assert "1 without checksums" in out.output
     assert verify_clips(folder / "old.h5").problems  # not a clip table
+
+
+def test_ls_skips_a_file_removed_while_listing(tmp_path, monkeypatch):
+    path = write_feature(tmp_path)
+    gone = path.with_name("gone.h5")  # listed, then removed by a merge or `cache rm` before it is read
+    monkeypatch.setattr("cache.__main__.list_features", lambda cache, dataset: [gone, path])
+    ls = CliRunner().invoke(cache_main, ["ls", "--cache", str(tmp_path)])
+    assert ls.exit_code == 0, ls.output
+    assert [line.split()[1] for line in ls.output.splitlines()[1:]] == ["mixed"]
+
+
+def test_refusals_of_the_cache_commands_exit_2(tmp_path):
+    write_feature(tmp_path)
+    for args, message in ((["info", "d", "nosuchfeature"], "no cached feature at"),
+                          (["rm", "d", "nosuchfeature"], "nothing cached for d/nosuchfeature"),
+                          (["clips", "d"], "no clip table for dataset 'd'")):
+        out = CliRunner().invoke(cache_main, [*args, "--cache", str(tmp_path)])
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
