@@ -101,6 +101,7 @@ def _ls_row(path: Path) -> str:
 def info(dataset, feature, cache):
     """Arrays, status counts, failures and provenance of one feature."""
     with _open(dataset, feature, cache) as feat:
+        counts = Counter(feat.status)  # read before printing: a damaged file prints only its line
         click.echo(f"{feat.path}  ({_size(feat.size_on_disk())})")
         for key in feat.keys:
             dset = feat.dataset(key)
@@ -110,7 +111,6 @@ def info(dataset, feature, cache):
             values = feat.sequence_dataset(key)
             click.echo(f"  sequence {key:<14} [T, {', '.join(map(str, values.shape[1:]))}] {values.dtype}, "
                        f"{values.shape[0]} frames in all")
-        counts = Counter(feat.status)
         click.echo("  clips    " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "flagged", "failed")))
         for cid, reason in feat.failures().items():
             click.echo(f"  FAILED   {cid}: {reason}")
