@@ -136,10 +136,10 @@ def ignore_interrupts():
 
 
 def worker_pool(workers: int, initializer=None, initargs=()):
-    """A spawned process pool whose workers ignore Ctrl-C from their first instruction: SIGINT is
-    blocked while they start (a spawned child inherits the mask, and Python installs no handler
-    for it), then ignored by `ignore_interrupts` before `initializer(*initargs)`. A Ctrl-C meanwhile
-    reaches the parent once they are up."""
+    """A spawned process pool whose workers never act on Ctrl-C: SIGINT is blocked while they
+    start (a spawned child inherits the mask: a Ctrl-C while it imports stays pending), then
+    ignored by `ignore_interrupts` before it is unblocked and `initializer(*initargs)` runs. The
+    parent's own Ctrl-C, held while it starts them, arrives once they are up."""
     blocked = threading.current_thread() is threading.main_thread()
     if blocked:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
