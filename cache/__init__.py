@@ -5,16 +5,20 @@ Read:   `open_feature(dataset, feature)` -> FeatureReader (ids, array(), sequenc
         (several features in one clip order, failed clips listed, never zero-filled)
         `open_clips(dataset)` -> ClipTable (ids, splits, labels, valence: stage 2 needs no corpus)
 Write:  `FeatureWriter`, `write_clips(manifest)` (used by `python -m extract`)
+Trust:  every value is stored under a checksum (cache.checksums); a file that is truncated or
+        whose bytes changed raises `DamagedFile` (an OSError) naming it; `python -m cache verify`
 CLI:    `python -m cache ls|info|clips|verify|import-npy|rm`
 """
 from .aligned import AlignedFeatures, FeatureSpec, open_features, parse_spec
-from .clips import ClipTable, clips_path, open_clips, write_clips
+from .clips import ClipsDropped, ClipTable, clips_path, open_clips, write_clips
+from .hdf5 import DamagedFile
 from .provenance import config_fingerprint, library_versions, non_default_config
-from .reader import FeatureReader, list_features, open_feature
+from .reader import EveryClipFailed, FeatureReader, list_features, open_feature
 from .store import ConfigMismatch, feature_slug
 from .writer import FeatureWriter, cache_root, feature_path
 
-__all__ = ["AlignedFeatures", "FeatureSpec", "open_features", "parse_spec", "ClipTable", "clips_path",
-           "open_clips", "write_clips", "FeatureReader", "FeatureWriter", "ConfigMismatch", "open_feature",
+__all__ = ["AlignedFeatures", "FeatureSpec", "open_features", "parse_spec", "ClipTable", "ClipsDropped",
+           "clips_path", "open_clips", "write_clips", "DamagedFile", "EveryClipFailed", "FeatureReader",
+           "FeatureWriter", "ConfigMismatch", "open_feature",
            "list_features", "cache_root", "feature_path", "feature_slug", "config_fingerprint",
            "non_default_config", "library_versions"]

@@ -6,8 +6,11 @@
     python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large \
         --root /data/MER2023/dataset-release          # also writes the clip table
     python -m cache clips demo                          # the clip table: splits, classes, labels
-    python -m cache clips mycorpus --clips mycorpus/clips.csv   # write (or replace) it
+    python -m cache clips mycorpus --clips mycorpus/clips.csv   # write it (--replace-clips: drop clips)
     python -m cache rm demo is09
+
+A refused command (nothing cached under that name, a bad corpus, a table it would shrink) exits 2;
+a damaged file exits 1, named.
 """
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .cli import corpus_manifest, corpus_options, source_of
-from .clips import clips_path, open_clips, write_clips
+from .cli import Refused, check_clip_table, corpus_manifest, corpus_options, damage_named, ends_cleanly, source_of
+from .clips import ClipTable, clips_path, open_clips, write_table
+from .hdf5 import DamagedFile
 from .npy_import import import_npy
-from .reader import FeatureReader, list_features
+from .reader import EveryClipFailed, FeatureReader, list_features
 from .store import ConfigMismatch
-from .verify import verify_file
+from .verify import verify_clips, verify_file
 from .writer import FeatureWriter, cache_root, feature_path
 
 CACHE = click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
@@ -42,48 +46,71 @@ def _size(n: float) -> str:
         n /= 1024
 
 
+REPLACE_CLIPS = click.option("--replace-clips", is_flag=True,
+                             help="Replace the clip table even if the corpus lacks clips it holds (they leave it).")
+NOTHING_CHANGED = "nothing was changed"
+
+
 @main.command("ls")
 @click.option("--dataset", help="Only this dataset.")
 @CACHE
+@ends_cleanly(NOTHING_CHANGED)
 def ls(dataset, cache):
-    """List cached features: clips, dims, dtype, size on disk, failures."""
+    """List cached features: clips, dims, dtype, size on disk, failures; damaged files marked."""
     paths = list_features(cache, dataset)
     if not paths:
         click.echo(f"no features cached under {cache_root(cache)}")
         return
     click.echo(f"{'dataset':<14} {'feature':<20} {'clips':>6} {'dims':<18} {'dtype':<8} {'size':>9} {'failed':>6}  extractor")
+    damaged = 0
     for path in paths:
-        if path.suffix == ".parts":
-            size = sum(p.stat().st_size for p in path.glob("*.h5"))
-            click.echo(f"{path.parent.name:<14} {path.stem:<20} {'':>6} {'(unfinished: re-run to resume)':<27} {_size(size):>9}")
-            continue
-        with FeatureReader(path) as feat:
-            dims = "x".join(map(str, feat.shape[1:])) or "scalar"
-            dtype = feat._file[f"arrays/{feat.primary}"].dtype
-            extractor = feat.provenance.get("extractor", "?")
-            if "stand_in" in json.dumps(feat.provenance):
-                extractor += " (random-initialised stand-in)"
-            click.echo(f"{path.parent.name:<14} {feat.name:<20} {len(feat.ids):>6} {dims:<18} {str(dtype):<8} "
-                       f"{_size(feat.size_on_disk()):>9} {len(feat.failures()):>6}  {extractor}")
+        try:
+            click.echo(_ls_row(path))
+        except FileNotFoundError:
+            continue  # removed while listing (a merge, `cache rm`)
+        except DamagedFile as err:
+            damaged += 1
+            click.echo(f"{path.parent.name:<14} {path.stem:<20} DAMAGED: {err.cause}")
+    if damaged:
+        click.echo(f"{damaged} damaged: `python -m cache verify` lists every damaged file", err=True)
+        sys.exit(1)
+
+
+def _ls_row(path: Path) -> str:
+    if path.suffix == ".parts":
+        size = sum(p.stat().st_size for p in path.glob("*.h5"))
+        return f"{path.parent.name:<14} {path.stem:<20} {'':>6} {'(unfinished: re-run to resume)':<27} {_size(size):>9}"
+    with FeatureReader(path) as feat:
+        try:
+            dims, dtype = "x".join(map(str, feat.shape[1:])) or "scalar", str(feat.dataset().dtype)
+        except EveryClipFailed:
+            dims, dtype = "(every clip failed)", ""
+        extractor = feat.provenance.get("extractor", "?")
+        if "stand_in" in json.dumps(feat.provenance):
+            extractor += " (random-initialised stand-in)"
+        return (f"{path.parent.name:<14} {feat.name:<20} {len(feat.ids):>6} {dims:<18} {dtype:<8} "
+                f"{_size(feat.size_on_disk()):>9} {len(feat.failures()):>6}  {extractor}")
 
 
 @main.command()
 @click.argument("dataset")
 @click.argument("feature")
 @CACHE
+@ends_cleanly(NOTHING_CHANGED)
+@damage_named
 def info(dataset, feature, cache):
     """Arrays, status counts, failures and provenance of one feature."""
     with _open(dataset, feature, cache) as feat:
+        counts = Counter(feat.status)  # read before printing: a damaged file prints only its line
         click.echo(f"{feat.path}  ({_size(feat.size_on_disk())})")
         for key in feat.keys:
-            dset = feat._file[f"arrays/{key}"]
+            dset = feat.dataset(key)
             mark = "  (primary)" if key == feat.primary else ""
             click.echo(f"  array    {key:<14} {str(dset.shape):<22} {dset.dtype}{mark}")
         for key in feat.sequence_keys:
-            values = feat._file[f"ragged/{key}/values"]
+            values = feat.sequence_dataset(key)
             click.echo(f"  sequence {key:<14} [T, {', '.join(map(str, values.shape[1:]))}] {values.dtype}, "
                        f"{values.shape[0]} frames in all")
-        counts = Counter(feat.status)
         click.echo("  clips    " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "flagged", "failed")))
         for cid, reason in feat.failures().items():
             click.echo(f"  FAILED   {cid}: {reason}")
@@ -93,20 +120,38 @@ def info(dataset, feature, cache):
 @main.command()
 @click.option("--dataset", help="Only this dataset.")
 @CACHE
+@ends_cleanly(NOTHING_CHANGED)
 def verify(dataset, cache):
-    """Check every feature file and part: readable, consistent shapes, ids unique, NaN only where failed."""
-    problems = 0
-    paths = list_features(cache, dataset)
-    for path in paths:
-        files = sorted(path.glob("*.h5")) if path.suffix == ".parts" else [path]
-        for file in files:
-            issues = verify_file(file)
-            problems += len(issues)
-            click.echo(f"{'ok  ' if not issues else 'BAD '} {file.relative_to(cache_root(cache))}")
-            for issue in issues:
-                click.echo(f"     {issue}")
-    click.echo(f"{len(paths)} features checked, {problems} problems")
+    """Read back every feature file, part and clip table against its checksums; check shapes,
+    unique sorted ids, NaN only where failed. Exit 1 on a problem."""
+    root, problems, unchecked, files = cache_root(cache), 0, 0, 0
+    for file in _files_to_verify(cache, dataset):
+        try:
+            checked = (verify_clips if file.name.startswith("_") else verify_file)(file)
+        except FileNotFoundError:
+            continue  # removed while listed (a merge folded a part in)
+        files += 1
+        problems += len(checked.problems)
+        unchecked += not checked.checksummed and not checked.problems
+        note = "" if checked.checksummed or checked.problems else \
+            "  (no checksums: written before they were stored; a changed byte would go unseen)"
+        click.echo(f"{'ok  ' if not checked.problems else 'BAD '} {file.relative_to(root)}{note}")
+        for issue in checked.problems:
+            click.echo(f"     {issue}")
+    without = f"; {unchecked} without checksums (extract them again with --overwrite to add them)" if unchecked else ""
+    click.echo(f"{files} files checked, {problems} problems{without}")
     sys.exit(1 if problems else 0)
+
+
+def _files_to_verify(cache, dataset) -> list[Path]:
+    """Every clip table, feature file and part under the cache root (or of one dataset)."""
+    base = cache_root(cache)
+    folders = [base / dataset] if dataset else sorted(p for p in base.glob("*") if p.is_dir())
+    files = [clips_path(folder.name, cache) for folder in folders if clips_path(folder.name, cache).exists()]
+    for path in list_features(cache, dataset):
+        parts = path.suffix == ".parts"
+        files += sorted(p for p in path.glob("*.h5") if not p.name.startswith(".")) if parts else [path]
+    return files
 
 
 @main.command("import-npy")
@@ -116,16 +161,21 @@ def verify(dataset, cache):
 @click.option("--frame-level/--utterance-level", default=None, help="Default: inferred from the shapes.")
 @click.option("--overwrite", is_flag=True, help="Replace a feature of that name.")
 @corpus_options
+@REPLACE_CLIPS
 @CACHE
-def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout, root, clips, cache):
+@ends_cleanly("what was committed is kept; run the same command again to finish")
+@damage_named
+def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout, root, clips, replace_clips, cache):
     """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style); with
     --layout/--root or --clips, write the dataset's clip table too."""
-    manifest = corpus_manifest(dataset, layout, root, clips)
+    manifest, source = corpus_manifest(dataset, layout, root, clips), source_of("import-npy", dataset, layout, clips)
+    if manifest is not None:  # checked before any work: a table it would shrink is refused now
+        check_clip_table(ClipTable.from_manifest(manifest, dataset, source), cache, replace_clips)
     try:
         path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite, manifest,
-                             source=source_of("import-npy", dataset, layout, clips))
+                             source=source, replace_clips=True)
     except (ConfigMismatch, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+        raise Refused(str(err)) from None
     click.echo(f"imported {n} clips -> {path}")
     if manifest is None:
         table = clips_path(dataset, cache)
@@ -149,17 +199,22 @@ def _report_coverage(feature_ids, table_ids):
 @main.command("clips")
 @click.argument("dataset")
 @corpus_options
+@REPLACE_CLIPS
 @CACHE
-def clips_command(dataset, layout, root, clips, cache):
-    """Show the dataset's clip table; with --layout/--root or --clips, write (replace) it first."""
+@ends_cleanly("the clip table is as it was, or written whole")
+@damage_named
+def clips_command(dataset, layout, root, clips, replace_clips, cache):
+    """Show the dataset's clip table; with --layout/--root or --clips, write it first (a table
+    that would lose clips only with --replace-clips)."""
     manifest = corpus_manifest(dataset, layout, root, clips)
     if manifest is not None:
-        path = write_clips(manifest, dataset, cache, source=source_of("cache clips", dataset, layout, clips))
-        click.echo(f"clip table -> {path}")
+        table = ClipTable.from_manifest(manifest, dataset, source_of("cache clips", dataset, layout, clips))
+        check_clip_table(table, cache, replace_clips)
+        click.echo(f"clip table -> {write_table(table, cache, replace=True)}")
     try:
         table = open_clips(dataset, cache)
     except FileNotFoundError as err:
-        raise click.ClickException(str(err)) from None
+        raise Refused(str(err)) from None
     _print_clips(table)
 
 
@@ -183,20 +238,21 @@ def _print_clips(table):
 @click.argument("dataset")
 @click.argument("feature")
 @CACHE
+@ends_cleanly("the feature is removed or kept whole")
 def rm(dataset, feature, cache):
     """Delete a cached feature (its file and any unfinished parts)."""
-    writer = FeatureWriter(cache, dataset, feature, "", {})
-    if not writer.committed_files():
-        raise click.ClickException(f"nothing cached for {dataset}/{feature} under {cache_root(cache)}")
-    writer.remove()
-    click.echo(f"removed {feature_path(cache, dataset, feature)}")
+    path = feature_path(cache, dataset, feature)
+    if not (path.exists() or path.with_suffix(".parts").is_dir()):
+        raise Refused(f"nothing cached for {dataset}/{feature} under {cache_root(cache)}")
+    FeatureWriter(cache, dataset, feature, "", {}).remove()
+    click.echo(f"removed {path}")
 
 
 def _open(dataset, feature, cache) -> FeatureReader:
     try:
         return FeatureReader(feature_path(cache, dataset, feature))
     except FileNotFoundError as err:
-        raise click.ClickException(str(err)) from None
+        raise Refused(str(err)) from None
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .clips import clips_path, open_clips
-from .reader import FeatureReader, list_features, read_rows
+from .reader import FeatureReader, list_features
 from .writer import cache_root, feature_path
 
 KEY_SEP = "#"
@@ -127,22 +127,15 @@ def _is_length(spec: FeatureSpec, reader: FeatureReader) -> bool:
     return bool(spec.key) and spec.key.endswith(LENGTH) and spec.key[:-len(LENGTH)] in reader.sequence_keys
 
 
-def _spans(reader: FeatureReader, key: str, ids) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, stops) of the clips' frames in sequence `key`'s concatenated values."""
-    offsets = reader._file[f"ragged/{key}/offsets"][()]
-    rows = np.asarray([reader._row[cid] for cid in ids], dtype=np.int64)
-    return offsets[rows], offsets[rows + 1]
-
-
 def _lengths(reader: FeatureReader, key: str, ids) -> np.ndarray:
-    starts, stops = _spans(reader, key, ids)
+    starts, stops = reader.spans(key, ids)
     return (stops - starts).astype(np.int32)
 
 
 def _stored(reader: FeatureReader, key: str | None):
     """The h5py dataset of an array, or the values of a sequence ([sum T, ...])."""
     if key in reader.sequence_keys:
-        return reader._file[f"ragged/{key}/values"]
+        return reader.sequence_dataset(key)
     return reader.dataset(key)
 
 
@@ -222,7 +215,7 @@ class AlignedFeatures:
         if _is_length(p, reader):
             return _lengths(reader, p.key[:-len(LENGTH)], ids)
         if p.key in reader.sequence_keys:
-            return _sequences(reader, p.key, ids, layers)
+            return reader.sequences(p.key, ids, layers)
         return reader.array(p.key, ids, layers)
 
     def _reader(self, feature: str) -> FeatureReader:
@@ -248,12 +241,3 @@ class AlignedFeatures:
             per_clip[0] = len(self._layers[p.text])
         return (None, *per_clip) if p.key in reader.sequence_keys else tuple(per_clip)
 
-
-def _sequences(reader: FeatureReader, key: str, ids, layers) -> list[np.ndarray]:
-    """[T, ...] per clip, read as frame rows of the concatenated values (only chosen layers)."""
-    if not len(ids):
-        return []
-    starts, stops = _spans(reader, key, ids)
-    frames = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
-    values = read_rows(reader._file[f"ragged/{key}/values"], frames, layers)
-    return np.split(values, np.cumsum(stops - starts)[:-1])

@@ -5,17 +5,25 @@
     @ends_cleanly("what is kept")
                                 Ctrl-C and a full disk end the command with one line on stderr
                                 (exit 130 and 1), nothing half-written left
+    @damage_named               a damaged cache file ends it with one line naming it, exit 1
+    worker_pool(n, init, args)  spawned workers that leave Ctrl-C to the parent
+    check_clip_table(table, cache, replace)
+                                a clip table that would lose clips is refused unless --replace-clips
 """
 from __future__ import annotations
 
 import errno
 import functools
+import multiprocessing
 import signal
 import sys
 import threading
 from pathlib import Path
 
 import click
+
+from .clips import ClipsDropped, changes, clips_path
+from .hdf5 import DamagedFile
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -48,6 +56,22 @@ def corpus_manifest(dataset, layout, root, clips):
         return load_manifest(dataset, layout=layout, root=root, clips=clips)
     except (ValueError, FileNotFoundError) as err:
         raise Refused(str(err)) from None
+
+
+def check_clip_table(table, cache, replace: bool):
+    """Before any work: refuse writing the clip table `table` (cache.ClipTable) over a cached one
+    that holds clips it lacks, unless `replace` (--replace-clips), naming how many and a few; say
+    what else it changes (clips added, labels changed), as that replaces the table too."""
+    try:
+        dropped, change = changes(table, cache)
+    except DamagedFile as err:
+        if not replace:
+            raise Refused(str(err)) from None
+        dropped, change = [], "the damaged table is written again"
+    if dropped and not replace:
+        raise Refused(str(ClipsDropped(clips_path(table.dataset, cache), dropped, len(table))))
+    if change:
+        click.echo(f"clip table of {table.dataset}: {change}; it is replaced", err=True)
 
 
 def source_of(command, dataset, layout, clips) -> str:
@@ -92,7 +116,42 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
+def damage_named(command):
+    """Decorate a command's function (below @click.command): a damaged cache file it reads ends it
+    with the DamagedFile message (the file, the cause, what to do) on stderr and exit 1."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DamagedFile as err:
+            click.echo(str(err), err=True)
+            sys.exit(1)
+    return run
+
+
 def ignore_interrupts():
     """For worker processes (a pool's initializer): Ctrl-C reaches the whole process group; the
     parent alone handles it and stops its workers, so they print no traceback of their own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_pool(workers: int, initializer=None, initargs=()):
+    """A spawned process pool whose workers never act on Ctrl-C: SIGINT is blocked while they
+    start (a spawned child inherits the mask: a Ctrl-C while it imports stays pending), then
+    ignored by `ignore_interrupts` before it is unblocked and `initializer(*initargs)` runs. The
+    parent's own Ctrl-C, held while it starts them, arrives once they are up."""
+    blocked = threading.current_thread() is threading.main_thread()
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers, _start_worker, (initializer, initargs))
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _start_worker(initializer, initargs):
+    ignore_interrupts()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # ignored now: nothing to hold back
+    if initializer is not None:
+        initializer(*initargs)

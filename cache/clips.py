@@ -1,7 +1,9 @@
 """The dataset's clip table in the cache: what stage 2 needs of the corpus, without the corpus.
 
 `<cache>/<dataset>/_clips.h5` (the leading '_' keeps it apart from feature files: a feature's
-file name never starts with one), written atomically like the feature files:
+file name never starts with one), written atomically like the feature files, under checksums
+(cache.checksums). It shrinks only when asked: writing a table that lacks clips the cached one
+holds raises ClipsDropped unless `replace=True` (the command lines' --replace-clips).
 
     /ids      str [N]       clip ids, sorted
     /split    str [N]       train, test1, ...
@@ -20,7 +22,6 @@ file name never starts with one), written atomically like the feature files:
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,57 +30,86 @@ import numpy as np
 
 from manifests.table import ordered_splits
 
-from .store import STR
+from . import checksums
+from .checksums import create_numbers, create_strings, seal_attrs
+from .commit import atomic_write, remove_stale_temporaries
+from .hdf5 import CLIP_TABLE, DamagedFile, create, named
 from .writer import cache_root
 
 FORMAT = "mer-cache-clips/1"
-FILE_NAME = "_clips.h5"
+FILE_NAME = CLIP_TABLE
 LABEL_SEP = ";"
+SHOWN_IDS = 5  # clip ids a message names
+
+
+class ClipsDropped(ValueError):
+    """Writing a clip table would drop clips the cached one holds (and was not asked to)."""
+
+    def __init__(self, path: Path, dropped: list[str], kept: int):
+        self.path, self.dropped = path, dropped
+        more = f" and {len(dropped) - SHOWN_IDS} more" if len(dropped) > SHOWN_IDS else ""
+        super().__init__(
+            f"the clip table {path} holds {len(dropped)} clips this corpus lacks "
+            f"({', '.join(dropped[:SHOWN_IDS])}{more}); replacing it would drop them from the table "
+            f"(the corpus has {kept} clips). Pass --replace-clips to replace it, or check the corpus")
 
 
 def clips_path(dataset: str, root=None) -> Path:
     return cache_root(root) / dataset / FILE_NAME
 
 
-def write_clips(manifest, dataset: str | None = None, root=None, source: str = "manifest") -> Path:
+def write_clips(manifest, dataset: str | None = None, root=None, source: str = "manifest",
+                replace: bool = False) -> Path:
     """Write the clip table of `manifest` (a manifests.Manifest, every split, unlabelled clips too)
-    for `dataset` (default: the manifest's name); replaces any table there, atomically."""
-    return write_table(ClipTable.from_manifest(manifest, dataset, source), root)
+    for `dataset` (default: the manifest's name); see write_table."""
+    return write_table(ClipTable.from_manifest(manifest, dataset, source), root, replace)
 
 
-def write_table(table: "ClipTable", root=None) -> Path:
-    """Write a ClipTable as its dataset's clip table; replaces any table there, atomically."""
+def write_table(table: "ClipTable", root=None, replace: bool = False) -> Path:
+    """Write a ClipTable as its dataset's clip table, atomically (concurrent shards: each rename is
+    whole, the last one wins). A table there with clips `table` lacks is replaced only when
+    `replace`: ClipsDropped otherwise (DamagedFile when it cannot be read)."""
     path = clips_path(table.dataset, root)
+    if not replace:
+        dropped, _ = changes(table, root)
+        if dropped:
+            raise ClipsDropped(path, dropped, len(table))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_columns(f, table)
-            f.attrs.update(dataset=table.dataset, manifest_fingerprint=table.manifest_fingerprint,
-                           classes=json.dumps(list(table.classes)), multi_label=table.multi_label,
-                           source=table.source, format=FORMAT,
-                           created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        os.replace(tmp, path)  # concurrent shards: each rename is whole, the last one wins
-    finally:
-        tmp.unlink(missing_ok=True)
+    remove_stale_temporaries(path.parent, f".{path.name}.tmp-*")
+    with atomic_write(path) as tmp, create(tmp, path) as (f, _):
+        _write_columns(f, table)
+        f.attrs.update(dataset=table.dataset, manifest_fingerprint=table.manifest_fingerprint,
+                       classes=json.dumps(list(table.classes)), multi_label=table.multi_label,
+                       source=table.source, format=FORMAT,
+                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        seal_attrs(f)
     return path
+
+
+def changes(table: "ClipTable", root=None) -> tuple[list[str], str]:
+    """What writing `table` would change of its dataset's cached table: (ids it would drop,
+    sorted; the rest in words, '' when nothing). DamagedFile if the cached table is damaged."""
+    path = clips_path(table.dataset, root)
+    if not path.exists():
+        return [], ""
+    old = open_clips(table.dataset, root)
+    dropped = sorted(set(old.ids) - set(table.ids))
+    added = len(set(table.ids) - set(old.ids))
+    rows = [(cid, old._row[cid], table._row[cid]) for cid in table.ids if cid in old._row]
+    changed = sum(1 for _, a, b in rows
+                  if (old._split[a], old._label[a]) != (table._split[b], table._label[b])
+                  or not np.array_equal(old._valence[a], table._valence[b], equal_nan=True))
+    words = [f"{n} clips {what}" for n, what in ((len(dropped), "dropped"), (added, "added"),
+                                                  (changed, "with a new label, split or valence")) if n]
+    return dropped, ", ".join(words)
 
 
 def _write_columns(f: h5py.File, table: "ClipTable"):
     for name, values in (("ids", table.ids), ("split", table._split), ("label", table._label)):
-        f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
-    f.create_dataset("valence", data=table._valence)
+        create_strings(f, name, values)
+    create_numbers(f, "valence", table._valence)
     if any(table._origin):
-        f.create_dataset("origin", data=np.array(table._origin, dtype=object), dtype=STR)
-
-
-def _remove_stale_temporaries(path: Path):
-    """Temporaries of writers killed mid-write (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            tmp.unlink(missing_ok=True)
+        create_strings(f, "origin", table._origin)
 
 
 def open_clips(dataset: str, root=None) -> "ClipTable":
@@ -90,14 +120,20 @@ def open_clips(dataset: str, root=None) -> "ClipTable":
             f"no clip table for dataset '{dataset}' ({path}): it is written by `python -m extract "
             f"--dataset {dataset} ...`; for imported features, write it with `python -m cache clips "
             f"{dataset} --layout L --root DIR` or `--clips FILE.csv` (or the same options of `cache import-npy`)")
-    with h5py.File(path, "r") as f:
-        columns = {name: list(f[name].asstr()[()]) for name in ("ids", "split", "label")}
-        origins = list(f["origin"].asstr()[()]) if "origin" in f else None
-        return ClipTable(dataset=str(f.attrs["dataset"]), ids=columns["ids"], splits_of=columns["split"],
-                         label_cells=columns["label"], valences=f["valence"][()], origins=origins,
-                         classes=tuple(json.loads(f.attrs["classes"])), multi_label=bool(f.attrs["multi_label"]),
-                         manifest_fingerprint=str(f.attrs["manifest_fingerprint"]),
-                         source=str(f.attrs["source"]), created=str(f.attrs["created"]), path=path)
+    with named(path), h5py.File(path, "r") as f:
+        columns = {name: list(checksums.read_strings(f, name)) for name in ("ids", "split", "label")}
+        origins = list(checksums.read_strings(f, "origin")) if "origin" in f else None
+        attrs = checksums.read_attrs(f)
+        with named(path, "/valence"):
+            valences = f["valence"][()]
+        table = ClipTable(dataset=str(attrs["dataset"]), ids=columns["ids"], splits_of=columns["split"],
+                          label_cells=columns["label"], valences=valences, origins=origins,
+                          classes=tuple(json.loads(attrs["classes"])), multi_label=bool(attrs["multi_label"]),
+                          manifest_fingerprint=str(attrs["manifest_fingerprint"]),
+                          source=str(attrs["source"]), created=str(attrs["created"]), path=path)
+    if len(set(map(len, (table.ids, table._split, table._label, table._valence)))) > 1:
+        raise DamagedFile(path, "its columns (ids, split, label, valence) differ in length")
+    return table
 
 
 class ClipTable:

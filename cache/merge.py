@@ -2,9 +2,11 @@
 
 The files come in commit order (the feature file, then the parts); a clip found in several takes
 its last. Only what is a few bytes per clip is read whole (ids, status, reason, source, sequence
-offsets). Arrays and sequence values are copied at most BLOCK_BYTES at a time, from at most
+offsets). Arrays and sequence values are copied at most checksums.BLOCK_BYTES at a time, from at most
 MAX_OPEN open files: merging MER-SEMI's 73,982 clips of spectrogram pieces (19 GB) takes the
-memory of merging 2,000 (docs/BENCHMARKS.md).
+memory of merging 2,000 (docs/BENCHMARKS.md). What is read is checked against its checksums
+(a damaged part raises DamagedFile, it is never merged into fresh checksums), and the merged file
+carries its own (cache.checksums): each array is copied in blocks of whole chunks.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .store import FAILED, FORMAT, STR, read_sources, read_strings, same_input
+from . import checksums
+from .checksums import StringsDigest, create_numbers, create_strings, power_of_two, seal_attrs
+from .hdf5 import members, named
+from .store import FAILED, FORMAT, read_sources, read_strings, same_input
 
-BLOCK_BYTES = 16 << 20
 MAX_OPEN = 16  # a long run commits thousands of parts; a block needs a few (one per shard)
 STR_BYTES = 64  # a guess of one string's size, to size blocks
 
@@ -32,13 +36,16 @@ class MergePlan:
         self.files = [Path(p) for p in files]
         self.attrs, self.forms, self.offsets, columns, winner = [], [], [], [], {}
         for i, path in enumerate(self.files):
-            with h5py.File(path, "r") as f:
+            with named(path), h5py.File(path, "r") as f:
                 columns.append((f["status"][()], read_strings(f, "reason"), read_sources(f)))
-                self.attrs.append(dict(f.attrs))
+                self.attrs.append(checksums.read_attrs(f))
                 self.forms.append(_forms(f))
-                self.offsets.append({key: g["offsets"][()] for key, g in f.get("ragged", {}).items()})
+                self.offsets.append({key: g["offsets"][()] for key, g in members(f, "ragged").items()})
                 for row, cid in enumerate(read_strings(f, "ids")):
                     winner[cid] = (i, row)
+                for (group, key), (_, _, is_str) in self.forms[-1].items():
+                    if is_str:  # copied block by block below: checked whole here, once
+                        checksums.read_strings(f, f"{group}/{key}")
         self.ids = sorted(winner)
         pairs = np.array([winner[cid] for cid in self.ids], np.int64).reshape(-1, 2)
         self.status = np.array([columns[i][0][r] for i, r in pairs], np.uint8)
@@ -66,34 +73,51 @@ class MergePlan:
             out[group_key] = used[0]
         return out
 
-    def write(self, path: Path, attrs: dict, sources: dict[str, str] | None = None):
-        """Write the merged feature file to `path` (a temporary: see commit.atomic_write).
-        `sources`, the current input signatures, replace stored ones of the older format."""
-        n, layout = len(self.ids), self.layout()
-        with h5py.File(path, "w") as out, _OpenFiles(self.files) as files:
-            out.create_dataset("ids", data=np.array(self.ids, dtype=object), dtype=STR)
-            out.create_dataset("status", data=self.status)
-            out.create_dataset("reason", data=np.array(self.reason, dtype=object), dtype=STR)
-            out.create_dataset("source", data=np.array(self._sources(sources), dtype=object), dtype=STR)
-            targets = {}
-            for (group, key), (shape, dtype, is_str) in layout.items():
+    def write(self, out: h5py.File, check, attrs: dict, sources: dict[str, str] | None = None):
+        """Write the merged feature into `out` (cache.hdf5.create, whose `check` raises a failed
+        write or a Ctrl-C between blocks). `sources`, the current input signatures, replace stored
+        ones of the older format."""
+        layout = self.layout()  # files that disagree on a shape: refused before any write
+        create_strings(out, "ids", self.ids)
+        create_numbers(out, "status", self.status)
+        create_strings(out, "reason", self.reason)
+        create_strings(out, "source", self._sources(sources))
+        with _OpenFiles(self.files) as files:
+            for (group, key), form in layout.items():
                 if group == "arrays":
-                    targets[group, key] = out.create_dataset(f"arrays/{key}", (n,) + shape, STR if is_str else dtype)
-                    continue
-                offsets = self._ragged_offsets(key)
-                out.create_dataset(f"ragged/{key}/offsets", data=offsets)
-                values = out.create_dataset(f"ragged/{key}/values", (int(offsets[-1]),) + shape, dtype)
-                targets[group, key] = (values, offsets)
-            widest = max([_row_bytes(form) for (g, _), form in layout.items() if g == "arrays"] or [1])
-            step = max(1, BLOCK_BYTES // widest)
-            for start in range(0, n, step):
-                stop = min(n, start + step)
-                for (group, key), form in layout.items():
-                    copy = self._copy_rows if group == "arrays" else self._copy_sequences
-                    copy(files, key, form, targets[group, key], start, stop)
-            for name, value in attrs.items():
-                out.attrs[name] = value
-            out.attrs["format"] = FORMAT
+                    self._write_array(out, files, key, form, check)
+                else:
+                    self._write_sequences(out, files, key, form, check)
+        for name, value in attrs.items():
+            out.attrs[name] = value
+        out.attrs["format"] = FORMAT
+        seal_attrs(out)
+
+    def _write_array(self, out, files, key, form, check):
+        """Copy array `key` in blocks of at most checksums.BLOCK_BYTES, each a whole number of chunks (both
+        are powers of two rows)."""
+        n, (shape, dtype, is_str) = len(self.ids), form
+        if is_str:
+            target, digest = out.create_dataset(f"arrays/{key}", (n,) + shape, checksums.STR), StringsDigest()
+        else:
+            target, digest = create_numbers(out, f"arrays/{key}", shape=(n,) + shape, dtype=dtype), None
+        step = power_of_two(checksums.BLOCK_BYTES // _row_bytes(form))
+        for start in range(0, n, step):
+            block = self._copy_rows(files, key, form, start, min(n, start + step))
+            target[start:start + len(block)] = block
+            if digest is not None:
+                digest.update(block)
+            check()
+        if digest is not None:
+            digest.seal(target)
+
+    def _write_sequences(self, out, files, key, form, check):
+        shape, dtype, _ = form
+        offsets = self._ragged_offsets(key)
+        create_numbers(out, f"ragged/{key}/offsets", offsets)
+        values = create_numbers(out, f"ragged/{key}/values", shape=(int(offsets[-1]),) + shape, dtype=dtype,
+                                by_layer=False)
+        self._copy_sequences(files, key, form, (values, offsets), check)
 
     def _sources(self, current):
         if not current:
@@ -109,14 +133,16 @@ class MergePlan:
                 if b > a:
                     yield i, dst[a:b], rows[a:b]
 
-    def _copy_rows(self, files, key, form, target, start, stop):
+    def _copy_rows(self, files, key, form, start, stop) -> np.ndarray:
+        """Rows [start, stop) of array `key`, gathered from the files that hold them."""
         shape, dtype, is_str = form
         fill = "" if is_str else (np.nan if np.dtype(dtype).kind in "fc" else 0)
         block = np.full((stop - start,) + shape, fill, dtype=object if is_str else dtype)
         for i, dst, rows in self._within(start, stop, ("arrays", key)):
-            dset = files[i][f"arrays/{key}"]
-            block[dst - start] = _read_rows(dset.asstr() if is_str else dset, rows)
-        target[start:stop] = block
+            with named(self.files[i], f"/arrays/{key}"):
+                dset = files[i][f"arrays/{key}"]
+                block[dst - start] = _read_rows(dset.asstr() if is_str else dset, rows)
+        return block
 
     def _ragged_offsets(self, key) -> np.ndarray:
         lengths = np.zeros(len(self.ids), np.int64)
@@ -126,32 +152,40 @@ class MergePlan:
                 lengths[dst] = offsets[rows + 1] - offsets[rows]
         return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
-    def _copy_sequences(self, files, key, form, target, start, stop):
-        """Values of rows [start, stop), written at most BLOCK_BYTES at a time."""
+    def _copy_sequences(self, files, key, form, target, check):
+        """Every clip's values, written at most checksums.BLOCK_BYTES at a time."""
         (values_out, out_off), (shape, dtype, _) = target, form
-        budget = max(1, BLOCK_BYTES // _row_bytes(form))  # frames per write
-        r = start
+        budget = max(1, checksums.BLOCK_BYTES // _row_bytes(form))  # frames per write
+        r, stop = 0, len(self.ids)
         while r < stop:
             e = min(stop, max(r + 1, int(np.searchsorted(out_off, out_off[r] + budget, side="right")) - 1))
             base = out_off[r]
             block = np.empty((out_off[e] - base,) + shape, dtype)
             for i, dst, rows in self._within(r, e, ("ragged", key)):
-                offsets, values = self.offsets[i][key], files[i][f"ragged/{key}/values"]
-                lo, hi = offsets[rows.min()], offsets[rows.max() + 1]
-                dense = hi - lo <= 2 * (offsets[rows + 1] - offsets[rows]).sum() + 1024
-                span = values[lo:hi] if dense else None
-                for d, s in zip(dst, rows):
-                    a, b = offsets[s], offsets[s + 1]
-                    block[out_off[d] - base:out_off[d + 1] - base] = span[a - lo:b - lo] if dense else values[a:b]
+                with named(self.files[i], f"/ragged/{key}/values"):
+                    self._gather(files[i][f"ragged/{key}/values"], self.offsets[i][key], dst, rows, block,
+                                 out_off, base)
             values_out[base:out_off[e]] = block
+            check()
             r = e
+
+    @staticmethod
+    def _gather(values, offsets, dst, rows, block, out_off, base):
+        """Frames of one file's `rows` into `block` at output rows `dst`: one read of their span
+        when it is dense, else one read per clip."""
+        lo, hi = offsets[rows.min()], offsets[rows.max() + 1]
+        dense = hi - lo <= 2 * (offsets[rows + 1] - offsets[rows]).sum() + 1024
+        span = values[lo:hi] if dense else None
+        for d, s in zip(dst, rows):
+            a, b = offsets[s], offsets[s + 1]
+            block[out_off[d] - base:out_off[d + 1] - base] = span[a - lo:b - lo] if dense else values[a:b]
 
 
 def _forms(f: h5py.File) -> dict:
     forms = {}
-    for key, dset in f.get("arrays", {}).items():
+    for key, dset in members(f, "arrays").items():
         forms["arrays", key] = (dset.shape[1:], dset.dtype, h5py.check_string_dtype(dset.dtype) is not None)
-    for key, group in f.get("ragged", {}).items():
+    for key, group in members(f, "ragged").items():
         values = group["values"]
         forms["ragged", key] = (values.shape[1:], values.dtype, False)
     return forms
@@ -187,7 +221,8 @@ class _OpenFiles:
         if i not in self.open:
             if len(self.open) >= MAX_OPEN:
                 self.open.popitem(last=False)[1].close()
-            self.open[i] = h5py.File(self.paths[i], "r")
+            with named(self.paths[i]):
+                self.open[i] = h5py.File(self.paths[i], "r")
         self.open.move_to_end(i)
         return self.open[i]
 

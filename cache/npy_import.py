@@ -17,12 +17,14 @@ from .writer import FeatureWriter
 
 
 def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level: bool | None = None,
-               overwrite: bool = False, manifest=None, source: str = "import-npy") -> tuple[Path, int]:
+               overwrite: bool = False, manifest=None, source: str = "import-npy",
+               replace_clips: bool = False) -> tuple[Path, int]:
     """Write `folder`/*.npy as the cached feature; returns (feature file, clip count).
 
     `frame_level` None infers it: 2-D arrays are [T, D] sequences when their first dimension
     varies across clips, per-layer [L, D] arrays when it does not. `manifest` (manifests.Manifest)
-    writes the dataset's clip table and records its fingerprint in the feature's provenance.
+    writes the dataset's clip table (one that would lose clips only with `replace_clips`: see
+    cache.clips.write_table) and records its fingerprint in the feature's provenance.
     """
     files = sorted(Path(folder).glob("*.npy"))
     if not files:
@@ -50,7 +52,7 @@ def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level:
             writer.put(clip_id, {"features": value})
     writer.merge()
     if manifest is not None:
-        write_clips(manifest, dataset, root, source=source)
+        write_clips(manifest, dataset, root, source=source, replace=replace_clips)
     return writer.path, len(arrays)
 
 

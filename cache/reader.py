@@ -12,7 +12,11 @@
 
 A failed clip has no value: float arrays read NaN for it, string arrays None, and an integer or
 bool array (e.g. `n_pieces`, face-crop pixels) refuses to hand out its row (ValueError naming the
-clips; ask for `ids=feat.ok_ids()`), since any number there would be made up.
+clips; ask for `ids=feat.ok_ids()`), since any number there would be made up. A feature whose every
+clip failed holds no array at all: asking for one raises EveryClipFailed with the first reason.
+
+Every read is checked (cache.checksums): a file that is truncated or whose bytes changed raises
+cache.DamagedFile naming it, never different values.
 
 A reader is picklable: it keeps its path, and each process opens the file on first use.
 """
@@ -25,18 +29,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import checksums
+from .hdf5 import DamagedFile, members, named, open_read
 from .store import FAILED, STATUS_NAMES, provenance_of
 from .writer import cache_root, feature_path
 
 MAX_GAP = 32  # rows skipped between two requested rows still read in one call (fewer calls)
 
 
-def open_h5(path: Path) -> h5py.File:
-    """A read-only h5py file without HDF5's 64 KiB sieve buffer: a read then fetches only the
-    bytes selected (e.g. 3 of 25 layers), not the blocks around them; no slower for whole reads."""
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_sieve_buf_size(0)
-    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
+class EveryClipFailed(ValueError):
+    """A cached feature whose every clip failed: it holds no array to read."""
 
 
 class FeatureReader:
@@ -49,19 +51,24 @@ class FeatureReader:
             hint = " (its extraction is unfinished: re-run it to resume)" if parts.is_dir() else ""
             raise FileNotFoundError(f"no cached feature at {self.path}{hint}")
         # opened now: an unreadable file is an error here, not at the first read
-        self._handle, self._pid = open_h5(self.path), os.getpid()
+        self._handle, self._pid = open_read(self.path), os.getpid()
+        self._offsets_read: dict[str, np.ndarray] = {}
 
     @property
     def _file(self) -> h5py.File:
         if self._handle is None or self._pid != os.getpid():  # a forked worker opens its own
-            self._handle, self._pid = open_h5(self.path), os.getpid()
+            self._handle, self._pid = open_read(self.path), os.getpid()
         return self._handle
+
+    def _reading(self, what: str = ""):
+        """Around every read: h5py's errors on a damaged file become DamagedFile naming it."""
+        return named(self.path, what)
 
     def __getstate__(self):
         return {"path": self.path}
 
     def __setstate__(self, state):
-        self.path, self._handle, self._pid = state["path"], None, None
+        self.path, self._handle, self._pid, self._offsets_read = state["path"], None, None, {}
 
     def close(self):
         if self._handle is not None and self._pid == os.getpid():
@@ -76,23 +83,34 @@ class FeatureReader:
 
     @cached_property
     def ids(self) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._file["ids"][()]]
+        with self._reading("/ids"):
+            return list(checksums.read_strings(self._file, "ids"))
 
     @cached_property
     def _row(self) -> dict[str, int]:
         return {cid: i for i, cid in enumerate(self.ids)}
 
     @cached_property
+    def _status_codes(self) -> np.ndarray:
+        with self._reading("/status"):
+            codes = self._file["status"][()]
+        if len(codes) != len(self.ids) or (codes > FAILED).any():
+            raise DamagedFile(self.path, "its status column does not fit its clip ids")
+        return codes
+
+    @cached_property
     def status(self) -> list[str]:
-        return [STATUS_NAMES[s] for s in self._file["status"][()]]
+        return [STATUS_NAMES[s] for s in self._status_codes]
 
     @cached_property
     def reasons(self) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._file["reason"][()]]
+        with self._reading("/reason"):
+            return list(checksums.read_strings(self._file, "reason"))
 
-    @property
+    @cached_property
     def attrs(self) -> dict:
-        return dict(self._file.attrs)
+        with self._reading("its attributes"):
+            return checksums.read_attrs(self._file)
 
     @cached_property
     def provenance(self) -> dict:
@@ -100,30 +118,45 @@ class FeatureReader:
 
     @property
     def name(self) -> str:
-        return self._file.attrs["feature"]
+        return self.attrs["feature"]
 
-    @property
+    @cached_property
     def keys(self) -> list[str]:
-        return list(self._file.get("arrays", {}))
+        with self._reading("/arrays"):
+            return list(members(self._file, "arrays"))
 
-    @property
+    @cached_property
     def sequence_keys(self) -> list[str]:
-        return list(self._file.get("ragged", {}))
+        with self._reading("/ragged"):
+            return list(members(self._file, "ragged"))
 
     @property
     def primary(self) -> str:
-        return self._file.attrs.get("primary") or self.keys[0]
+        if not self.keys and not self.sequence_keys:
+            reason = next(iter(self.failures().values()), "") if self.ids else ""
+            raise EveryClipFailed(f"{self.name} ({self.path}): all {len(self.ids)} of its clips failed, so it holds "
+                                  f"no array; the first failure: {reason or 'no reason recorded'}")
+        return self.attrs.get("primary") or self.keys[0]
 
     @property
     def shape(self) -> tuple:
-        return self._file[f"arrays/{self.primary}"].shape
+        return self.dataset().shape
 
     def dataset(self, key: str | None = None) -> h5py.Dataset:
-        """The stored array `key` (default: the primary), unread."""
+        """The stored array `key` (default: the primary), unread (its reads are not named: read
+        through `array`)."""
         if (key or self.primary) not in self.keys:
             raise KeyError(f"{self.name}: no array {key!r} (arrays: {', '.join(self.keys)}; "
                            f"sequences: {', '.join(self.sequence_keys) or 'none'})")
-        return self._file[f"arrays/{key or self.primary}"]
+        with self._reading(f"/arrays/{key or self.primary}"):
+            return self._file[f"arrays/{key or self.primary}"]
+
+    def sequence_dataset(self, key: str) -> h5py.Dataset:
+        """The concatenated values [sum T, ...] of sequence `key`, unread."""
+        if key not in self.sequence_keys:
+            raise KeyError(f"{self.name}: no sequence {key!r} (sequences: {', '.join(self.sequence_keys) or 'none'})")
+        with self._reading(f"/ragged/{key}/values"):
+            return self._file[f"ragged/{key}/values"]
 
     def status_of(self, clip_id: str) -> tuple[str, str]:
         row = self._row[clip_id]
@@ -143,25 +176,51 @@ class FeatureReader:
         for failed clips."""
         dset = self.dataset(key)
         rows = np.arange(len(self.ids)) if ids is None else np.asarray(self._rows(ids), dtype=np.int64)
-        if h5py.check_string_dtype(dset.dtype):  # str arrays (e.g. transcripts) come back as str
-            values = dset.asstr()[()][rows]
-            values[self.failed_mask()[rows]] = None
-            return values
         failed = self.failed_mask()[rows]
+        if h5py.check_string_dtype(dset.dtype):  # str arrays (e.g. transcripts) come back as str
+            with self._reading(dset.name):
+                values = checksums.read_strings(self._file, dset.name)[rows]
+            values[failed] = None
+            return values
         if failed.any() and dset.dtype.kind not in "fc":  # no NaN to mark them: refuse, never invent
             names = [self.ids[r] for r in rows[failed]]
             more = f" (+{len(names) - 5} more)" if len(names) > 5 else ""
             raise ValueError(f"{self.name}: array '{dset.name.rsplit('/', 1)[1]}' is {dset.dtype} and has no value "
                              f"for the failed clips {names[:5]}{more}; ask for the usable ones: ids=feat.ok_ids()")
-        return read_rows(dset, rows, layers)
+        check_layers(dset, layers)
+        with self._reading(dset.name):
+            return read_rows(dset, rows, layers)
 
     def sequence(self, clip_id: str, key: str | None = None) -> np.ndarray:
         """The frame-level sequence [T, ...] of one clip."""
         key = key or self.sequence_keys[0]
-        row = self._row[clip_id]
-        offsets = self._file[f"ragged/{key}/offsets"]
-        start, stop = int(offsets[row]), int(offsets[row + 1])
-        return self._file[f"ragged/{key}/values"][start:stop]
+        return self.sequences(key, [clip_id])[0]
+
+    def sequences(self, key: str, ids, layers=None) -> list[np.ndarray]:
+        """[T, ...] per clip of `ids`, read as frame rows of the concatenated values (only the
+        chosen `layers` of a [T, L, ...] sequence)."""
+        values = self.sequence_dataset(key)
+        check_layers(values, layers)
+        starts, stops = self.spans(key, ids)
+        frames = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
+        with self._reading(values.name):
+            values = read_rows(values, frames, layers)
+        return np.split(values, np.cumsum(stops - starts)[:-1]) if len(ids) else []
+
+    def spans(self, key: str, ids) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, stops) of the clips' frames in sequence `key`'s concatenated values."""
+        rows = np.asarray(self._rows(ids), dtype=np.int64)
+        offsets = self._offsets(key)
+        return offsets[rows], offsets[rows + 1]
+
+    def _offsets(self, key: str) -> np.ndarray:
+        if key not in self._offsets_read:  # small (N + 1 int64): read and checked once
+            with self._reading(f"/ragged/{key}"):
+                offsets, n_values = self._file[f"ragged/{key}/offsets"][()], len(self._file[f"ragged/{key}/values"])
+            if len(offsets) != len(self.ids) + 1 or (np.diff(offsets) < 0).any() or offsets[-1] != n_values:
+                raise DamagedFile(self.path, f"the offsets of sequence {key!r} do not fit its values")
+            self._offsets_read[key] = offsets
+        return self._offsets_read[key]
 
     def _rows(self, ids) -> list[int]:
         missing = [cid for cid in ids if cid not in self._row]
@@ -173,7 +232,14 @@ class FeatureReader:
         return self.path.stat().st_size
 
     def failed_mask(self) -> np.ndarray:
-        return self._file["status"][()] == FAILED
+        return self._status_codes == FAILED
+
+
+def check_layers(dset: h5py.Dataset, layers):
+    """ValueError unless `layers` (None: all) are distinct indices into axis 1 of `dset`."""
+    if layers is not None and (dset.ndim < 2 or len(set(int(i) for i in layers)) != len(layers)):
+        raise ValueError(f"layers {list(layers)}: needs distinct indices into axis 1 of a [N, L, ...] array, "
+                         f"not {dset.shape}")
 
 
 def read_rows(dset: h5py.Dataset, rows: np.ndarray, layers=None) -> np.ndarray:
@@ -181,9 +247,6 @@ def read_rows(dset: h5py.Dataset, rows: np.ndarray, layers=None) -> np.ndarray:
     list per read: rows are read as contiguous runs, layers as one sorted list, then reordered)."""
     if layers is not None:
         layers = [int(i) for i in layers]
-        if dset.ndim < 2 or len(set(layers)) != len(layers):
-            raise ValueError(f"layers {layers}: needs distinct indices into axis 1 of a [N, L, ...] array, "
-                             f"not {dset.shape}")
     wanted, inverse = np.unique(rows, return_inverse=True)
     chosen = sorted(layers) if layers is not None else None
     width = dset.shape[1:] if chosen is None else (len(chosen),) + dset.shape[2:]

@@ -30,12 +30,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from . import checksums
+from .checksums import create_numbers, create_strings, seal_attrs
 from .commit import atomic_write, owner
+from .hdf5 import create
 
 FORMAT = "mer-cache/1"
 OK, FLAGGED, FAILED = 0, 1, 2
 STATUS_NAMES = ("ok", "flagged", "failed")
-STR = h5py.string_dtype()
+STR = checksums.STR
 _MTIME = re.compile(r";mtime=-?\d+")
 
 
@@ -75,23 +78,25 @@ class Records:
 
 def write_records(path: Path, records: Records, attrs: dict, primary: str | None = None):
     """Write `records` sorted by id to `path` through a temporary file and an atomic rename
-    (`commit.atomic_write`: fsynced; on an error nothing is left behind)."""
+    (`commit.atomic_write`: fsynced; on an error, a full disk included, nothing is left behind),
+    every value under a checksum (cache.checksums)."""
     order = sorted(range(len(records)), key=lambda i: records.ids[i])
     ids = [records.ids[i] for i in order]
-    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=STR)
-        f.create_dataset("status", data=np.array([records.status[i] for i in order], np.uint8))
-        f.create_dataset("reason", data=np.array([records.reason[i] for i in order], dtype=object), dtype=STR)
-        f.create_dataset("source", data=np.array([records.source[i] for i in order], dtype=object), dtype=STR)
+    with atomic_write(path) as tmp, create(tmp, path) as (f, _):
+        create_strings(f, "ids", ids)
+        create_numbers(f, "status", np.array([records.status[i] for i in order], np.uint8))
+        create_strings(f, "reason", [records.reason[i] for i in order])
+        create_strings(f, "source", [records.source[i] for i in order])
         for key, values in records.arrays.items():
             data = _stack(key, ids, values)
-            f.create_dataset(f"arrays/{key}", data=data, dtype=STR if data.dtype == object else None)
+            (create_strings if data.dtype == object else create_numbers)(f, f"arrays/{key}", data)
         for key, values in records.ragged.items():
             _write_ragged(f, key, ids, values)
         for name, value in attrs.items():
             f.attrs[name] = value
         f.attrs["format"] = FORMAT
         f.attrs["primary"] = primary or next(iter(records.arrays), next(iter(records.ragged), ""))
+        seal_attrs(f)
 
 
 def _stack(key: str, ids: list[str], values: dict[str, np.ndarray]) -> np.ndarray:
@@ -119,8 +124,8 @@ def _write_ragged(f: h5py.File, key: str, ids: list[str], values: dict[str, np.n
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     chunks = [values[cid] for cid in ids if cid in values]
     data = np.concatenate(chunks) if chunks else np.zeros((0,) + sample.shape[1:], sample.dtype)
-    f.create_dataset(f"ragged/{key}/values", data=data)
-    f.create_dataset(f"ragged/{key}/offsets", data=offsets)
+    create_numbers(f, f"ragged/{key}/values", data, by_layer=False)  # a clip's frames are read whole
+    create_numbers(f, f"ragged/{key}/offsets", offsets)
 
 
 def row_form(value) -> tuple[tuple, str]:
@@ -139,14 +144,15 @@ def row_form(value) -> tuple[tuple, str]:
 
 
 def read_strings(f: h5py.File, name: str) -> list[str]:
-    return list(f[name].asstr()[()])
+    """A string column, checked against its checksum (cache.checksums.read_strings)."""
+    return list(checksums.read_strings(f, name))
 
 
 def read_sources(f: h5py.File) -> list[str]:
     """Per-clip input signatures ('' where unknown, e.g. imported features)."""
     if "source" not in f:
         return [""] * len(f["ids"])
-    return list(f["source"].asstr()[()])
+    return read_strings(f, "source")
 
 
 def same_input(stored: str, current: str | None) -> bool:

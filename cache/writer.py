@@ -14,7 +14,9 @@ from pathlib import Path
 
 import h5py
 
+from . import checksums
 from .commit import atomic_write, fsync_dir, merge_lease, read_snapshot, remove_stale_temporaries
+from .hdf5 import create, members, named
 from .merge import MergePlan
 from .store import (FAILED, FLAGGED, OK, ConfigMismatch, Records, feature_slug, part_name, provenance_of,
                     read_sources, read_strings, row_form, same_input, write_records)
@@ -71,14 +73,15 @@ class FeatureWriter:
     def _read_committed(self, read) -> list:
         """[read(h5py file) for each committed file], one consistent snapshot (commit.read_snapshot)."""
         def open_and_read(path):
-            with h5py.File(path, "r") as f:
+            with named(path), h5py.File(path, "r") as f:
                 return read(f)
         return read_snapshot(self.committed_files, open_and_read)
 
     def check_config(self):
         """Raise ConfigMismatch if anything committed was made with another config."""
         def config_of(f):
-            return f.attrs.get("fingerprint"), provenance_of(dict(f.attrs)).get("config")
+            attrs = checksums.read_attrs(f)
+            return attrs.get("fingerprint"), provenance_of(attrs).get("config")
 
         for theirs, old in self._read_committed(config_of):
             if theirs != self.fingerprint:
@@ -202,8 +205,8 @@ class FeatureWriter:
             created = next((c for c in (provenance_of(a).get("created") for a in plan.attrs) if c), None)
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.provenance.update(clips=len(plan.ids), created=created or now, updated=now)
-            with atomic_write(self.path, before_commit=still_held) as tmp:
-                plan.write(tmp, self._attrs() | {"primary": self.primary or ""}, self.sources)
+            with atomic_write(self.path, before_commit=still_held) as tmp, create(tmp, self.path) as (out, check):
+                plan.write(out, check, self._attrs() | {"primary": self.primary or ""}, self.sources)
             for path in files:  # only after the new final file holds them
                 if path != self.path:
                     path.unlink(missing_ok=True)
@@ -223,9 +226,9 @@ class FeatureWriter:
 
 def _forms_of(f: h5py.File) -> dict:
     forms = {}
-    for key, dset in f.get("arrays", {}).items():
+    for key, dset in members(f, "arrays").items():
         kind = "text" if h5py.check_string_dtype(dset.dtype) else "numbers"
         forms["arrays", key] = (dset.shape[1:], kind)
-    for key, group in f.get("ragged", {}).items():
+    for key, group in members(f, "ragged").items():
         forms["ragged", key] = (group["values"].shape[1:], "numbers")
     return forms

@@ -15,8 +15,9 @@ import zlib
 
 import click
 
-from cache import ConfigMismatch, FeatureWriter, cache_root, write_clips
-from cache.cli import Refused
+from cache import ClipTable, ConfigMismatch, DamagedFile, FeatureWriter, cache_root
+from cache.cli import Refused, check_clip_table, damage_named, ends_cleanly
+from cache.clips import write_table
 from manifests import load_manifest
 
 from .core import base
@@ -59,7 +60,8 @@ def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = 
         try:
             extractor = base.build(spec, own)
         except ValueError as err:  # unknown name or option, or an option value its config refuses
-            raise click.BadParameter(f"{name}: {err}", param_hint="--features / --set") from None
+            alias = f"{name}: " if name not in str(err) else ""
+            raise click.BadParameter(f"{alias}{err}", param_hint="--features / --set") from None
         shared = {field: (runtime or {}).get(option) for option, field in extractor.runtime_options.items()}
         shared = {field: value for field, value in shared.items() if value is not None and field not in own}
         if shared:
@@ -102,11 +104,15 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 @click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by id).")
 @click.option("--overwrite", is_flag=True, help="Delete the cached features named and extract them again.")
+@click.option("--replace-clips", is_flag=True,
+              help="Replace the dataset's clip table even if this corpus lacks clips it holds (they leave it).")
 @click.option("--retry-failed", is_flag=True, help="Extract clips recorded as failed again.")
 @click.option("--flush-every", default=32, show_default=True, type=click.IntRange(1), help="Clips per committed part.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@ends_cleanly("committed parts are kept; run the same command again to resume")
+@damage_named
 def main(dataset, layout, root, clips, features, settings, cache, workers, device, dtype, batch_seconds,
-         shard, limit, overwrite, retry_failed, flush_every, quiet):
+         shard, limit, overwrite, replace_clips, retry_failed, flush_every, quiet):
     """Extract features of every clip of a dataset into the HDF5 cache (resumable)."""
     runtime = {"device": device, "dtype": dtype, "batch_seconds": batch_seconds}
     extractors = parse_features(features, settings, runtime)
@@ -117,22 +123,30 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
             extractor.attach_cache(dataset, cache_root(cache))
     except (ValueError, FileNotFoundError) as err:
         raise Refused(str(err)) from None
+    table = ClipTable.from_manifest(manifest, dataset, source="extract")
+    check_clip_table(table, cache, replace_clips)
     run_ids = manifest.ids[:limit] if limit else manifest.ids
     shard_ids = [cid for cid in run_ids if _shard_of(cid, shard[1]) == shard[0]]
     writers = _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every)
     _log_to(cache_root(cache) / dataset / "extract.log")
-    todo = {}
-    done = {name: w.done_ids(include_failed=not retry_failed) for name, w in writers.items()}
-    for cid in shard_ids:
-        todo[cid] = [name for name in extractors if cid not in done[name]]
+    todo = _todo(writers, shard_ids, retry_failed)
     click.echo(f"{manifest.summary()}; shard {shard[0]}/{shard[1]}: {len(shard_ids)} clips", err=True)
     _warn(manifest.warnings)
     _load_models(extractors, todo)
-    write_clips(manifest, dataset, cache, source="extract")  # the clip table stage 2 reads (every split)
+    write_table(table, cache, replace=True)  # the clip table stage 2 reads (every split); checked above
     summary = run(manifest, extractors, writers, todo, workers=workers, expected_ids=run_ids,
                   progress=not quiet)
-    _report(summary, writers, run_ids)
+    _report(summary, writers, run_ids, shard)
     sys.exit(1 if summary.stopped or _failed_in_cache(writers, run_ids) else 0)
+
+
+def _todo(writers, shard_ids, retry_failed) -> dict[str, list[str]]:
+    """{clip id: features it lacks}; a damaged committed file is refused before any work."""
+    try:
+        done = {name: w.done_ids(include_failed=not retry_failed) for name, w in writers.items()}
+    except DamagedFile as err:
+        raise Refused(str(err)) from None
+    return {cid: [name for name in writers if cid not in done[name]] for cid in shard_ids}
 
 
 def _load_models(extractors, todo):
@@ -170,7 +184,7 @@ def _writers(extractors, manifest, dataset, cache, shard, overwrite, flush_every
             writer.remove()
         try:
             writer.check_config()
-        except ConfigMismatch as err:
+        except (ConfigMismatch, DamagedFile) as err:
             raise Refused(str(err)) from None
         writers[name] = writer
     return writers
@@ -203,15 +217,14 @@ def _warn(warnings: list[str]):
         click.echo(f"warning: ... and {len(warnings) - SHOWN_WARNINGS} more (extract.log)", err=True)
 
 
-def _report(summary, writers, run_ids):
+def _report(summary, writers, run_ids, shard):
     rate = summary.done / summary.seconds if summary.seconds else 0.0
     speed = summary.audio_seconds / summary.seconds if summary.seconds else 0.0
     click.echo(f"extracted {summary.done} clips in {summary.seconds:.1f} s ({rate:.1f} clips/s, "
                f"{speed:.0f} s of audio/s); {summary.skipped} already cached; "
                f"{summary.flagged} flagged; {summary.n_failed} failed")
     for name, writer in writers.items():
-        state = "complete" if name in summary.merged or writer.path.exists() and not writer.parts.exists() \
-            else "waiting for other shards"
+        state = _state(name in summary.merged, writer, run_ids, shard)
         if name in summary.stopped:
             state = f"STOPPED on {summary.stopped[name]}; nothing cached for it, traceback in the log"
         if "stand_in" in json.dumps(writer.provenance, default=str):
@@ -223,6 +236,19 @@ def _report(summary, writers, run_ids):
             failed.setdefault((cid, reason), []).append(name)
     for (cid, reason), names in sorted(failed.items()):
         click.echo(f"  FAILED {cid} [{', '.join(names)}]: {reason}")
+
+
+def _state(merged: bool, writer, run_ids, shard) -> str:
+    """What the run left of one feature, in words."""
+    if merged or writer.path.exists() and not writer.parts.exists():
+        return "complete"
+    if not writer.committed_files():
+        return "nothing cached"
+    missing = len(set(run_ids) - writer.done_ids())
+    if shard[1] > 1:
+        return (f"parts kept: {missing} clips of the other shards are not cached yet; the last shard to "
+                f"finish merges them")
+    return f"parts kept, not merged: {missing} clips are not cached yet; run the same command again"
 
 
 def _failed_in_cache(writers, run_ids) -> bool:

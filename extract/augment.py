@@ -30,7 +30,7 @@ import click
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from cache.cli import Refused, corpus_manifest, corpus_options
+from cache.cli import Refused, corpus_manifest, corpus_options, ends_cleanly
 from manifests.folder import write_table
 from .core.progress import Progress
 from .corrupt.copy import media_files, read_audio, rewrite_file
@@ -102,6 +102,7 @@ def parse_methods(text: str) -> list[str]:
 @click.option("--methods", "methods_text", default=",".join(AUDIO_METHODS + VIDEO_METHODS), show_default=True)
 @click.option("--noise-dir", type=click.Path(file_okay=False, exists=True), help="Noise audio for `noise`.")
 @click.option("--seed", default=0, show_default=True)
+@ends_cleanly("the copies written so far are kept (no clips.csv yet); run the same command again to finish")
 def main(dataset, layout, root, clips, out, methods_text, noise_dir, seed):
     """Write augmented copies of the labelled training clips, each linked to its origin clip."""
     methods = parse_methods(methods_text)

@@ -23,9 +23,14 @@ def load_manifest(dataset: str, layout: str | None = None, root=None, clips=None
     """The clip table of `dataset`: from a user's CSV (`clips`) or a layout loader at `root`.
 
     `layout` defaults to `dataset` itself when that is a layout name (mer2023, samsemo, demo).
+    ValueError for a corpus named twice (`clips` with `root` or `layout`) or one without a clip.
     """
     if clips is not None:
-        return folder.load(Path(clips), dataset)
+        if root is not None or layout is not None:
+            given = " and ".join(f"--{name} {value}" for name, value in (("root", root), ("layout", layout)) if value)
+            raise ValueError(f"--clips {clips} and {given} both name the corpus: give --clips FILE.csv alone "
+                             f"(paths in it are relative to its folder), or --root DIR with its layout")
+        return _not_empty(folder.load(Path(clips), dataset), clips)
     layout = layout or dataset
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} for dataset {dataset!r}: choose --layout from "
@@ -33,4 +38,13 @@ def load_manifest(dataset: str, layout: str | None = None, root=None, clips=None
     root = root or DEFAULT_ROOTS.get(layout)
     if root is None:
         raise ValueError(f"dataset {dataset!r}: give the corpus folder with --root DIR")
-    return LAYOUTS[layout](Path(root), dataset)
+    return _not_empty(LAYOUTS[layout](Path(root), dataset), root)
+
+
+def _not_empty(manifest: Manifest, source) -> Manifest:
+    """`manifest`, or ValueError naming `source` (the CSV or corpus folder) when it has no clip:
+    nothing to do, and its empty clip table must not replace a cached one."""
+    if not len(manifest):
+        raise ValueError(f"{source}: the corpus has no clips (no row after the header, or no clip in the "
+                         f"folder); nothing to extract or to write as the clip table")
+    return manifest

@@ -1,4 +1,8 @@
-"""Extractors: a small class with a frozen Config, registered by name for the CLI."""
+"""Extractors: a small class with a frozen Config, registered by name for the CLI.
+
+A Config's numeric options are checked when `--set` builds it (`_config`): an int option is a
+count or a size (>= 1), a float one a rate, a duration or a budget (> 0), unless its field says
+otherwise with `option(default, at_least=...)` (a count that may be 0, a signed layer index)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +21,30 @@ KINDS: dict[str, Callable[[str], "Extractor"]] = {}
 
 # CLI runtime option -> the Config field it sets, for extractors that run a model on a device
 MODEL_RUNTIME = {"device": "device", "dtype": "compute_dtype", "batch_seconds": "batch_seconds"}
+ANY = float("-inf")  # option(..., at_least=ANY): any number (a layer index counted from the end)
+
+
+def option(default, at_least):
+    """A Config field whose value may go down to `at_least` (ANY: no bound), where the rule for
+    numbers (ints >= 1, floats > 0) does not fit it."""
+    return field(default=default, metadata={"at_least": at_least})
+
+
+def check_ranges(config, spec: str):
+    """ValueError naming the feature, option, value and allowed range of the first numeric
+    option of `config` out of its range (see the module docstring)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low = f.metadata.get("at_least")
+        if low is None:
+            low, allowed = (1, ">= 1") if isinstance(value, int) else (None, "> 0")
+        else:
+            allowed = f">= {low}"
+        inside = value > 0 if low is None else value >= low  # NaN is never inside
+        if not inside:
+            raise ValueError(f"{spec}: option {f.name}={value} is out of range (allowed: {allowed})")
 
 
 def register(cls):
@@ -163,21 +191,29 @@ class UnknownFeature(ValueError):
 
 
 def _config(config_cls, options: dict[str, str], spec: str):
+    """`config_cls` with `options` ({field: text from --set}) parsed and checked (check_ranges):
+    ValueError naming the feature and option, before any work."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     values = {}
     for key, raw in options.items():
         if key not in fields:
             raise UnknownFeature(f"{spec} has no option {key!r}; options: {', '.join(fields) or 'none'}")
-        values[key] = _coerce(raw, config_cls, key)
-    return config_cls(**values)
+        values[key] = _coerce(raw, config_cls, key, spec)
+    config = config_cls(**values)
+    check_ranges(config, spec)
+    return config
 
 
-def _coerce(raw: str, config_cls, key: str):
+def _coerce(raw: str, config_cls, key: str, spec: str):
     default = getattr(config_cls(), key)
     if isinstance(default, bool):
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, (int, float)):
-        return type(default)(raw)
+        try:
+            return type(default)(raw)
+        except ValueError:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{spec}: option {key}={raw!r} is not {kind}") from None
     if isinstance(default, tuple):
         return tuple(type(default[0])(x) if default else x for x in raw.split("+"))
     return raw

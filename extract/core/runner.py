@@ -8,7 +8,6 @@ reason and the run goes on; a feature that fails on every clip is stopped (extra
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import sys
 import threading
@@ -18,6 +17,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from cache import FeatureWriter
+from cache.cli import worker_pool
 
 from .base import ClipError
 from .media import MediaError, decode_streams
@@ -181,8 +181,8 @@ def _results(jobs, extractors, workers, window: int | None = None):
                 return
             yield item
 
-    context = mp.get_context("spawn")  # spawn: safe with torch and native libraries
-    with context.Pool(workers, initializer=_init_worker, initargs=(extractors, True)) as pool:
+    # spawned (safe with torch and native libraries); Ctrl-C is the main process's alone to handle
+    with worker_pool(workers, _init_worker, (extractors, True)) as pool:
         try:
             for result in pool.imap_unordered(_work, gated(jobs), chunksize=1):
                 slots.release()

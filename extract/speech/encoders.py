@@ -37,8 +37,6 @@ class SpeechModelConfig:
     def __post_init__(self):
         object.__setattr__(self, "frame_layers", tuple(int(i) for i in self.frame_layers))
         models.check_dtypes(self.store_dtype, self.compute_dtype)
-        if self.frame_pool < 1 or self.window_seconds <= 0:
-            raise ValueError("frame_pool must be >= 1 and window_seconds > 0")
 
 
 class SpeechModelFeatures(BatchExtractor):

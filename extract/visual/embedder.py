@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.base import BatchExtractor, Output
+from ..core.base import BatchExtractor, Output, option
 from ..core.models import DTYPES
 from .face_track import NoFaceError, TrackConfig, align_face, centre_crop, clip_track, to_gray
 
@@ -38,7 +38,7 @@ def face_crops(frames: np.ndarray, track, size: int, padding: float, fallback: s
 @dataclass(frozen=True)
 class FaceEmbeddingConfig:
     fps: float = 5.0
-    max_frames: int = 16         # frames per clip, evenly spread (0: every sampled frame)
+    max_frames: int = option(16, at_least=0)  # frames per clip, evenly spread (0: every sampled frame)
     detector: str = "hog"
     upsample: str = "auto"
     pool_std: bool = False       # also store the std over detected frames

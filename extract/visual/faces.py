@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.base import MODEL_RUNTIME, Extractor, Output, register
+from ..core.base import MODEL_RUNTIME, Extractor, Output, option, register
 from .embedder import FaceEmbedder, FaceModelConfig, face_crops, track_config
 from .face_track import NoFaceError, clip_track, to_gray
 from .fer2013 import LABELS, fer2013_predict, load_fer2013
@@ -26,10 +26,10 @@ __all__ = ["FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013"]
 @dataclass(frozen=True)
 class FaceCropsConfig:
     fps: float = 5.0          # frames sampled per second of video
-    max_frames: int = 16      # crops per clip, evenly spread (0: every sampled frame, ragged)
+    max_frames: int = option(16, at_least=0)  # crops per clip, evenly spread (0: every sampled frame, ragged)
     size: int = 48            # chip side in pixels
     color: str = "rgb"        # rgb or gray
-    padding: float = 0.25     # dlib get_face_chip margin around the mean face
+    padding: float = option(0.25, at_least=0.0)  # dlib get_face_chip margin around the mean face
     fallback: str = "centre"  # centre: centre crop of frames without a face (mask 2); none
     detector: str = "hog"
     upsample: str = "auto"
@@ -78,7 +78,7 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FaceCropsCrossBertConfig(FaceCropsConfig):
-    max_frames: int = 0
+    max_frames: int = option(0, at_least=0)
     size: int = 64
     color: str = "gray"
     fallback: str = "none"

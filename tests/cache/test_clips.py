@@ -125,7 +125,7 @@ def test_kill_9_while_writing_leaves_a_complete_table(tmp_path):
     proc.wait()
     t = open_clips("big", tmp_path)
     assert len(t) == 40000 and len(set(t.valence())) == 1  # one whole write, never a mix
-    write_clips(Manifest("big", [Clip("x", "train")]), root=tmp_path)  # the next write tidies up
+    write_clips(Manifest("big", [Clip("x", "train")]), root=tmp_path, replace=True)  # the next write tidies up
     assert [p.name for p in (tmp_path / "big").iterdir()] == ["_clips.h5"]
 
 
@@ -173,9 +173,13 @@ def test_import_npy_writes_the_table_with_clips_or_says_how(samsemo_like, tmp_pa
 def test_cache_clips_writes_or_replaces_the_table(samsemo_like, tmp_path):
     root = tmp_path / "cache"
     write_clips(Manifest("sams", [Clip("old", "train")]), root=root)
-    out = CliRunner().invoke(cache_main, ["clips", "sams", "--clips", str(samsemo_like), "--cache", str(root)])
+    kept = CliRunner().invoke(cache_main, ["clips", "sams", "--clips", str(samsemo_like), "--cache", str(root)])
+    assert kept.exit_code == 2 and "holds 1 clips this corpus lacks (old)" in kept.output, kept.output
+    assert "--replace-clips" in kept.output and open_clips("sams", root).ids == ["old"]  # never a side effect
+    out = CliRunner().invoke(cache_main, ["clips", "sams", "--clips", str(samsemo_like), "--replace-clips",
+                                          "--cache", str(root)])
     assert out.exit_code == 0, out.output
     assert "sams: 5 clips, multi-label" in out.output and "happy 2, sad 2" in out.output
     assert open_clips("sams", root).ids == list("abcde")
     missing = CliRunner().invoke(cache_main, ["clips", "other", "--cache", str(root)])
-    assert missing.exit_code == 1 and "no clip table for dataset 'other'" in missing.output
+    assert missing.exit_code == 2 and "no clip table for dataset 'other'" in missing.output

@@ -4,7 +4,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cache import FeatureWriter, feature_path, merge, open_feature, verify
+from cache import FeatureWriter, checksums, feature_path, merge, open_feature
 from cache.verify import verify_file
 
 
@@ -26,7 +26,7 @@ def put(w, expected, cid, value=None, status="ok"):
 
 
 def test_streamed_merge_equals_the_clips_put_last(tmp_path, monkeypatch):
-    monkeypatch.setattr(merge, "BLOCK_BYTES", 16)  # a block of one row, sequences 2 frames a write
+    monkeypatch.setattr(checksums, "BLOCK_BYTES", 16)  # a block of one row, sequences 2 frames a write
     monkeypatch.setattr(merge, "MAX_OPEN", 2)  # files closed and opened again
     expected = {}
     first = writer(tmp_path)
@@ -58,12 +58,11 @@ def test_streamed_merge_equals_the_clips_put_last(tmp_path, monkeypatch):
             np.testing.assert_array_equal(feat.array(ids=[cid])[0], want[1])
             assert feat.array("n", [cid])[0] == want[2] and feat.array("text")[row] == want[3]
             np.testing.assert_array_equal(feat.sequence(cid), want[4])
-    assert verify_file(feature_path(tmp_path, "demo", "mixed")) == []
+    assert verify_file(feature_path(tmp_path, "demo", "mixed")).problems == []
 
 
 def test_merge_and_verify_hold_a_block_not_the_feature(tmp_path, monkeypatch):
-    monkeypatch.setattr(merge, "BLOCK_BYTES", 1 << 20)
-    monkeypatch.setattr(verify, "BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(checksums, "BLOCK_BYTES", 1 << 20)  # chunks, merge and verify blocks alike
     base = np.random.default_rng(0).standard_normal((32, 128, 32)).astype(np.float16)  # e2el pieces
     w = FeatureWriter(tmp_path, "demo", "e2el-spectrogram", "f1", {"config": {}}, flush_every=8)
     for i in range(64):  # 64 x 262 KB = 16.8 MB in 8 parts
@@ -73,7 +72,7 @@ def test_merge_and_verify_hold_a_block_not_the_feature(tmp_path, monkeypatch):
     assert w.merge()
     merge_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.reset_peak()
-    assert verify_file(w.path) == []
+    assert verify_file(w.path).problems == []
     verify_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert merge_peak < 6 << 20 and verify_peak < 4 << 20, (merge_peak, verify_peak)  # 16.8 MB in all

@@ -150,7 +150,7 @@ def test_a_clip_whose_file_changed_is_extracted_again(folder_corpus, tmp_path, s
 
 @pytest.mark.parametrize("setting, message", [
     ("vis.store_dtype=float64", "store_dtype 'float64': choose one of"),
-    ("vis.max_frames=many", "invalid literal for int()"),
+    ("vis.max_frames=many", "vision:some/model: option max_frames='many' is not an integer"),
     ("vis.colour=red", "has no option 'colour'"),
 ])
 def test_bad_option_values_are_refused_before_any_work(folder_corpus, tmp_path, setting, message):
