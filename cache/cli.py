@@ -108,7 +108,6 @@ def ends_cleanly(kept: str):
     return decorate
 
 
-interruptible = ends_cleanly  # the name the Ctrl-C part had first
 
 
 def _interrupt_once(signum, frame):

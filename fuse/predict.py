@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cache.cli import Refused, ends_cleanly
+from cache.cli import Refused, damage_named, ends_cleanly
 from .folders import claim, written
 from .outputs import predict_split
 from .problem import load_problem
@@ -101,6 +101,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
               "existing one is replaced only if fuse.predict wrote it.")
 @click.option("--device", default="auto", show_default=True)
 @ends_cleanly("no prediction folder was written (an earlier one is kept as it was)")
+@damage_named
 def main(run_dir, dataset, cache_dir, splits, out, device):
     """Score DATASET's cached features with the fold models of a trained run."""
     folder, metrics = predict_dataset(Path(run_dir), dataset, cache_dir, splits.split(",") if splits else None, out,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cache import open_clips
-from cache.cli import Refused, ends_cleanly
+from cache.cli import Refused, damage_named, ends_cleanly
 from cache.commit import atomic_write
 from .saved_run import SavedRun
 
@@ -128,6 +128,7 @@ def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV to write (default RUN/semi-DATASET-SPLIT.csv); an "
               "existing file is replaced only if it is a pseudo-label CSV.")
 @ends_cleanly("no pseudo-label CSV was written (an earlier one is kept as it was)")
+@damage_named
 def main(run_dir, dataset, split, quantile, cache_dir, out):
     """Select confidently predicted unlabelled clips with class-specific thresholds (MER-SEMI)."""
     run = SavedRun(run_dir)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from cache.cli import Refused, ends_cleanly
+from cache.cli import Refused, damage_named, ends_cleanly
 from .folders import claim
 from .models import MODELS
 from .specs import SpecError, parse_modalities
@@ -73,6 +73,7 @@ def _duration(ctx, param, text: str | None) -> float | None:
               help="Train trials that differ only in their learning rate as one batched model.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @ends_cleanly("finished trials are kept; run the same command to resume")
+@damage_named
 def main(dataset, cache_dir, modalities, features_text, models, grid_text, search, n_trials, rerun_best, seeds,
          workers, storage, budget, top_k, runs_dir, out, lr_batching, quiet):
     """Run every trial of a sweep (resumable, parallel), then write the leaderboard."""

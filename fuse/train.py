@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cache.cli import Refused, corpus_options, ends_cleanly
+from cache.cli import Refused, corpus_options, damage_named, ends_cleanly
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 
@@ -68,6 +68,7 @@ def _widths(text, option):
 @corpus_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @ends_cleanly("no run folder was written (an earlier one at --out is kept as it was)")
+@damage_named
 def main(**options):
     """Train a fusion model with 5-fold CV on the training split, predict the test splits."""
     try:
