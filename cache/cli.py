@@ -108,8 +108,6 @@ def ends_cleanly(kept: str):
     return decorate
 
 
-
-
 def _interrupt_once(signum, frame):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
