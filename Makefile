@@ -1,7 +1,8 @@
 # Two-stage feature cache for multimodal emotion recognition.
 #   make setup && make demo     install, then the whole job on the built-in demo corpus
 #   make test
-#   make extract DATASET=mer2023 DATA=/path/to/dataset-release [FEATURES=is09,mfcc] [CACHE=dir]
+#   make extract DATASET=mer2023 [DATA=/path/to/dataset-release] [FEATURES=is09,mfcc] [CACHE=dir]
+#   (without DATA the corpus is looked for in data/datasets/<DATASET>)
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -50,7 +51,7 @@ demo: demo-corpus models
 	$(PY) -m fuse.sweep --dataset demo --cache $(CACHE) --features "$(DEMO_SWEEP)" --models attention \
 	  --grid "$(DEMO_SWEEP_GRID)" --seeds 1 --workers $(WORKERS)
 
-# DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)
+# DATA is a corpus folder (layout loader) or a clips CSV (your own corpus); without it, data/datasets/$(DATASET)
 extract:
 	$(PY) -m extract --dataset $(DATASET) \
 	  $(if $(DATA),$(if $(filter %.csv,$(DATA)),--clips,--root) $(DATA)) \
