@@ -110,16 +110,34 @@ def written(folder, kind: str):
 
 
 def _swap(tmp: Path, folder: Path, kind: str):
+    """`tmp` in under `folder`'s name, the old one renamed aside first and removed last. Another
+    process may swap in the same folder at the same moment (the workers of a sweep array all write
+    its report): then the folder that arrived first stands and ours goes."""
+    old = None
     if folder.is_dir() and any(folder.iterdir()):
         claim(folder, kind)  # again: it may have changed while we worked
         old = _aside(folder, "old")
-        folder.rename(old)
+        try:
+            folder.rename(old)
+        except FileNotFoundError:  # renamed aside by the other writer: its own will arrive
+            old = None
+    elif folder.is_dir():
+        _remove_empty(folder)
+    try:
         tmp.rename(folder)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        if folder.is_dir():
-            folder.rmdir()
-        tmp.rename(folder)
+
+
+def _remove_empty(folder: Path):
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # filled or removed by another writer meanwhile: the rename below settles it
 
 
 def _no_space(err: BaseException) -> bool:

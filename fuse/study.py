@@ -134,7 +134,7 @@ def check_storage(url: str):
         raise ValueError(f"--storage {shown}: unknown database kind {parsed.drivername!r} "
                          f"(sqlite, postgresql, mysql)") from None
     except ImportError as err:
-        hint = "; pip install 'psycopg[binary]'" if parsed.get_backend_name() == "postgresql" else ""
+        hint = "; pip install -e '.[cluster]' (psycopg 3)" if parsed.get_backend_name() == "postgresql" else ""
         raise ValueError(f"--storage {shown}: its database driver is not installed ({err}{hint})") from None
     except SQLAlchemyError as err:
         cause = " ".join(str(getattr(err, "orig", None) or err).split())
