@@ -112,17 +112,8 @@ def written(folder, kind: str):
 def _swap(tmp: Path, folder: Path, kind: str):
     """`tmp` in under `folder`'s name, the old one renamed aside first and removed last. Another
     process may swap in the same folder at the same moment (the workers of a sweep array all write
-    its report): then the folder that arrived first stands and ours goes."""
-    old = None
-    if folder.is_dir() and any(folder.iterdir()):
-        claim(folder, kind)  # again: it may have changed while we worked
-        old = _aside(folder, "old")
-        try:
-            folder.rename(old)
-        except FileNotFoundError:  # renamed aside by the other writer: its own will arrive
-            old = None
-    elif folder.is_dir():
-        _remove_empty(folder)
+    its report): then the folder that arrives first stands and ours goes."""
+    old = _set_aside(folder, kind)
     try:
         tmp.rename(folder)
     except OSError as err:
@@ -133,11 +124,24 @@ def _swap(tmp: Path, folder: Path, kind: str):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove_empty(folder: Path):
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # filled or removed by another writer meanwhile: the rename below settles it
+def _set_aside(folder: Path, kind: str, attempts: int = 5) -> Path | None:
+    """Rename the folder there (checked again: it may have changed while we worked) aside; None
+    when there is none. A folder that goes or comes while it is looked at (another writer's
+    swap) is looked at again."""
+    old = _aside(folder, "old")
+    for attempt in range(attempts):
+        try:
+            claim(folder, kind)
+            folder.rename(old)
+            return old
+        except FileNotFoundError:
+            return None
+        except Refused:  # not ours, or caught half-way through another writer's swap: look again
+            if not folder.exists():
+                return None
+            if attempt + 1 == attempts:
+                raise
+    return None
 
 
 def _no_space(err: BaseException) -> bool:
