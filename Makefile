@@ -24,7 +24,7 @@ DEMO_CLIPS ?= 96
 DEMO_SWEEP ?= A=egemaps|random-tiny-hubert@-1;L=text-minilm@-1;V=face-fer2013|face-dlib
 DEMO_SWEEP_GRID ?= epochs=50
 
-.PHONY: setup test demo demo-corpus models extract train sweep bench bench-fuse clean-cache
+.PHONY: setup test demo demo-corpus models extract train sweep dashboard bench bench-fuse clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ sweep:
 	$(PY) -m fuse.sweep --dataset $(DATASET) --cache $(CACHE) --modalities $(MODALITIES) --models $(MODELS) \
 	  $(if $(SWEEP_FEATURES),--features "$(SWEEP_FEATURES)") $(if $(GRID),--grid "$(GRID)") \
 	  $(if $(STORAGE),--storage "$(STORAGE)") --seeds $(SEEDS) --workers $(WORKERS)
+
+# a sweep in the browser (optuna-dashboard): the dataset's study beside the cache, or STORAGE=...
+PORT     ?= 8080
+dashboard:
+	$(VENV)/bin/optuna-dashboard $(or $(STORAGE),sqlite:///$(dir $(CACHE))runs/$(DATASET)/study.db) --host 127.0.0.1 --port $(PORT)
 
 # each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
 bench: demo-corpus

@@ -387,12 +387,12 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_comes_back(tmp_pat
     heartbeat record, which Optuna's own stale check skips: after the grace period (3 s here) the
     trial is failed and queued again, so the sweep ends with every key trained."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    studies.enqueue(studies.open_study(url, "s"), ["a", "b"])
+    studies.enqueue(studies.open_study(url, "s"), [("a", {}), ("b", {})])
     dead = studies.open_study(url, "s").ask()  # popped by a worker that died at once
     assert dead.user_attrs["key"] == "a"
     trained, started = [], time.time()
-    studies.work(studies.open_study(url, "s"), 2, lambda key: (trained.append(key), (1.0, True))[1],
-                 deadline=started + 30)
+    finished = ([("run", {"cv": {"combined": {"mean": 1.0}}})], True)
+    studies.work(studies.open_study(url, "s"), lambda key: (trained.append(key), finished)[1], deadline=started + 30)
     assert sorted(trained) == ["a", "b"]
     assert 3 <= time.time() - started < 30
 
@@ -401,7 +401,7 @@ def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, 
     """The check for trials that died before their first heartbeat reads Optuna's private modules;
     if a release moves them, Optuna's own stale check still runs and a warning says what is lost."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    studies.enqueue(studies.open_study(url, "s"), ["a"])
+    studies.enqueue(studies.open_study(url, "s"), [("a", {})])
     dead = studies.open_study(url, "s").ask()
     rdb = studies.storage(url)
     study_id = rdb.get_study_id_from_name("s")
