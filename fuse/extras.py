@@ -10,7 +10,7 @@ was made from its validation fold:
   its origin and any clip whose speech it holds (extract.augment's babble). Folds are formed over
   the original clips when fuse.train runs, so no copy of a validation clip, and no copy holding a
   validation clip's speech, is ever trained on;
-* per-member pseudo-labels (MadeWithout): the member whose validation clips were held out when
+* per-member pseudo-labels (MadeWithout): the members whose validation clips were held out when
   they were made (fuse.semi makes them for each member from its training folds alone);
 * NO_ORIGIN: every member (pseudo-labels made without this dataset's labelled clips).
 """
@@ -39,10 +39,10 @@ class CopyOf:
 
 @dataclass(frozen=True)
 class MadeWithout:
-    """Pseudo-labels made without the labels of any clip of `held_out` (one frozenset of problem
-    rows per member they were made for: that member's validation clips)."""
+    """Pseudo-labels made for the members validated on each of `held_out` (frozensets of problem
+    rows: their validation clips), without those clips' labels."""
 
-    held_out: tuple[frozenset, ...]
+    held_out: frozenset[frozenset]
 
 
 def add_augmented(problem, dataset: str, cache_dir=None) -> tuple[object, str]:
@@ -113,7 +113,7 @@ def joins(origin, training: set, validation: frozenset) -> bool:
     if isinstance(origin, CopyOf):
         return origin.origin in training and all(m in training for m in origin.mixed_in)
     if isinstance(origin, MadeWithout):
-        return any(validation <= held for held in origin.held_out)
+        return validation in origin.held_out
     return origin == NO_ORIGIN
 
 

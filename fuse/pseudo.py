@@ -104,7 +104,7 @@ def _per_member(problem, path: Path, members: dict, train):
     keys = sorted(made)
     extra = append_rows(problem, np.array([position[c] for c, _, _ in keys]), np.array([k[2] for k in keys]),
                         [f"{c}#pseudo:{cell}" for c, cell, _ in keys], np.full(len(keys), np.nan),
-                        [MadeWithout(tuple(made[k])) for k in keys])
+                        [MadeWithout(frozenset(made[k])) for k in keys])
     note = summary("pseudo-labelled", len({c for c, _, _ in keys}), skipped)
     return extra, (f"{note} (each member its own, selected from its training folds by fuse.semi on run "
                    f"{members['run']}: {min(counts)}-{max(counts)} per member)")

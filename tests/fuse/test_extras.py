@@ -20,13 +20,13 @@ ARGS = ["--features", "A=acoustic;V=visual", "--epochs", "3", "--seeds", "2", "-
 def test_member_rows_hold_no_row_made_from_a_validation_clip():
     tr = np.arange(20) + 5
     folds = np.arange(20) % 4
-    copies = np.arange(100, 140)                      # two copies of each training clip, the second
+    copies = np.arange(100, 140)  # two copies of each training clip, the second holding the next clip's speech
     origin = [CopyOf(int(r)) for r in tr] + [CopyOf(int(r), (int(tr[(i + 1) % 20]),)) for i, r in enumerate(tr)]
-    held = [frozenset(tr[folds == k].tolist()) for k in range(4)]   # holding the next clip's speech too
+    held = [frozenset(tr[folds == k].tolist()) for k in range(4)]
+    # two clips with no origin (every member), pseudo-labels made for the member of fold 1, and for folds 0 and 2
     extra_rows = np.concatenate([copies, [200, 201, 300, 301]])
-    # two clips with no origin (every member) and per-member pseudo-labels for folds 1 and (0, 2)
-    extra_origin = np.array(origin + [NO_ORIGIN, NO_ORIGIN, MadeWithout((held[1],)), MadeWithout((held[0], held[2]))],
-                            dtype=object)
+    extra_origin = np.array(origin + [NO_ORIGIN, NO_ORIGIN, MadeWithout(frozenset([held[1]])),
+                                      MadeWithout(frozenset([held[0], held[2]]))], dtype=object)
     for k in range(4):
         got = set(member_rows(tr, folds, k, extra_rows, extra_origin).tolist())
         validation = set(tr[folds == k].tolist())
