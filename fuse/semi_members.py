@@ -57,11 +57,7 @@ def member_selection(run: SavedRun, split: str, quantile: float, cache_dir=None,
     for s, seed in enumerate(seeds):
         for k in range(K):
             probs, thresholds = _inner_run(problem, request, seed, tr[cv["folds"][s] == k], rows, quantile)
-            chosen, predicted, confidence = select(probs, thresholds)
-            members.append({"seed": seed, "fold": k, "thresholds": [None if np.isinf(t) else round(float(t), 6)
-                                                                    for t in thresholds],
-                            "selected": [[str(problem.ids[r]), problem.classes[j], round(float(c), 6)]
-                                         for r, j, c in zip(rows[chosen], predicted[chosen], confidence[chosen])]})
+            members.append({"seed": seed, "fold": k, **_selection(problem, rows, probs, thresholds)})
             bar.update(len(members))
     bar.close()
     return {"kind": KIND, "run": str(run.folder), "dataset": problem.dataset, "split": split, "quantile": quantile,
@@ -69,6 +65,15 @@ def member_selection(run: SavedRun, split: str, quantile: float, cache_dir=None,
             "training_clips": cv["ids"].tolist(), "fold_of": {str(seed): cv["folds"][s].tolist()
                                                                for s, seed in enumerate(seeds)},
             "members": members}
+
+
+def _selection(problem, rows: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Algorithm 1's selection among problem `rows` (probabilities [n, C]) as the file holds it:
+    thresholds (None: no clip of the class was classified correctly) and [id, label, score] rows."""
+    chosen, predicted, confidence = select(probs, thresholds)
+    return {"thresholds": [None if np.isinf(t) else round(float(t), 6) for t in thresholds],
+            "selected": [[str(problem.ids[r]), problem.classes[j], round(float(c), 6)]
+                         for r, j, c in zip(rows[chosen], predicted[chosen], confidence[chosen])]}
 
 
 def source_request(run: SavedRun, cache_dir=None) -> TrainRequest:
@@ -85,7 +90,8 @@ def source_request(run: SavedRun, cache_dir=None) -> TrainRequest:
                         f"--folds 3 or more")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train = TrainConfig(**{**{k: v for k, v in config["train"].items() if k in fields},
-                           "seeds": tuple(config["train"]["seeds"]), "lr_grid": ()})
+                           "seeds": tuple(config["train"]["seeds"]), "lr_grid": (),
+                           "device": "auto"})  # this machine's, not the one the run was trained on
     features = {}
     for modality, spec in zip(run.meta["modalities"], run.meta["specs"]):
         features.setdefault(modality, []).append(spec)
