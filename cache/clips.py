@@ -9,8 +9,9 @@ holds raises ClipsDropped unless `replace=True` (the command lines' --replace-cl
     /split    str [N]       train, test1, ...
     /label    str [N]       emotion(s): 'happy', 'happy;surprise' (multi-label), '' unlabelled
     /valence  float64 [N]   NaN where the clip has none
-    /origin   str [N]       optional: the id of the clip an augmented copy was made from, '' for
-                            an original (written when any clip has one: extract.augment's copies)
+    /origin   str [N]       optional: the id of the clip an augmented copy was made from (then any
+                            clip whose speech it holds, ';'-separated), '' for an original
+                            (written when any clip has one: extract.augment's copies)
     attrs     dataset, manifest_fingerprint (as in each feature's provenance), classes (JSON list,
               class order), multi_label, source (what wrote it), created, format
 

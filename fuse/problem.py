@@ -42,7 +42,7 @@ class Problem:
     fingerprints: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # what fuse.extras appended
-    origin: np.ndarray | None = None   # int [N]: row of the clip an appended copy was made from, -1 none
+    origin: np.ndarray | None = None   # object [N]: which members an appended row may join (fuse.extras), -1 every
     max_items: int | None = None       # frames kept of a sequence (see load_problem)
 
     @property

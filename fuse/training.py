@@ -15,11 +15,12 @@ from pathlib import Path
 from cache import cache_root, open_clips
 from cache.cli import Refused
 from . import specs as feature_specs
-from .extras import TRAIN_ONLY
+from .extras import TRAIN_ONLY, add_augmented
 from .folders import claim
 from .loop import TrainConfig, resolve_device
 from .models import MODELS, build, make_config
 from .problem import load_problem
+from .pseudo import add_pseudo, members_path
 
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
@@ -140,13 +141,11 @@ def prepare(request: TrainRequest):
 
 def with_training_only(request: TrainRequest, problem):
     """The problem with --augment copies and --pseudo clips appended as training-only rows."""
-    from .extras import add_augmented, add_pseudo
-
     if request.augment:
         problem, note = add_augmented(problem, request.augment, request.cache_dir)
         problem.notes.append(note)
     if request.pseudo:
-        problem, note = add_pseudo(problem, request.pseudo)
+        problem, note = add_pseudo(problem, request.pseudo, request.train)
         problem.notes.append(note)
     return problem
 
@@ -194,6 +193,9 @@ def _training_only_identity(request: TrainRequest, problem) -> dict:
         out["augment"] = [request.augment, sorted(problem.ids[problem.split == TRAIN_ONLY].tolist())]
     if request.pseudo:
         out["pseudo"] = hashlib.sha256(Path(request.pseudo).read_bytes()).hexdigest()
+        members = members_path(request.pseudo)
+        if members.is_file():  # per-member pseudo-labels (fuse.pseudo)
+            out["pseudo_members"] = hashlib.sha256(members.read_bytes()).hexdigest()
     return out
 
 

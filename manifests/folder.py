@@ -9,8 +9,8 @@ Paths are relative to the CSV's folder; `path` may be a video, an audio-only fil
 scene folder (audio.wav and image_<i>.jpg, as extract.augment writes a scene's copies); label,
 valence and text may be empty (an empty label: an unlabelled clip). A label cell may name several
 emotions separated by ';' (multi-label corpora such as SAMSEMO). An optional `origin` column
-names, for an augmented copy, the clip it was made from (`fuse.train --augment` trains a copy
-only in the folds that train on its origin).
+names, for an augmented copy, the clip it was made from, then any clip whose speech was mixed into
+it, ';'-separated (`fuse.train --augment` trains a copy only in the folds that train on all of them).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class Clip:
     valence: float | None = None
     error: str | None = None
     text_error: str | None = None
-    origin: str | None = None  # the clip an augmented copy was made from (`origin` CSV column)
+    origin: str | None = None  # the clip(s) an augmented copy was made from (`origin` CSV column)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -19,10 +19,8 @@ import pandas as pd
 
 from cache.cli import Refused, corpus_manifest, corpus_options, ends_cleanly, worker_pool
 from ..core.progress import Progress
-from .copy import Draw, copy_other_files, draw, media_files, remove_stale_temporaries
+from .copy import NOISE_SUFFIXES, Draw, copy_other_files, draw, media_files, noise_files_in, remove_stale_temporaries
 from .work import corrupt_clip
-
-NOISE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".mp4"}
 
 
 def parse_snr(text: str) -> tuple[float, float]:
@@ -68,7 +66,7 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
     src_root, out = corpus_root(root, clips).resolve(), Path(out).resolve()
     if out == src_root or src_root in out.parents:
         raise Refused(f"--out {out}: must not be the corpus folder or inside it")
-    noise_files = sorted(str(p) for p in Path(noise_dir).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES) if noise_dir else []
+    noise_files = [str(p) for p in noise_files_in(noise_dir)] if noise_dir else []
     if noise_dir and not noise_files:
         raise Refused(f"--noise-dir {noise_dir}: no audio files ({', '.join(sorted(NOISE_SUFFIXES))})")
     usable = [c for c in manifest if c.error is None and media_files(c)]

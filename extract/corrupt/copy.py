@@ -26,6 +26,7 @@ from ..core.media import MediaError, decode_streams
 from .degrade import blur_frames, fit_length, mix_at_snr
 
 BABBLE_VOICES = 3  # other clips summed into one babble noise
+NOISE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".mp4"}  # what a noise folder's audio files end with
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ def draw(clip_id: str, seed: int, snr_range: tuple[float, float], factors: list[
 def fit_length_noise(noise: np.ndarray, n: int, offset: float) -> np.ndarray:
     """n samples of `noise` from `offset` (0..1 of its length), looped as needed."""
     return fit_length(noise, n, int(offset * len(noise)))
+
+
+def noise_files_in(folder) -> list[Path]:
+    """The audio files under a noise folder (NOISE_SUFFIXES), sorted; its other files (MUSAN's
+    LICENSE, ANNOTATIONS, README) and hidden ones (a copy's `._x.wav` metadata) are not noise."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in NOISE_SUFFIXES and not p.name.startswith("."))
 
 
 def media_files(clip) -> list[Path]:
