@@ -48,6 +48,24 @@ def test_each_network_learns_the_separable_problem(synth_run, tmp_path, model, f
     assert n_gathers == {"1": 1, "2": 4, "3": 2}.get(options.get("structure"), n_gathers)
 
 
+def test_afg_aligns_each_unit_with_one_matrix_as_the_papers_da_mat():
+    """USTC Fig. 2: each unit through its dimension-align matrix (linear, no bias: a combination of
+    inputs gives the same combination of aligned states) to width 128; more --hidden widths put
+    Linear-ReLU-Dropout layers before the matrix."""
+    from fuse.models import build, make_config
+
+    torch.manual_seed(0)
+    net = build("afg", make_config("afg"), [(2, 8), (5,)], ["A", "V"], 6).eval()
+    assert len(net.encoders) == 3   # two layers of the per-layer feature, one vector
+    for aligner, d in zip(net.encoders, (8, 8, 5)):
+        x, y = torch.randn(1, 4, d), torch.randn(1, 4, d)
+        assert aligner(x).shape == (1, 4, 128)
+        torch.testing.assert_close(aligner(2 * x - 3 * y), 2 * aligner(x) - 3 * aligner(y))
+    deeper = build("afg", make_config("afg", hidden=(16, 4)), [(5,)], ["A"], 6).eval().encoders[0]
+    x = torch.randn(1, 4, 5)
+    assert deeper(x).shape == (1, 4, 4) and not torch.allclose(deeper(-x), -deeper(x))
+
+
 def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path):
     cache, _ = synth_run
     m = train(cache, tmp_path, "afg", AV, epochs=10, structure="all")
