@@ -15,7 +15,7 @@ from manifests.table import MER_CLASSES, Clip, Manifest
 
 from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing
 
-TINY = {"crossbert": dict(width=8, channels=(4,), hidden=(8,), attention_dropout=0.0),
+TINY = {"crossbert": dict(width=8, channels=(4,), attention_dropout=0.0),   # no hidden layer: the default
         "crossbert-interaction": dict(width=8, channels=(4,), hidden=(8,)),
         "coattention": dict(width=8, heads=2, feedforward=16, channels=(4, 4), hidden=(8,), projection=8)}
 # per modality: log-mel frames [T, 8] + count; token vectors [K, 6] + mask, a sentence vector [1, 6];
