@@ -34,6 +34,7 @@ STRUCTURES = ("1", "2", "3")
 @dataclass(frozen=True)
 class AFGConfig(NetConfig):
     hidden: tuple[int, ...] = (128,)   # the aligned width H (the last), after Linear-ReLU-Dropout layers (the others)
+    decoder: str = "jdev"       # USTC Eq. 5-8, in every system of its Table 1 that it submitted
     loss: str = "uncertainty"   # USTC Eq. 9
     structure: str = "1"
 

@@ -48,7 +48,7 @@ def test_each_network_learns_the_separable_problem(synth_run, tmp_path, model, f
     assert n_gathers == {"1": 1, "2": 4, "3": 2}.get(options.get("structure"), n_gathers)
 
 
-def test_afg_aligns_each_unit_with_one_matrix_as_the_papers_da_mat():
+def test_afg_defaults_are_ustcs_da_mat_alignment_and_joint_decoding():
     """USTC Fig. 2: each unit through its dimension-align matrix (linear, no bias: a combination of
     inputs gives the same combination of aligned states) to width 128; more --hidden widths put
     Linear-ReLU-Dropout layers before the matrix."""
@@ -64,6 +64,8 @@ def test_afg_aligns_each_unit_with_one_matrix_as_the_papers_da_mat():
     deeper = build("afg", make_config("afg", hidden=(16, 4)), [(5,)], ["A"], 6).eval().encoders[0]
     x = torch.randn(1, 4, 5)
     assert deeper(x).shape == (1, 4, 4) and not torch.allclose(deeper(-x), -deeper(x))
+    # decoded jointly (Eq. 5-8) with the uncertainty-weighted loss (Eq. 9), as the submitted systems
+    assert net.decoder.kind == "jdev" and net.task_weights.log_delta is not None
 
 
 def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path):
