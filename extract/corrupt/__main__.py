@@ -90,14 +90,8 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
     usable = [c for c in manifest if c.error is None and media_files(c)]
     voices = {c.id: str(media_files(c)[0]) for c in usable}
     failed = {c.id: c.error or "no media file" for c in manifest if c not in usable}
-    draws, pairs = {}, {}
-    for c in usable:
-        outside = [f for f in media_files(c) if src_root not in f.resolve().parents]
-        if outside:
-            failed[c.id] = f"{outside[0]} is outside the corpus folder {src_root}"
-            continue
-        draws[c.id] = draw(c.id, seed, snr_range, factors, bool(noise_files), list(voices))
-        pairs[c.id] = [(str(f), str(out / f.resolve().relative_to(src_root))) for f in media_files(c)]
+    pairs = copy_pairs(usable, src_root, out, failed)
+    draws = {cid: draw(cid, seed, snr_range, factors, bool(noise_files), list(voices)) for cid in pairs}
     done = [cid for cid, ps in pairs.items() if all(Path(dst).exists() for _, dst in ps)]
     check_settings(out, settings(snr_range, factors, seed, noise_files), done and pairs[done[0]][0][1])
     remove_stale_temporaries(out)
@@ -117,6 +111,19 @@ def main(dataset, layout, root, clips, out, noise_dir, snr_text, blur_text, seed
                f"{len(failed)} failed -> {out}")
     for clip_id, why in sorted(failed.items()):
         click.echo(f"  failed {clip_id}: {why}")
+
+
+def copy_pairs(clips, src_root: Path, out: Path, failed: dict) -> dict:
+    """{clip id: [(media file, its place in the copy)]}; a clip with a file outside the corpus
+    folder goes to `failed` instead."""
+    pairs = {}
+    for c in clips:
+        outside = [f for f in media_files(c) if src_root not in f.resolve().parents]
+        if outside:
+            failed[c.id] = f"{outside[0]} is outside the corpus folder {src_root}"
+        else:
+            pairs[c.id] = [(str(f), str(out / f.resolve().relative_to(src_root))) for f in media_files(c)]
+    return pairs
 
 
 def run_jobs(jobs, workers: int, failed: dict, noises: dict):
