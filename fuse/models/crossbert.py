@@ -63,8 +63,9 @@ class _CrossBertBase(nn.Module):
     # default features (fuse.specs.resolve)
     inputs = {"A": ["mfcc#stats", "egemaps"], "V": ["face-crops-crossbert#crops", "face-crops-crossbert#mask"],
               "L": ["{text}#tokens", "{text}#token_mask"]}
-    # CM-BERT trains with AdamW at 2e-6 because it fine-tunes BERT; the heads here start from
-    # random weights on frozen token vectors. Batch 24 and 80 epochs as the paper.
+    # the authors train at 2e-6 (Adam in their code, AdamW in the paper) because they fine-tune
+    # BERT; the heads here start from random weights on frozen token vectors. Batch 24 and 80
+    # epochs as the paper.
     training_defaults = {"lr": 1e-3, "batch_size": 24, "epochs": 80}
 
     standardized_blocks = staticmethod(vector_blocks)   # audio statistics, the sentence vector
