@@ -143,7 +143,7 @@ SMALL_STEP = 1e8  # multiply-adds of a step's first layers below which a second 
 def step_threads(problem, n_members: int, batch_size: int, model_config) -> int:
     """CPU threads for training: one when a step is small (thread hand-offs dominate, and badly so
     on a shared machine), else all of torch's."""
-    width = getattr(model_config, "hidden", (256,))[0]
+    width = (getattr(model_config, "hidden", None) or (256,))[0]   # crossbert: no hidden layer
     macs = n_members * batch_size * width * sum(int(np.prod(s)) for s in problem.shapes)
     return 1 if macs < SMALL_STEP else torch.get_num_threads()
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 MODALITIES = {"A": "acoustic", "L": "lexical", "V": "visual"}
 ALIASES = {"T": "L"}
 
-# documented defaults (README, "Training fusion models"): the MER 2023 baseline's best features
-# per modality, and for the demo the stand-in-free features it caches
+# documented defaults (docs/fusion.md, "Choosing features"): the layers the official extractors
+# keep (MER 2023: HuBERT's last layer, the text encoder's last four; MER 2024's MERTools: the last
+# four of both), FER2013 standing in for their faces; for the demo the stand-in-free features it caches
 DEFAULTS = {
-    "mer2023": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
+    "mer2023": {"A": "hubert-large@-1", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "mer2024": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "demo": {"A": "egemaps", "L": "text-minilm@-1", "V": "face-fer2013"},
 }

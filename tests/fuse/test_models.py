@@ -48,6 +48,26 @@ def test_each_network_learns_the_separable_problem(synth_run, tmp_path, model, f
     assert n_gathers == {"1": 1, "2": 4, "3": 2}.get(options.get("structure"), n_gathers)
 
 
+def test_afg_defaults_are_ustcs_da_mat_alignment_and_joint_decoding():
+    """USTC Fig. 2: each unit through its dimension-align matrix (linear, no bias: a combination of
+    inputs gives the same combination of aligned states) to width 128; more --hidden widths put
+    Linear-ReLU-Dropout layers before the matrix."""
+    from fuse.models import build, make_config
+
+    torch.manual_seed(0)
+    net = build("afg", make_config("afg"), [(2, 8), (5,)], ["A", "V"], 6).eval()
+    assert len(net.encoders) == 3   # two layers of the per-layer feature, one vector
+    for aligner, d in zip(net.encoders, (8, 8, 5)):
+        x, y = torch.randn(1, 4, d), torch.randn(1, 4, d)
+        assert aligner(x).shape == (1, 4, 128)
+        torch.testing.assert_close(aligner(2 * x - 3 * y), 2 * aligner(x) - 3 * aligner(y))
+    deeper = build("afg", make_config("afg", hidden=(16, 4)), [(5,)], ["A"], 6).eval().encoders[0]
+    x = torch.randn(1, 4, 5)
+    assert deeper(x).shape == (1, 4, 4) and not torch.allclose(deeper(-x), -deeper(x))
+    # decoded jointly (Eq. 5-8) with the uncertainty-weighted loss (Eq. 9), as the submitted systems
+    assert net.decoder.kind == "jdev" and net.task_weights.log_delta is not None
+
+
 def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path, monkeypatch):
     from fuse import systems as fuse_systems
 
