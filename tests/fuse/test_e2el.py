@@ -71,6 +71,16 @@ def test_each_member_gets_the_gradient_it_would_get_alone():
     assert not torch.allclose(bn[0], bn[1])
 
 
+def test_one_member_takes_48_pixel_crops_as_cached():
+    """One member (E = 1: a run scored clip by clip, bench/samsemo_parity.py) on crops [T, 48, 48, 3]
+    as face-crops caches them: the CNN's output keeps the crops' channels-last strides there."""
+    torch.manual_seed(0)
+    net = build("e2el", make_config("e2el", **TINY), [(4, 48, 48, 3), (4,)], ["V", "V"], 4)
+    crops = torch.rand(1, 2, 4, 48, 48, 3) * 255
+    logits, valence = net([crops, torch.ones(1, 2, 4)])
+    assert logits.shape == (1, 2, 4) and torch.isfinite(logits).all()
+
+
 def test_a_feature_the_network_has_no_branch_for_is_refused():
     with pytest.raises(ValueError, match="cannot be the mask or count"):
         build("e2el", make_config("e2el", **TINY), [(5, 16, 16, 3), (4,)], ["V", "V"], 4)
