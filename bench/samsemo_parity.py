@@ -135,7 +135,7 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**NO**"
 
 
-def test_batch(cache: Path, n: int, max_pieces: int | None, max_crops: int | None, seed: int = 0):
+def scored_batch(cache: Path, n: int, max_pieces: int | None, max_crops: int | None, seed: int = 0):
     """n test clips' cached blocks [1, n, ...] (float32 pieces, crops, masks), random 768-d text
     vectors, their 0/1 labels; counts cut to max_pieces / max_crops (the published widths' cost)."""
     import torch
@@ -163,7 +163,7 @@ def network_parity(cache: Path, modalities: str, divisor: int, n: int, limits) -
     from fuse.ensemble import Ensemble
     from fuse.models import build, make_config
 
-    every, labels = test_batch(cache, n, *limits)
+    every, labels = scored_batch(cache, n, *limits)
     letters = {"a": "A", "t": "L", "v": "V"}
     order = [letters[m] for m in "atv" if m in modalities]  # ours: A, L, V as fuse.specs orders them
     blocks = [b for b, m in zip(every, ["A", "A", "L", "V", "V"]) if m in order]
@@ -253,6 +253,36 @@ def write_reference_pickle(cache: Path, path: Path) -> Path:
     return path
 
 
+def network_rows(cache: Path, divisor: int) -> tuple[list[list], bool]:
+    """network_parity at the published widths (all modalities; 3 clips, few items: the CPU's cost)
+    and at 1/divisor (all modalities and each alone): table rows, whether every check holds."""
+    checks = [("tav", 1, 3, (3, 4)), ("tav", divisor, 6, (None, None)), ("v", divisor, 6, (None, None)),
+              ("a", divisor, 6, (None, None)), ("t", divisor, 6, (None, None))]
+    rows, every_ok = [], True
+    for modalities, d, n, limits in checks:
+        widths = "published (64-512)" if d == 1 else f"1/{d} ({64 // d}-{512 // d})"
+        items = "at most 3 pieces, 4 crops" if limits[0] else "as cached"
+        for check, diff, scale, tolerance in network_parity(cache, modalities, d, n, limits):
+            ok = diff <= tolerance * max(1.0, scale)
+            every_ok &= ok
+            rows.append([modalities.upper(), widths, f"{n} ({items})", check, f"{diff:.1e}", f"{scale:.2f}",
+                         f"<= {tolerance:.0e} x max(1, logit)", _yes(ok)])
+    return rows, every_ok
+
+
+def report(stubbed, inputs, net_rows, speed_rows, patience, divisor: int, epochs: int):
+    click.echo(f"stubbed imports: {'; '.join(stubbed)}\n")
+    click.echo("**Inputs**: prep_aud.py's Specgram (torchaudio reproduced) against e2el-spectrogram\n")
+    click.echo(table(["what", "max |difference| / max |value|", "holds when", "holds"], inputs))
+    click.echo("\n**Network**: SAMSEMO's MME2E against our e2el with its weights\n")
+    click.echo(table(["modalities", "CNN widths", "clips", "check", "max abs difference", "max abs logit",
+                      "holds when", "holds"], net_rows))
+    click.echo(f"\n**Training on the cache** (V and A, CNN at 1/{divisor} of the published widths, {epochs} epochs, "
+               f"batch 16, lr 1e-4; Lightning's EarlyStopping default patience: {patience})\n")
+    click.echo(table(["loop", "training clips", "epochs", "seconds", "s per epoch", "clips trained per s",
+                      "valid weighted F1", "test weighted F1"], speed_rows))
+
+
 def table(header: list[str], rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
@@ -293,30 +323,10 @@ def main(checkout, clips, epochs, divisor, workdir):
         stage("input parity")
         inputs, inputs_ok = input_parity(root, cache)
         stage("network parity")
-        checks = [("tav", 1, 3, (3, 4)), ("tav", divisor, 6, (None, None)), ("v", divisor, 6, (None, None)),
-                  ("a", divisor, 6, (None, None)), ("t", divisor, 6, (None, None))]
-        net_rows, net_ok = [], True
-        for modalities, d, n, limits in checks:
-            widths = "published (64-512)" if d == 1 else f"1/{d} ({64 // d}-{512 // d})"
-            items = "at most 3 pieces, 4 crops" if limits[0] else "as cached"
-            for check, diff, scale, tolerance in network_parity(cache, modalities, d, n, limits):
-                ok = diff <= tolerance * max(1.0, scale)
-                net_ok &= ok
-                net_rows.append([modalities.upper(), widths, f"{n} ({items})", check, f"{diff:.1e}", f"{scale:.2f}",
-                                 f"<= {tolerance:.0e} x max(1, logit)", _yes(ok)])
+        net_rows, net_ok = network_rows(cache, divisor)
         stage("training: fuse.train, then run.py's loop")
         speed_rows, theirs = speed(checkout, cache, work, epochs, divisor)
-    click.echo(f"stubbed imports: {'; '.join(stubbed)}\n")
-    click.echo("**Inputs**: prep_aud.py's Specgram (torchaudio reproduced) against e2el-spectrogram\n")
-    click.echo(table(["what", "max |difference| / max |value|", "holds when", "holds"], inputs))
-    click.echo("\n**Network**: SAMSEMO's MME2E against our e2el with its weights\n")
-    click.echo(table(["modalities", "CNN widths", "clips", "check", "max abs difference", "max abs logit",
-                      "holds when", "holds"],
-                     net_rows))
-    click.echo(f"\n**Training on the cache** (V and A, CNN at 1/{divisor} of the published widths, {epochs} epochs, "
-               f"batch 16, lr 1e-4; Lightning's EarlyStopping default patience: {theirs['patience_default']})\n")
-    click.echo(table(["loop", "training clips", "epochs", "seconds", "s per epoch", "clips trained per s",
-                      "valid weighted F1", "test weighted F1"], speed_rows))
+    report(stubbed, inputs, net_rows, speed_rows, theirs["patience_default"], divisor, epochs)
     if not (inputs_ok and net_ok):
         click.echo("\nparity does NOT hold (rows marked NO)", err=True)
         sys.exit(1)

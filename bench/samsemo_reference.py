@@ -206,36 +206,46 @@ def our_state(ref: nn.Module, order: list[str], n_blocks: int) -> dict[str, torc
             _linear(state, prefix + "out", ref.t_out, pad_outputs=1)
             continue
         v = modality == "V"
-        cnn, flatten = (ref.V, ref.v_flatten) if v else (ref.A, ref.a_flatten)
-        transformer, out = (ref.v_transformer, ref.v_out) if v else (ref.a_transformer, ref.a_out)
-        ours_convs = ["cnn.stem"] + [f"cnn.blocks.{j}.conv{k}" for j in range(n_blocks) for k in (1, 2)]
-        ours_norms = ["cnn.stem_bn"] + [f"cnn.blocks.{j}.bn{k}" for j in range(n_blocks) for k in (1, 2)]
-        convs = [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
-        norms = [m for m in cnn.modules() if isinstance(m, nn.BatchNorm2d)]
-        assert len(convs) == len(ours_convs) and len(norms) == len(ours_norms), "another CNN depth"
-        for name, conv in zip(ours_convs, convs):
-            state[prefix + name + ".weight"], state[prefix + name + ".bias"] = conv.weight[None], conv.bias[None]
-        for name, norm in zip(ours_norms, norms):
-            for attr in ("weight", "bias", "running_mean", "running_var"):
-                state[f"{prefix}{name}.{attr}"] = getattr(norm, attr)[None]
+        _cnn_state(state, prefix + "cnn.", ref.V if v else ref.A, n_blocks)
+        flatten = ref.v_flatten if v else ref.a_flatten
         _linear(state, prefix + "cnn.project.0", flatten[0])
         _linear(state, prefix + "cnn.project.1", flatten[2])
-        state[prefix + "encoder.cls"] = transformer.cls_emb.weight
-        for j, layer in enumerate(transformer.encoder.layers):
-            at = f"{prefix}encoder.layers.{j}."
-            state[at + "qkv.weight"] = layer.self_attn.in_proj_weight.T[None]
-            state[at + "qkv.bias"] = layer.self_attn.in_proj_bias[None]
-            for ours, theirs in (("out", layer.self_attn.out_proj), ("ff1", layer.linear1), ("ff2", layer.linear2)):
-                _linear(state, at + ours, theirs)
-            for norm in ("norm1", "norm2"):
-                state[at + norm + ".weight"] = getattr(layer, norm).weight[None]
-                state[at + norm + ".bias"] = getattr(layer, norm).bias[None]
-        _linear(state, prefix + "out", out, pad_outputs=1)
+        _encoder_state(state, prefix + "encoder.", ref.v_transformer if v else ref.a_transformer)
+        _linear(state, prefix + "out", ref.v_out if v else ref.a_out, pad_outputs=1)
     if len(order) > 1:
         present = [m for m in MODEL_ORDER if m in ref.mod]
         letter = {"A": "a", "V": "v", "L": "t"}
         state["fusion"] = ref.weighted_fusion.weight[:, [present.index(letter[m]) for m in order]]
     return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _cnn_state(state: dict, prefix: str, cnn: nn.Sequential, n_blocks: int):
+    """MME2E's V or A Sequential: its convolutions and batch norms, in order, as our ItemCNN's."""
+    ours_convs = ["stem"] + [f"blocks.{j}.conv{k}" for j in range(n_blocks) for k in (1, 2)]
+    ours_norms = ["stem_bn"] + [f"blocks.{j}.bn{k}" for j in range(n_blocks) for k in (1, 2)]
+    convs = [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in cnn.modules() if isinstance(m, nn.BatchNorm2d)]
+    if len(convs) != len(ours_convs) or len(norms) != len(ours_norms):
+        raise ValueError(f"MME2E's CNN has {len(convs)} convolutions, ours {len(ours_convs)}")
+    for name, conv in zip(ours_convs, convs):
+        state[prefix + name + ".weight"], state[prefix + name + ".bias"] = conv.weight[None], conv.bias[None]
+    for name, norm in zip(ours_norms, norms):
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            state[f"{prefix}{name}.{attr}"] = getattr(norm, attr)[None]
+
+
+def _encoder_state(state: dict, prefix: str, transformer: nn.Module):
+    """WrappedTransformerEncoder (CLS embedding, nn.TransformerEncoderLayer's) as our SequenceEncoder."""
+    state[prefix + "cls"] = transformer.cls_emb.weight
+    for j, layer in enumerate(transformer.encoder.layers):
+        at = f"{prefix}layers.{j}."
+        state[at + "qkv.weight"] = layer.self_attn.in_proj_weight.T[None]  # q, k, v stacked as ours
+        state[at + "qkv.bias"] = layer.self_attn.in_proj_bias[None]
+        for ours, theirs in (("out", layer.self_attn.out_proj), ("ff1", layer.linear1), ("ff2", layer.linear2)):
+            _linear(state, at + ours, theirs)
+        for norm in ("norm1", "norm2"):
+            state[at + norm + ".weight"] = getattr(layer, norm).weight[None]
+            state[at + norm + ".bias"] = getattr(layer, norm).bias[None]
 
 
 def _linear(state: dict, name: str, linear: nn.Linear, pad_outputs: int = 0):
@@ -249,9 +259,9 @@ def _linear(state: dict, name: str, linear: nn.Linear, pad_outputs: int = 0):
 
 
 def reference_inputs(pieces, n_pieces, text, crops, mask):
-    """Our e2el's input blocks [1, B, ...] (A, A, L, V, V as fuse.specs orders them) as MME2E.forward takes them: (text [B, 1, 768], spectrogram
-    pieces [B, 32, 1, 128, 32], their counts, faces [B, 16, 3, 48, 48] normalised as prep_video.py
-    does (padding zero), their counts)."""
+    """Our e2el's input blocks [1, B, ...] (A, A, L, V, V as fuse.specs orders them) as MME2E.forward
+    takes them: (text [B, 1, 768], spectrogram pieces [B, 32, 1, 128, 32], their counts, faces
+    [B, 16, 3, 48, 48] normalised as prep_video.py does (padding zero), their counts)."""
     mean, std = torch.tensor([159.0, 111.0, 102.0]), torch.tensor([37.0, 33.0, 32.0])
     faces = (crops[0].permute(0, 1, 4, 2, 3) - mean.view(3, 1, 1)) / std.view(3, 1, 1)
     faces = faces * (mask[0] > 0).float()[..., None, None, None]
