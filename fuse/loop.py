@@ -41,6 +41,8 @@ class TrainConfig:
     standardize: bool = True
     threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)
     lr_grid: tuple[float, ...] = ()   # several learning rates trained as one model (fit, split_fit)
+    patience: int = 0             # a member stops choosing its best epoch after this many epochs
+                                  # without a better validation score (0: never; see _train)
 
 
 @dataclass
@@ -324,6 +326,10 @@ def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
     best_params = {k: v.detach().clone() for k, v in ens.params.items()}
     n_classes = len(problem.classes)
     val_best = [(np.zeros((len(r), n_classes)), np.zeros(len(r))) for r in data.val_rows]
+    # early stopping per member (Lightning's EarlyStopping, as SAMSEMO's run.py uses it): a member
+    # whose score has not improved for `patience` epochs keeps its best epoch; the batched model
+    # trains on until every member has stopped, their later epochs unused and unrecorded
+    stopped = np.zeros(E, dtype=bool)
     bar = Progress(cfg.epochs, title, enabled=progress)
     for epoch in range(cfg.epochs):
         order = _epoch_order(data.train_rows, generator)
@@ -339,7 +345,7 @@ def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
             opt.step()
         probs, predicted = _validate(ens, data)
         improved = np.zeros(E, dtype=bool)
-        for e in range(E):
+        for e in np.flatnonzero(~stopped):
             n = len(data.val_rows[e])
             score = _selection_score(problem, data, e, probs[e, :n], predicted[e, :n])
             history[e, epoch] = score
@@ -349,6 +355,11 @@ def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
                 improved[e] = True
         _keep_best(best_params, ens.params, improved)
         bar.update(epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
+        if cfg.patience:
+            stopped |= epoch - best_epoch >= cfg.patience
+            if stopped.all():
+                history = history[:, :epoch + 1]
+                break
     bar.close()
     return _collect(ens, data, best_params, best_epoch, history, val_best, S, K)
 

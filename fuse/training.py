@@ -22,7 +22,7 @@ from .models import MODELS, build, make_config
 from .problem import load_problem
 from .pseudo import add_pseudo, members_path
 
-NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
+NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay", "patience")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
                "width", "alpha", "temperature")
 
@@ -66,7 +66,7 @@ class TrainRequest:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
             given = {k: v for k, v in {**training, "lr": lr}.items() if v is not None}
-            defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs
+            defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs, patience
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
                                 threads=threads, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
@@ -180,7 +180,8 @@ def run_id(request: TrainRequest, problem, splits, inputs: dict) -> str:
             "inputs": inputs,
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
-            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads", "lr_grid")}}
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items()
+                      if k not in ("device", "threads", "lr_grid") and not (k == "patience" and not v)}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
