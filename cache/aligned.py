@@ -7,11 +7,8 @@
     a, v, m = feats.arrays()        # [n, 3, 1024] float16, [n, 7] ..., [n, 80] float32 in feats.ids order
     y = feats.clips.labels(feats.ids)
 
-A spec is `FEATURE[#KEY][@LAYERS]`: the cached feature's name (as given to extract, e.g. `mfcc`,
-`ssl:models/tiny-hubert`), optionally `#` and one of its stored arrays or sequences (default: the
-primary array; `#KEY.length` the frame count of a sequence KEY, int32 [n], read from its offsets),
-optionally `@` and a layer selector (fuse.layers: `18,19,20`, `-4:`, `all`) for a
-per-layer [N, L, D] array. '#' and '@' cannot occur in a hub id, so they never clash with a name.
+A spec is `FEATURE[#KEY][@LAYERS]` (cache.specs: `#KEY.length` the frame count of a sequence KEY,
+int32 [n], read from its offsets; `@18,19,20`, `@-4:`, `@all` layers of a per-layer [N, L, D] array).
 Only the chosen layers are read from disk. The object is picklable (paths and specs; each process
 opens the files on first use), for training and sweep workers.
 """
@@ -19,41 +16,14 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .clips import clips_path, open_clips
 from .reader import FeatureReader, list_features
+from .specs import ALL, FeatureSpec, LayerSelectionError, parse_spec
 from .writer import cache_root, feature_path
-
-KEY_SEP = "#"
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """A parsed spec: `text` as given, the cached `feature`, the stored `key` (None: primary) and
-    the layer `selector` (fuse.layers.LayerSelector)."""
-
-    text: str
-    feature: str
-    key: str | None
-    selector: object
-
-
-def parse_spec(text: str) -> FeatureSpec:
-    """'hubert-large#mean@18,19,20' -> FeatureSpec('...', 'hubert-large', 'mean', LayerSelector)."""
-    from fuse.layers import parse_feature_spec  # at call time: fuse imports cache, not the reverse
-
-    name, selector = parse_feature_spec(text)
-    feature, sep, key = name.rpartition(KEY_SEP)
-    if not sep:
-        return FeatureSpec(text, name, None, selector)
-    if not feature.strip() or not key.strip():
-        raise ValueError(f"feature spec {text!r}: expected FEATURE#KEY (e.g. mfcc#stats), optionally @LAYERS")
-    return FeatureSpec(text, feature.strip(), key.strip(), selector)
-
 
 def open_features(dataset: str, specs, root=None, ids=None) -> "AlignedFeatures":
     """Align the features named by `specs` (a list, or one spec string) of `dataset`.
@@ -98,8 +68,6 @@ def _open(dataset: str, feature: str, root: Path) -> FeatureReader:
 
 def _layers(spec: FeatureSpec, reader: FeatureReader) -> list[int] | None:
     """Layer indices the spec's selector picks (None: all), checked against the stored shape."""
-    from fuse.layers import ALL, LayerSelectionError
-
     if spec.key is not None and spec.key not in reader.keys + reader.sequence_keys and not _is_length(spec, reader):
         raise ValueError(f"{spec.text}: feature {spec.feature!r} has no array or sequence {spec.key!r} "
                          f"(arrays: {', '.join(reader.keys)}; sequences: {', '.join(reader.sequence_keys) or 'none'}"

@@ -1,5 +1,5 @@
-"""Stage 2: fusion models trained on the feature cache.
+"""Stage 2: fusion classifiers and regressors trained on the feature cache.
 
-Today it holds the layer selector shared by every per-layer feature (`fuse.layers`:
-`hubert-large@18,19,20`, `@-4:`); the fusion models and sweeps build on it.
+Command lines: `python -m fuse.train|predict|sweep|semi`. Features are named by the cache's spec
+grammar (cache.specs: `hubert-large@18,19,20`, `mfcc#stats`); fuse/ imports cache, never the reverse.
 """

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cache import cache_root, open_clips
+from cache import LayerSelectionError, cache_root, open_clips
 from cache.cli import Refused
 from . import specs as feature_specs
 from .extras import TRAIN_ONLY, add_augmented
@@ -112,8 +112,6 @@ def clip_table(request: TrainRequest, dataset: str):
 
 def prepare(request: TrainRequest):
     """Everything checked before any training: (dataset, problem, test splits). Refuses with exit 2."""
-    from fuse.layers import LayerSelectionError
-
     dataset = request.dataset or choose_dataset(request.cache_dir)
     table = clip_table(request, dataset)
     cached = cached_features(dataset, request.cache_dir)

@@ -5,7 +5,7 @@
 
 Stores, per clip, the mean (and optionally std) over valid frames of every hidden state (CNN output
 projection + each transformer layer): "mean" float16 [L, D], L = num_hidden_layers + 1. Layers are
-chosen at fusion time (fuse/layers.py: `hubert-large@18,19,20`). Batches are exact: a clip's features
+chosen at fusion time (cache/specs.py: `hubert-large@18,19,20`). Batches are exact: a clip's features
 do not depend on its batch mates (see `SpeechModelFeatures.extract_batch`).
 """
 from __future__ import annotations

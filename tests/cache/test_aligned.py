@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cache import FeatureWriter, open_feature, open_features, parse_spec, write_clips
-from fuse.layers import LayerSelectionError, select_layers
+from cache import LayerSelectionError, select_layers
 from manifests import Clip, Manifest
 
 L, D = 25, 8

@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from fuse.layers import ALL, LayerSelectionError, parse_feature_spec, parse_selector, select_layers
+from cache.specs import ALL, LayerSelectionError, parse_feature_spec, parse_selector, select_layers
 
 L = 25  # hubert-large: CNN projection + 24 transformer layers
 

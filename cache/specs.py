@@ -1,6 +1,10 @@
-"""Layer selection for per-layer features ([N, L, D]: every hidden state of a model, pooled per clip).
+"""The feature-spec grammar: `FEATURE[#KEY][@LAYERS]` names a cached array and the layers to read.
 
-Extraction stores every layer; a fusion spec chooses late:
+FEATURE is the cached feature's name (as given to extract: `mfcc`, `ssl:models/tiny-hubert`), `#KEY`
+one of its stored arrays or sequences (default: the primary array; `#KEY.length` a sequence's frame
+counts), `@LAYERS` a layer selector for a per-layer [N, L, D] array (every hidden state of a model,
+pooled per clip). '#' and '@' cannot occur in a hub id, so they never clash with a name.
+Extraction stores every layer; a spec chooses late:
 
     hubert-large              every layer (same as hubert-large@all)
     hubert-large@18,19,20     layers 18, 19 and 20 (0 is the CNN output projection, L-1 the last layer)
@@ -9,8 +13,8 @@ Extraction stores every layer; a fusion spec chooses late:
     hubert-large@12:          layer 12 to the end
     hubert-large@0:25:4,-1    items combine, in the order given
 
-    feature, selector = parse_feature_spec("hubert-large@18,19,20")
-    x = select_layers(array, selector)        # [N, L, D] -> [N, 3, D]
+    spec = parse_spec("hubert-large#mean@18,19,20")   # FeatureSpec: feature, key, selector
+    x = select_layers(array, spec.selector)            # [N, L, D] -> [N, 3, D]
 """
 from __future__ import annotations
 
@@ -84,6 +88,31 @@ def parse_feature_spec(spec: str) -> tuple[str, LayerSelector]:
     if not feature:
         raise LayerSelectionError(f"{spec!r}: a feature name is needed before '@'")
     return feature.strip(), parse_selector(selector) if at else ALL
+
+
+KEY_SEP = "#"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A parsed spec: `text` as given, the cached `feature`, the stored `key` (None: primary) and
+    the layer `selector`."""
+
+    text: str
+    feature: str
+    key: str | None
+    selector: LayerSelector
+
+
+def parse_spec(text: str) -> FeatureSpec:
+    """'hubert-large#mean@18,19,20' -> FeatureSpec('...', 'hubert-large', 'mean', LayerSelector)."""
+    name, selector = parse_feature_spec(text)
+    feature, sep, key = name.rpartition(KEY_SEP)
+    if not sep:
+        return FeatureSpec(text, name, None, selector)
+    if not feature.strip() or not key.strip():
+        raise ValueError(f"feature spec {text!r}: expected FEATURE#KEY (e.g. mfcc#stats), optionally @LAYERS")
+    return FeatureSpec(text, feature.strip(), key.strip(), selector)
 
 
 def select_layers(array: np.ndarray, selector: LayerSelector | str) -> np.ndarray:
