@@ -46,6 +46,15 @@ def corpus_options(command):
     return command
 
 
+def cache_options(dataset_help: str = "Cached dataset (default: the only one in the cache).", required: bool = False):
+    """--dataset and --cache (as cache_dir), as every stage-2 command takes them."""
+    def decorate(command):
+        command = click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+                               help="Cache folder (default data/cache).")(command)
+        return click.option("--dataset", required=required, help=dataset_help)(command)
+    return decorate
+
+
 def corpus_manifest(dataset, layout, root, clips):
     """The corpus's manifest when one is named, else None; a bad one is refused before any work."""
     if not (layout or root or clips):

@@ -184,4 +184,4 @@ def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
     estimator = systems[0].estimator
     plots.training_curves(tmp / "curves.png", systems[0].fit.history, systems[0].fit.best_epoch,
                           "validation -loss" if estimator else "validation selection score",
-                          f"{request.model} ({systems[0].label}), seed {request.train.seeds[0]}")
+                          plots.curves_title(request.model, systems[0].label, request.train.seeds[0]))

@@ -25,6 +25,11 @@ def confusion_matrices(path: Path, panels: list[tuple[str, np.ndarray, np.ndarra
     plt.close(fig)
 
 
+def curves_title(model: str, system: str, seed: int) -> str:
+    """'attention, seed 1'; a system with a name of its own (afg's structure2) in brackets."""
+    return f"{model}{f' ({system})' if system not in ('', model) else ''}, seed {seed}"
+
+
 def training_curves(path: Path, history: np.ndarray, best: np.ndarray, ylabel: str, title: str):
     """history [S, K, epochs] validation score; best [S, K] best epoch: one line per fold of seed 0,
     the mean over folds and seeds in black."""

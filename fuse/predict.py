@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cache.cli import Refused, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from .folders import claim, written
 from .outputs import predict_split
 from .problem import load_problem
@@ -94,8 +94,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A fuse.train run folder.")
-@click.option("--dataset", required=True, help="Cached dataset to score.")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@cache_options("Cached dataset to score.", required=True)
 @click.option("--splits", help="Splits to score (default: all).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: RUN/predict-DATASET); an "
               "existing one is replaced only if fuse.predict wrote it.")

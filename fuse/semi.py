@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cache import open_clips
-from cache.cli import Refused, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from cache.commit import atomic_write
 from .pseudo import COLUMNS, KIND, members_path, written_by_semi
 from .saved_run import SavedRun
@@ -138,11 +138,10 @@ def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A fuse.train run folder.")
-@click.option("--dataset", required=True, help="Cached dataset holding the unlabelled clips.")
+@cache_options("Cached dataset holding the unlabelled clips.", required=True)
 @click.option("--unlabelled", "split", required=True, help="Its split to select from (demo: test3).")
 @click.option("--quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="eta: per-class quantile of the correct training clips' confidence.")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV to write (default RUN/semi-DATASET-SPLIT.csv); an "
               "existing file is replaced only if it is a pseudo-label CSV.")
 @ends_cleanly("no pseudo-label CSV was written (an earlier one is kept as it was)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from cache.cli import Refused, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from .folders import claim
 from .models import MODELS
 from .specs import SpecError, parse_modalities
@@ -47,8 +47,7 @@ def _duration(ctx, param, text: str | None) -> float | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", help="Cached dataset (default: the only one in the cache).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@cache_options()
 @click.option("--modalities", help="Modalities to combine, e.g. A,L,V (default: those of --features).")
 @click.option("--features", "features_text", help='Alternatives per modality: "A=hubert-large@-4:|is10;V=face-fer2013".')
 @click.option("--models", default="attention", show_default=True,

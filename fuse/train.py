@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cache.cli import Refused, corpus_options, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, corpus_options, damage_named, ends_cleanly
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 
@@ -26,8 +26,7 @@ def _widths(text, option):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", help="Cached dataset (default: the only one in the cache).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), help="Cache folder (default data/cache).")
+@cache_options()
 @click.option("--modalities", help="Any of A (acoustic), L or T (lexical), V (visual), e.g. A,V.")
 @click.option("--features", "features_text", help='Per modality, e.g. "A=hubert-large@18,19,20+is10;V=face-fer2013".')
 @click.option("--model", type=click.Choice(["attention", "mlp", "afg", "lgbm", "e2el", "crossbert",

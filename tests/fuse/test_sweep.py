@@ -419,3 +419,16 @@ def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, 
     finally:
         studies._rdb_internals.cache_clear()
     assert "died before their first heartbeat" in caplog.text and optuna.__version__ in caplog.text
+
+
+def test_the_optuna_internals_the_sweep_reads_are_still_where_it_reads_them():
+    """Fails loudly on an Optuna release that moves them (the sweep would only warn): the private
+    names fuse.study uses, all in _rdb_internals and the one method _Storage extends."""
+    from optuna.storages import RDBStorage
+
+    internals = studies._rdb_internals()
+    assert internals is not None, f"Optuna {optuna.__version__} moved optuna.storages._rdb"
+    models, _ = internals
+    for column in ("trial_id", "study_id", "state", "datetime_start", "heartbeats"):
+        assert hasattr(models.TrialModel, column), column
+    assert "_get_stale_trial_ids" in vars(RDBStorage)

@@ -314,3 +314,11 @@ def test_clips_with_none_of_the_classes_train_and_score_as_all_negative_rows(tmp
     thresholds = np.array(json.loads((run / "model.json").read_text())["thresholds"])
     assert m["test1"]["weighted_f1"]["mean"] == pytest.approx(
         f1_score(labels, test["probs"][0] >= thresholds, average="weighted", zero_division=0))
+
+
+@pytest.mark.parametrize("model, system, title", [("attention", "attention", "attention, seed 3"),
+                                                   ("afg", "structure2", "afg (structure2), seed 3")])
+def test_the_curve_plot_names_the_model_once(model, system, title):
+    from fuse.plots import curves_title
+
+    assert curves_title(model, system, 3) == title
