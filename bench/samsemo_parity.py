@@ -140,7 +140,7 @@ def scored_batch(cache: Path, n: int, max_pieces: int | None, max_crops: int | N
     vectors, their 0/1 labels; counts cut to max_pieces / max_crops (the published widths' cost)."""
     import torch
 
-    from fuse.problem import load_problem
+    from fuse.inputs.problem import load_problem
 
     problem = load_problem(DATASET, [("A", "e2el32#pieces"), ("A", "e2el32#n_pieces"), ("V", "face-crops#crops"),
                                      ("V", "face-crops#mask")], root=cache)
@@ -160,12 +160,12 @@ def network_parity(cache: Path, modalities: str, divisor: int, n: int, limits) -
     import torch
     import torch.nn.functional as F
 
-    from fuse.ensemble import Ensemble
+    from fuse.training.ensemble import Ensemble
     from fuse.models import build, make_config
 
     every, labels = scored_batch(cache, n, *limits)
     letters = {"a": "A", "t": "L", "v": "V"}
-    order = [letters[m] for m in "atv" if m in modalities]  # ours: A, L, V as fuse.specs orders them
+    order = [letters[m] for m in "atv" if m in modalities]  # ours: A, L, V as fuse.inputs.specs orders them
     blocks = [b for b, m in zip(every, ["A", "A", "L", "V", "V"]) if m in order]
     shapes = [tuple(b.shape[2:]) for b in blocks]
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ def write_reference_pickle(cache: Path, path: Path) -> Path:
     zeros, unused with V and A); labels from the clip table (all-zero rows for fear-only scenes)."""
     import torch
 
-    from fuse.problem import load_problem
+    from fuse.inputs.problem import load_problem
 
     problem = load_problem(DATASET, [("A", "e2el-spectrogram#pieces"), ("A", "e2el-spectrogram#n_pieces"),
                                      ("V", "face-crops#crops"), ("V", "face-crops#mask")], root=cache)

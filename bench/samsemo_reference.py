@@ -259,7 +259,7 @@ def _linear(state: dict, name: str, linear: nn.Linear, pad_outputs: int = 0):
 
 
 def reference_inputs(pieces, n_pieces, text, crops, mask):
-    """Our e2el's input blocks [1, B, ...] (A, A, L, V, V as fuse.specs orders them) as MME2E.forward
+    """Our e2el's input blocks [1, B, ...] (A, A, L, V, V as fuse.inputs.specs orders them) as MME2E.forward
     takes them: (text [B, 1, 768], spectrogram pieces [B, 32, 1, 128, 32], their counts, faces
     [B, 16, 3, 48, 48] normalised as prep_video.py does (padding zero), their counts)."""
     mean, std = torch.tensor([159.0, 111.0, 102.0]), torch.tensor([37.0, 33.0, 32.0])

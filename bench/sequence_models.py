@@ -21,8 +21,9 @@ MODELS = ("attention", "crossbert", "crossbert-interaction", "coattention")
 
 
 def run(cache: Path, dataset: str, model: str, modalities: str, seeds: int, epochs: int | None, out: Path) -> dict:
-    from fuse.specs import parse_modalities
-    from fuse.training import TrainRequest, run_training
+    from fuse.inputs.specs import parse_modalities
+    from fuse.results.runs import run_training
+    from fuse.training.request import TrainRequest
 
     request = TrainRequest.from_options(model=model, dataset=dataset, cache_dir=str(cache), out=str(out),
                                         modalities=parse_modalities(modalities), seeds=seeds, quiet=True,

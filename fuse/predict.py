@@ -6,7 +6,7 @@ Features are read with the run's specs; each must come from the same extractor, 
 as the run's, or the command is refused. Writes predictions/<split>.csv (MER submission format),
 scores/<split>.npz and, where the clips are labelled, metrics.json (mean +- std over the run's seeds).
 A damaged run (a truncated weight file, a broken model.json) is refused before anything is written
-(fuse.saved_run); inputs far outside a feature's spread are scored with a warning (fuse.outliers).
+(fuse.training.saved_run); inputs far outside a feature's spread are scored with a warning (fuse.inputs.outliers).
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import numpy as np
 
 from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from .folders import claim, written
-from .outputs import predict_split
-from .problem import load_problem
-from .saved_run import SavedRun
-from .training import clip_table, TrainRequest
-from .loop import TrainConfig
+from .results.run_folder import predict_split
+from .inputs.problem import load_problem
+from .training.saved_run import SavedRun
+from .training.request import clip_table, TrainRequest
+from .training.loop import TrainConfig
 
 IDENTITY = ("extractor", "version", "config", "model", "revision", "weights")
 
@@ -58,7 +58,7 @@ def remap_classes(problem, classes: list[str]):
 def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=None, device="auto", corpus=None):
     """Score `splits` (default: all) of `dataset` with the fold models of `run`; writes under `out`
     (default RUN/predict-DATASET). Every file of the run is read and checked first (a damaged one
-    is refused, fuse.saved_run). Returns (out, metrics)."""
+    is refused, fuse.training.saved_run). Returns (out, metrics)."""
     run = Path(run)
     out = Path(out or run / f"predict-{dataset}")
     claim(out, "predict")

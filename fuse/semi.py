@@ -10,10 +10,10 @@ its predicted class; its scores are the run's fold models averaged, as `fuse.pre
 Class-specific thresholds keep rare classes from being crowded out by frequent, confident ones.
 
 Writes a CSV (`id,split,label,score`, sorted by id): the selection of the whole run. Beside it,
-the per-member pseudo-labels that `fuse.train --pseudo FILE` trains on (fuse.pseudo): for every
+the per-member pseudo-labels that `fuse.train --pseudo FILE` trains on (fuse.inputs.pseudo): for every
 (seed, fold) member of the run, the selection made from that member's training folds alone
 (fuse.semi_members), since the whole run's labels come from fold models that trained on every
-validation fold. The run's files are checked as they are read (fuse.saved_run): a damaged run is
+validation fold. The run's files are checked as they are read (fuse.training.saved_run): a damaged run is
 refused before anything is written.
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ import pandas as pd
 from cache import open_clips
 from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from cache.commit import atomic_write
-from .pseudo import COLUMNS, KIND, members_path, written_by_semi
-from .saved_run import SavedRun
-from .selection import class_thresholds, select
+from .inputs.pseudo import COLUMNS, KIND, members_path, written_by_semi
+from .training.saved_run import SavedRun
+from .inputs.selection import class_thresholds, select
 from .semi_members import NoMembers, member_selection
 
 
@@ -106,7 +106,7 @@ def per_member(run: SavedRun, dataset: str, split: str, quantile: float, cache_d
 
 def write_outputs(frame: pd.DataFrame, path: Path, members: dict | None):
     """The CSV and (with `members`) the per-member file beside it, each written beside and renamed
-    into place, the per-member file holding the CSV's SHA-256 (fuse.pseudo checks the pair); an
+    into place, the per-member file holding the CSV's SHA-256 (fuse.inputs.pseudo checks the pair); an
     earlier per-member file of fuse.semi's is removed when none is made now."""
     text = frame.to_csv(index=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ training clips outside fold k with an inner CV of K - 1 folds and seed s; its ou
 predictions give the thresholds and its fold models, averaged, score the unlabelled clips. Fold k's
 clips are in none of its training or validation folds.
 
-    blob = member_selection(SavedRun(run), "test3", quantile=0.5)   # the per-member file (fuse.pseudo)
+    blob = member_selection(SavedRun(run), "test3", quantile=0.5)   # the per-member file (fuse.inputs.pseudo)
 """
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ import dataclasses
 import numpy as np
 
 from cache.cli import Refused
-from .evaluate import fused, nested_fusion
-from .loop import TrainConfig
+from .results.scoring import decision_weights, fused, nested_fusion
+from .training.loop import TrainConfig
 from .predict import check_features
-from .progress import Progress
-from .pseudo import KIND
-from .run import combine
-from .saved_run import SavedRun, system_config
-from .selection import class_thresholds, select
-from .systems import train_systems
-from .training import TrainRequest, prepare
+from .training.progress import Progress
+from .inputs.pseudo import KIND
+from .training.members import combine
+from .training.saved_run import SavedRun, system_config
+from .inputs.selection import class_thresholds, select
+from .training.systems import train_systems
+from .training.request import TrainRequest, prepare
 
 HELD_OUT = "(held out)"  # the split of a member's validation clips while its pseudo-labels are made
 
@@ -109,7 +109,8 @@ def _inner_run(problem, request, seed: int, held_out: np.ndarray, rows: np.ndarr
     split[held_out] = HELD_OUT
     inner = dataclasses.replace(problem, split=split)
     train = dataclasses.replace(request.train, seeds=(seed,), folds=request.train.folds - 1)
-    systems, weights = train_systems(inner, dataclasses.replace(request, train=train))
+    systems = train_systems(inner, dataclasses.replace(request, train=train))
+    weights = decision_weights(inner, systems)
     fit, oofs, vals = systems[0].fit, [s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems]
     oof = nested_fusion(oofs, vals, inner, fit.train_index, fit.folds)[1] if len(systems) > 1 else fused(
         weights, oofs, vals)[0]

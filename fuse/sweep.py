@@ -23,13 +23,13 @@ import click
 from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from .folders import claim
 from .models import MODELS
-from .specs import SpecError, parse_modalities
-from .study import check_storage, heartbeat_settings
-from .sweep_plan import plan
-from .sweep_report import report
-from .sweep_run import Sweep, work_until_done
-from .training import choose_dataset, runs_root
-from .trials import parse_grid
+from .inputs.specs import SpecError, parse_modalities
+from .sweeps.study import check_storage, heartbeat_settings
+from .sweeps.plan import plan
+from .sweeps.report import report
+from .sweeps.run import Sweep, work_until_done
+from .training.request import choose_dataset, runs_root
+from .sweeps.trials import parse_grid
 
 
 def _duration(ctx, param, text: str | None) -> float | None:

@@ -11,8 +11,9 @@ import sys
 import click
 
 from cache.cli import Refused, cache_options, corpus_options, damage_named, ends_cleanly
-from .specs import SpecError, parse_features, parse_modalities
-from .training import TrainRequest, run_training
+from .inputs.specs import SpecError, parse_features, parse_modalities
+from .results.runs import run_training
+from .training.request import TrainRequest
 
 
 def _widths(text, option):

@@ -140,7 +140,7 @@ class E2ELSpectrogram(Extractor):
     def provenance(self) -> dict:
         if self.config.scale != "power":
             return super().provenance()
-        # fuse.outliers: no robust spread to measure loud clips against (speech is ~1e5 spreads
+        # fuse.inputs.outliers: no robust spread to measure loud clips against (speech is ~1e5 spreads
         # above the silence and padding of most clips); the values are bounded when cached as float16
         return super().provenance() | {"far_out_check": "none: linear mel power is heavy-tailed"}
 

@@ -2,7 +2,7 @@
 
 A neural model is an `nn.Module` with a frozen config dataclass; it maps a list of blocks
 ([E, B, D] or [E, B, k, D]) to emotion logits [E, B, C] and valence [E, B] for E members at once
-(built with E = 1; fuse.ensemble stacks members). The training loop owns data,
+(built with E = 1; fuse.training.ensemble stacks members). The training loop owns data,
 folds, seeds, optimisation, metrics and outputs. `lgbm` is an estimator instead (fit / predict).
 
     from fuse.models import MODELS, build

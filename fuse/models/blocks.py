@@ -1,6 +1,6 @@
 """Pieces every fusion network shares: encoders, layer pooling, decoders, the multi-task loss.
 
-Every tensor carries the member dimension E first (fuse.ensemble trains E networks as one):
+Every tensor carries the member dimension E first (fuse.training.ensemble trains E networks as one):
 inputs are blocks [E, B, D] of utterance-level features or [E, B, k, D] for k chosen layers of a
 per-layer feature (`hubert-large@18,19,20`); every parameter is [E, ...], E = 1 as built.
 """

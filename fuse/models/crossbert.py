@@ -1,7 +1,7 @@
 """`crossbert`, `crossbert-interaction`: 3-Modal Cross-BERT and its multimodal-interaction variant
 (Voloshina and Makhnytkina, III.B) on cached sequences.
 
-Inputs (fuse.specs defaults): text token vectors (the first 50, with their mask), an audio vector
+Inputs (fuse.inputs.specs defaults): text token vectors (the first 50, with their mask), an audio vector
 (MFCC statistics + eGeMAPS) and 64x64 gray face crops every 5th frame, the first 25, grouped in
 windows of 10 frames overlapping by 5 (a 3D convolution, normalisation and an LSTM over the
 windows). The paper fine-tunes BERT; here the token vectors are the cache's, frozen.
@@ -60,7 +60,7 @@ class _CrossBertBase(nn.Module):
     Config = CrossBertConfig
     uses_row_mask = False
     max_items = 25            # the paper's first 25 sampled frames
-    # default features (fuse.specs.resolve)
+    # default features (fuse.inputs.specs.resolve)
     inputs = {"A": ["mfcc#stats", "egemaps"], "V": ["face-crops-crossbert#crops", "face-crops-crossbert#mask"],
               "L": ["{text}#tokens", "{text}#token_mask"]}
     # the authors train at 2e-6 (Adam in their code, AdamW in the paper) because they fine-tune

@@ -43,10 +43,10 @@ class E2ELConfig:
 @register("e2el")
 class E2EL(nn.Module):
     Config = E2ELConfig
-    # default features (fuse.specs.resolve): spectrogram pieces, face crops, the text encoder's CLS
+    # default features (fuse.inputs.specs.resolve): spectrogram pieces, face crops, the text encoder's CLS
     inputs = {"A": ["e2el-spectrogram#pieces", "e2el-spectrogram#n_pieces"], "V": ["face-crops#crops", "face-crops#mask"],
               "L": ["{text}#first@-1"]}
-    uses_row_mask = True       # fuse.ensemble passes which batch rows are real
+    uses_row_mask = True       # fuse.training.ensemble passes which batch rows are real
     standardize = False        # as SAMSEMO's: pixels normalised in the network, spectrogram pieces as cached
     # SAMSEMO's run.py: Adam, lr 1e-4, weight decay 1e-6, batch 16, at most 50 epochs, early stopping
     # (Lightning's EarlyStopping default patience of 3 validation epochs)

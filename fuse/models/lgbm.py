@@ -12,7 +12,7 @@ binned once per fold into one `lgb.Dataset` that every task trains from (binning
 costs as much as a hundred boosting rounds); few histogram bins and a fifth of the columns per
 tree keep each round cheap; split thresholds drawn at random (extra trees) regularise, which
 helped on both small corpora and deep features; one thread per fit (the folds run side by side
-instead, see fuse/estimators.py). The valence regressor boosts from the valence the emotion classifier
+instead, see fuse/training/estimators.py). The valence regressor boosts from the valence the emotion classifier
 implies (class-mean valences weighted by its probabilities), as joint emotion-valence decoders
 decode valence from emotion: on small corpora, trees alone fit valence poorly.
 Per-layer blocks enter as the mean of their layers.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import metrics
+from fuse import metrics
 from . import MODELS
 
 SELECTIONS = ("combined", "f1", "loss")

@@ -98,7 +98,7 @@ def lgbm_one_thread(monkeypatch):
 def no_plots(monkeypatch):
     """Runs whose plots no test looks at skip drawing them (about 2 s of a 4 s run here); the run
     folder test checks the real ones."""
-    from fuse import plots
+    from fuse.results import plots
 
     monkeypatch.setattr(plots, "confusion_matrices", lambda path, *args, **kwargs: None)
     monkeypatch.setattr(plots, "training_curves", lambda path, *args, **kwargs: None)
@@ -152,7 +152,7 @@ def demo_cache(tmp_path_factory):
 def assert_members_train_as_if_alone(make, seeds, inputs, labels, valence, weight) -> "Ensemble":
     """One loss step of an Ensemble of `make(seed)` members against each member alone on its real
     rows (weight > 0): every parameter's gradient must match. Returns the ensemble."""
-    from fuse.ensemble import Ensemble
+    from fuse.training.ensemble import Ensemble
 
     ens = Ensemble(lambda e: make(seeds[e]), len(seeds), torch.device("cpu"))
     ens.loss(inputs, labels, valence, weight, weight).backward()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from fuse.decision import fuse_runs
-from fuse.evaluate import choose_weights, nested_fusion
-from fuse.problem import Problem
+from fuse.results.decision import fuse_runs
+from fuse.results.scoring import choose_weights, nested_fusion
+from fuse.inputs.problem import Problem
 
 from .conftest import train_cli
 from .test_train import truth

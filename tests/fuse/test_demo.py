@@ -11,9 +11,10 @@ import pytest
 from cache import open_clips
 from fuse.models import make_config
 from fuse.predict import main as predict_main
-from fuse.problem import load_problem
-from fuse.specs import parse_modalities
-from fuse.training import TrainRequest, run_training
+from fuse.inputs.problem import load_problem
+from fuse.inputs.specs import parse_modalities
+from fuse.results.runs import run_training
+from fuse.training.request import TrainRequest
 
 from .test_e2el import TINY
 from .test_sequence_models import TINY as SEQUENCE_TINY

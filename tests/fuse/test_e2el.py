@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fuse.models import build, make_config
-from fuse.training import TrainRequest, run_training
+from fuse.results.runs import run_training
+from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
 from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing, write_cache
@@ -147,7 +148,7 @@ def test_samsemo_reads_multilingual_berts_cls_by_default():
     """SAMSEMO's prep_text.py: the CLS vector of bert-base-multilingual-uncased's last layer, never the
     Chinese-first preference list of other datasets, whatever else is cached."""
     from fuse.models import MODELS
-    from fuse.specs import resolve
+    from fuse.inputs.specs import resolve
 
     cached = ["chinese-macbert-large", "text-minilm", "bert-base-multilingual-uncased", "e2el-spectrogram",
               "face-crops"]

@@ -3,7 +3,7 @@ states, and the dropout masks they draw."""
 import pytest
 import torch
 
-from fuse.ensemble import Ensemble, load_member
+from fuse.training.ensemble import Ensemble, load_member
 from fuse.models import build, make_config
 from fuse.models.blocks import Dropout, GroupLinear, contiguous_grad
 
@@ -127,7 +127,7 @@ def test_grouped_encoders_are_separate_linear_layers():
 
 FAULTS = """
 import resource, sys, torch
-from fuse.loop import keep_freed_blocks
+from fuse.training.loop import keep_freed_blocks
 if sys.argv[1] == "keep" and not keep_freed_blocks():
     print("no glibc"); sys.exit()
 def faults():  # 40 MB written and freed, as a large gradient each step (glibc maps > 32 MB afresh)
@@ -162,7 +162,7 @@ def test_large_freed_blocks_are_reused_without_page_faults():
 def test_member_adam_is_torch_adam_at_each_members_learning_rate():
     """A learning-rate grid as one model: member e follows torch.optim.Adam at lr[e] exactly (to
     float rounding), weight decay and bias correction included; a member without gradient stays."""
-    from fuse.ensemble import MemberAdam
+    from fuse.training.ensemble import MemberAdam
 
     torch.manual_seed(0)
     start, target = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
@@ -189,7 +189,7 @@ def test_member_adam_is_torch_adam_at_each_members_learning_rate():
 
 
 def test_member_adam_at_one_rate_is_fused_adam_bit_for_bit():
-    from fuse.ensemble import MemberAdam
+    from fuse.training.ensemble import MemberAdam
 
     torch.manual_seed(1)
     start, target = torch.randn(4, 6), torch.randn(4, 6)
@@ -207,10 +207,10 @@ def test_member_adam_at_one_rate_is_fused_adam_bit_for_bit():
 
 
 def test_bf16_master_weights_follow_torch_adam_and_hold_their_bf16_copy():
-    """A weight held in bf16 (fuse.bf16): the compiled kernel updates its fp32 master as
+    """A weight held in bf16 (fuse.training.bf16): the compiled kernel updates its fp32 master as
     torch.optim.Adam would from the same gradients, at each member's rate, and the network's bf16
     weight is the master rounded to bf16 after every step."""
-    from fuse.ensemble import MemberAdam
+    from fuse.training.ensemble import MemberAdam
 
     torch.manual_seed(2)
     start, lrs = torch.randn(2, 40, 8) * 0.05, [1e-3, 1e-2]
@@ -241,7 +241,7 @@ def test_bf16_adam_kernel_is_a_parallel_loop_with_the_same_numbers_on_one_thread
     threads are torch's at run time, and give the same numbers on any number of them."""
     from torch._inductor.utils import run_and_get_code
 
-    from fuse import bf16
+    from fuse.training import bf16
 
     _, code = run_and_get_code(bf16.compile_adam(), *bf16.probe_args())
     assert any("#pragma omp parallel" in c for c in code)
@@ -267,8 +267,8 @@ def test_bf16_adam_kernel_is_a_parallel_loop_with_the_same_numbers_on_one_thread
 ONE_COMPILATION = """
 import torch
 from torch._dynamo.utils import counters
-from fuse import bf16
-from fuse.ensemble import Ensemble
+from fuse.training import bf16
+from fuse.training.ensemble import Ensemble
 from fuse.models import build, make_config
 bf16.MIN_HELD = 0
 make = lambda e: build("attention", make_config("attention", hidden=(16, 8), attention_scores="raw"), [(8,)] * 3,
@@ -301,7 +301,7 @@ def test_bf16_with_held_weights_is_autocast_arithmetic(monkeypatch):
     """The same members in bf16 with their Linear weights held in bf16 and with plain autocast
     (the fallback without a compiler): the same outputs, and the same weights after a step up to
     fp32 rounding in Adam; saved and snapshotted weights stay fp32."""
-    from fuse import bf16
+    from fuse.training import bf16
 
     monkeypatch.setattr(bf16, "MIN_HELD", 0)   # the test's weights are small
     model, options = "attention", {"attention_scores": "raw", "shapes": EQUAL}
@@ -330,8 +330,8 @@ def test_bf16_with_held_weights_is_autocast_arithmetic(monkeypatch):
 
 NO_COMPILER = """
 import warnings, torch
-from fuse import bf16
-from fuse.ensemble import Ensemble
+from fuse.training import bf16
+from fuse.training.ensemble import Ensemble
 from fuse.models import build, make_config
 bf16.MIN_HELD = 0
 make = lambda e: build("attention", make_config("attention", hidden=(16, 8)), [(8,)] * 3, ["A", "L", "V"], 4)

@@ -8,8 +8,8 @@ import pytest
 
 from cache import open_clips
 from cache.clips import ClipTable, write_table
-from fuse import loop
-from fuse.extras import NO_ORIGIN, CopyOf, MadeWithout, member_rows
+from fuse.training import loop
+from fuse.inputs.extras import NO_ORIGIN, CopyOf, MadeWithout, member_rows
 from manifests.table import Clip, Manifest
 
 from .conftest import synthetic_corpus, train_cli, write_cache

@@ -38,7 +38,7 @@ def test_a_class_rarer_than_the_folds_is_said_in_the_output_and_metrics(tmp_path
 
 
 def test_fold_kind_is_what_make_folds_does():
-    from fuse.folds import fold_kind, make_folds
+    from fuse.inputs.folds import fold_kind, make_folds
 
     labels = np.repeat(np.arange(3), [8, 8, 2])
     assert fold_kind(labels, 2) == {"n": 2, "stratified": True}

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from fuse.estimators import fit_estimators
-from fuse.loop import TrainConfig
+from fuse.training.estimators import fit_estimators
+from fuse.training.loop import TrainConfig
 from fuse.models.lgbm import LGBM, LGBMConfig, LoadedLGBM
-from fuse.problem import load_problem
+from fuse.inputs.problem import load_problem
 
 from .conftest import synthetic_corpus, write_cache
 

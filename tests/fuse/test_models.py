@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fuse.training import TrainRequest, run_training
+from fuse.results.runs import run_training
+from fuse.training.request import TrainRequest
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
@@ -69,14 +70,14 @@ def test_afg_defaults_are_ustcs_da_mat_alignment_and_joint_decoding():
 
 
 def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path, monkeypatch):
-    from fuse import systems as fuse_systems
+    from fuse.results import runs
 
     from .test_decision import nested_by_hand
     from .test_train import truth
 
     cache, _ = synth_run
-    trained, real = [], fuse_systems._systems
-    monkeypatch.setattr(fuse_systems, "_systems", lambda *a: trained.append(real(*a)) or trained[-1])
+    trained, real = [], runs.decision_weights  # (systems, their decision weights)
+    monkeypatch.setattr(runs, "decision_weights", lambda p, s: trained.append((s, real(p, s))) or trained[-1][1])
     m = train(cache, tmp_path, "afg", AV, epochs=10, structure="all")
     assert_learns(m)
     systems = m["systems"]
@@ -121,7 +122,7 @@ def test_lgbm_learns_the_separable_problem(synth_run, tmp_path, lgbm_one_thread)
 
 
 def test_bf16_learns_and_differs_from_fp32(synth_run, tmp_path, monkeypatch):
-    from fuse import bf16 as held
+    from fuse.training import bf16 as held
 
     monkeypatch.setattr(held, "MIN_HELD", 0)  # the Linear weights in bf16 with fp32 masters, as at MER sizes
     cache, _ = synth_run
@@ -137,7 +138,7 @@ def test_bf16_learns_and_differs_from_fp32(synth_run, tmp_path, monkeypatch):
 
 
 def test_bf16_on_a_cpu_without_bfloat16_arithmetic_is_warned_about():
-    from fuse.loop import bf16_warning
+    from fuse.training.loop import bf16_warning
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     zen3 = "flags\t\t: fpu sse2 avx avx2 fma avx512f"  # no avx512_bf16 / amx_bf16

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fuse.predict import main as predict_main
-from fuse.problem import load_problem
+from fuse.inputs.problem import load_problem
 
 from .conftest import train_cli
 from .test_saved_run import invoke
@@ -60,7 +60,7 @@ def _ids(n):
 
 
 def test_constant_and_sparse_dimensions_of_a_per_layer_float16_block_are_not_far_out():
-    from fuse.outliers import far_out_warnings
+    from fuse.inputs.outliers import far_out_warnings
 
     rng = np.random.default_rng(0)
     block = (rng.normal(size=(300, 4, 16)) * 0.01).astype(np.float16)
@@ -83,7 +83,7 @@ def test_constant_and_sparse_dimensions_of_a_per_layer_float16_block_are_not_far
 def test_slices_and_samples_give_the_same_distances(monkeypatch):
     """Medians from a sample of rows and passes over small slices: each row's distance as numpy
     computes it over the same sample, whole."""
-    from fuse import outliers
+    from fuse.inputs import outliers
 
     rng = np.random.default_rng(1)
     columns = rng.standard_t(3, size=(500, 40)).astype(np.float32)

@@ -72,7 +72,7 @@ def test_a_folder_that_is_not_a_run_is_refused(synth_run, tmp_path):
 
 def test_labels_of_a_dataset_with_another_class_order_are_read_in_the_runs_order():
     from fuse.predict import remap_classes
-    from fuse.problem import Problem
+    from fuse.inputs.problem import Problem
 
     problem = Problem("x", np.array(["a", "b", "c"], dtype=object), np.array(["test1"] * 3, dtype=object),
                       [], [], [], ("sad", "happy"), False, np.array([0, 1, -1]), np.zeros(3))

@@ -20,7 +20,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started for a command that should have been refused")
 
-    monkeypatch.setattr("fuse.systems.train_systems", refuse)
+    monkeypatch.setattr("fuse.results.runs.train_systems", refuse)
 
 
 def assert_refused(cache, tmp_path, args, *phrases):

@@ -11,7 +11,8 @@ import pytest
 
 from cache import open_clips, open_feature, write_clips
 from cache.commit import machine
-from fuse import folders, training
+from fuse import folders
+from fuse.training import request as training
 from manifests import Clip, Manifest
 
 from .conftest import synthetic_corpus, train_cli, write_cache

@@ -128,8 +128,8 @@ def test_semi_refuses_damaged_weights_it_needs(synth_run, tmp_path):
 
 
 def test_decision_fusion_of_a_sweep_names_a_damaged_run(synth_run, tmp_path):
-    from fuse.decision import fuse_runs
-    from fuse.saved_run import DamagedRun
+    from fuse.results.decision import fuse_runs
+    from fuse.training.saved_run import DamagedRun
 
     cache, source = synth_run
     good = shutil.copytree(source, tmp_path / "good")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fuse.selection import class_thresholds, select
+from fuse.inputs.selection import class_thresholds, select
 from fuse.semi import main
 
-from fuse import loop
+from fuse.training import loop
 
 from .conftest import synthetic_corpus, train_cli, write_cache
 from .test_train import truth

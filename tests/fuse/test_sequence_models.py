@@ -9,8 +9,9 @@ import torch
 from cache import FeatureWriter, write_clips
 from fuse.models import build, make_config
 from fuse.models.coattention import supcon
-from fuse.problem import load_problem
-from fuse.training import TrainRequest, run_training
+from fuse.inputs.problem import load_problem
+from fuse.results.runs import run_training
+from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
 from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing

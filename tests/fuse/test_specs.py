@@ -1,6 +1,6 @@
 """Per-dataset default features: MER 2023's and MER 2024's are the layers their official extractors
 keep (docs/fusion.md, "Choosing features")."""
-from fuse.specs import resolve
+from fuse.inputs.specs import resolve
 
 CACHED = ["hubert-large", "chinese-macbert-large", "face-fer2013", "is10", "egemaps"]
 

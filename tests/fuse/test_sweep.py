@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 from sklearn.metrics import f1_score
 
 from cache import FeatureWriter, open_feature
-from fuse import study as studies
-from fuse.trials import Trial
+from fuse.sweeps import study as studies
+from fuse.sweeps.trials import Trial
 from manifests import MER_CLASSES
 
 from .conftest import synthetic_corpus, write_cache
@@ -48,7 +48,7 @@ def cache(tmp_path):
 
 @pytest.fixture
 def no_report_plots(monkeypatch, no_plots):
-    from fuse import plots
+    from fuse.results import plots
 
     monkeypatch.setattr(plots, "pair_heatmap", lambda *args, **kwargs: None)
     monkeypatch.setattr(plots, "fusion_gain", lambda *args, **kwargs: None)
@@ -154,7 +154,7 @@ def test_two_workers_give_the_same_leaderboard_as_one(cache, tmp_path, no_report
     sweep_cli(*args_for(cache, tmp_path / "one"))
     # this process holds its first trial until the spawned worker (seconds to start) has taken one,
     # so that both train some of the trials
-    from fuse import sweep_run
+    from fuse.sweeps import run as sweep_run
 
     train, me = sweep_run.run_trial, f"{socket.gethostname()}:{os.getpid()}"
 
@@ -414,7 +414,7 @@ def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, 
     monkeypatch.setitem(sys.modules, "optuna.storages._rdb.storage", None)  # import fails
     studies._rdb_internals.cache_clear()  # looked up once per process
     try:
-        with caplog.at_level("WARNING", logger="fuse.study"):
+        with caplog.at_level("WARNING", logger="fuse.sweeps.study"):
             assert rdb._get_stale_trial_ids(study_id) == []
     finally:
         studies._rdb_internals.cache_clear()
@@ -423,7 +423,7 @@ def test_without_optunas_internals_the_silent_trial_check_steps_aside(tmp_path, 
 
 def test_the_optuna_internals_the_sweep_reads_are_still_where_it_reads_them():
     """Fails loudly on an Optuna release that moves them (the sweep would only warn): the private
-    names fuse.study uses, all in _rdb_internals and the one method _Storage extends."""
+    names fuse.sweeps.study uses, all in _rdb_internals and the one method _Storage extends."""
     from optuna.storages import RDBStorage
 
     internals = studies._rdb_internals()

@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from fuse import study as studies
+from fuse.sweeps import study as studies
 from tests.postgres import needs_postgres, postgres_server
 
 from .conftest import synthetic_corpus, write_cache

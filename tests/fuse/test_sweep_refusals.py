@@ -78,7 +78,7 @@ def test_a_budget_that_is_not_a_positive_duration_is_refused(cache, tmp_path, bu
 
 @needs_postgres
 def test_a_postgresql_database_that_does_not_exist_or_a_server_that_is_down_is_refused(cache, tmp_path):
-    from fuse.study import check_storage
+    from fuse.sweeps.study import check_storage
 
     with postgres_server() as server:
         port = server.port

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from fuse import metrics
-from fuse.saved_run import SavedRun
+from fuse.training.saved_run import SavedRun
 from manifests import MER_CLASSES
 
 from .conftest import FAILED_VISUAL, SYNTH_RUN_ARGS, synthetic_corpus, train_cli, write_cache
@@ -111,7 +111,7 @@ def test_test_predictions_average_probabilities_over_folds_then_seeds(synth_run)
 
 @pytest.mark.parametrize("kept", ["all", "members' standardized inputs", "nothing"])
 def test_the_same_command_twice_gives_identical_results(synth_run, tmp_path, no_plots, monkeypatch, kept):
-    from fuse import loop
+    from fuse.training import loop
 
     # the validation inputs, and each member's standardized copy of the inputs, are kept when they
     # fit; gathered and standardized again every batch or epoch otherwise: the same numbers
@@ -225,7 +225,7 @@ def test_multi_label_thresholds_never_see_the_clips_they_score(tmp_path, monkeyp
 
 def test_the_result_table_shows_a_spread_only_over_several_seeds(synth_run):
     """Two seeds: mean ± std per cell; one seed: the value alone, not a std of 0."""
-    from fuse.outputs import Result
+    from fuse.results.run_folder import Result
 
     _, run = synth_run
     m = json.loads((run / "metrics.json").read_text())
@@ -247,7 +247,7 @@ def test_splits_are_reported_train_first_then_tests_in_order(tmp_path):
 
     from manifests.table import Manifest
 
-    from fuse.problem import load_problem
+    from fuse.inputs.problem import load_problem
 
     manifest, arrays = synthetic_corpus(n_train=20, n_test=8, n_unlabelled=4)
     named = {c.id: f"{c.split}-{c.id}" for c in manifest.clips}
@@ -262,9 +262,9 @@ def test_splits_are_reported_train_first_then_tests_in_order(tmp_path):
 def test_early_stopping_keeps_each_members_best_epoch_before_it_stops(tmp_path):
     """--patience N (e2el: 3, Lightning's default in SAMSEMO's run.py): a member's best epoch is
     chosen among its epochs up to N without improvement; training itself is what it is without."""
-    from fuse.loop import TrainConfig, fit
+    from fuse.training.loop import TrainConfig, fit
     from fuse.models import make_config
-    from fuse.problem import load_problem
+    from fuse.inputs.problem import load_problem
 
     manifest, arrays = synthetic_corpus(noise=2.0)
     cache = write_cache(tmp_path / "cache", "synth", manifest, arrays)
@@ -319,6 +319,6 @@ def test_clips_with_none_of_the_classes_train_and_score_as_all_negative_rows(tmp
 @pytest.mark.parametrize("model, system, title", [("attention", "attention", "attention, seed 3"),
                                                    ("afg", "structure2", "afg (structure2), seed 3")])
 def test_the_curve_plot_names_the_model_once(model, system, title):
-    from fuse.plots import curves_title
+    from fuse.results.plots import curves_title
 
     assert curves_title(model, system, 3) == title

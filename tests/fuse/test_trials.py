@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fuse import training
-from fuse.specs import SpecError
-from fuse.sweep_plan import model_grid, plan, request_for, trial_run_id
-from fuse.trials import Trial, feature_sets, grid_points, parse_alternatives, parse_grid, random_points
+from fuse.training import request as training
+from fuse.inputs.specs import SpecError
+from fuse.sweeps.plan import model_grid, plan, request_for, trial_run_id
+from fuse.sweeps.trials import Trial, feature_sets, grid_points, parse_alternatives, parse_grid, random_points
 
 from .conftest import synthetic_corpus, write_cache
 

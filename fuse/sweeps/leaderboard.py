@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .metrics import show_mean_std
+from fuse.metrics import show_mean_std
 from .trials import Trial
 
 SIZES = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
@@ -74,7 +74,7 @@ def _cells(r: pd.Series, splits: list[str]) -> list[str]:
 
 
 def fusion_row(metrics: dict, frame: pd.DataFrame, folder: str = "fusion") -> dict:
-    """Decision-level fusion (fuse.decision metrics) as a leaderboard row: the fused trials by rank
+    """Decision-level fusion (fuse.results.decision metrics) as a leaderboard row: the fused trials by rank
     and their test weights, and how its CV was scored (nested: each fold with the weights chosen on
     the other folds). Not ranked among the trials: they were picked for it by their CV ranks."""
     rank = {run: i + 1 for i, run in enumerate(frame["run"])}

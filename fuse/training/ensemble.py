@@ -41,7 +41,7 @@ class Ensemble:
         self.n, self.device = n_members, device
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
-        # bf16 on a CPU: the Linear weights live in bf16, their fp32 masters here (fuse.bf16)
+        # bf16 on a CPU: the Linear weights live in bf16, their fp32 masters here (fuse.training.bf16)
         self.masters = bf16.hold_in_bf16(self.net) if precision == "bf16" and device.type == "cpu" else {}
         # the trained weights in full precision: what is saved and snapshotted
         self.params = {name: self.masters.get(name, p) for name, p in self.net.named_parameters()}
@@ -104,7 +104,7 @@ class MemberAdam:
     kernels and memory traffic as one Adam over all members, and exactly what torch.optim.Adam
     does to those members at that rate.
 
-    `masters`: per parameter None, or the fp32 master of a parameter held in bf16 (fuse.bf16): Adam
+    `masters`: per parameter None, or the fp32 master of a parameter held in bf16 (fuse.training.bf16): Adam
     then runs on the master, from the bf16 gradient, and writes the parameter (bf16.adam_step)."""
 
     def __init__(self, params: list[torch.Tensor], lr, weight_decay: float = 0.0,

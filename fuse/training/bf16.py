@@ -19,7 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-from .models.blocks import GroupLinear, Linear
+from fuse.models.blocks import GroupLinear, Linear
 
 
 def _adam(master, low, grad, exp_avg, exp_avg_sq, h):
@@ -39,7 +39,7 @@ def _adam(master, low, grad, exp_avg, exp_avg_sq, h):
 # any length (dynamic) on a small probe, the kernel was serial (on a 15-member MER-sized step's
 # weights, alone on two threads: 14.5 against 8.4 ms; inside a step on this 2-core machine, no
 # measurable difference). dynamic_threads: always a parallel loop, its threads torch's at run time
-# (one for small steps: fuse.loop.step_threads). Elementwise, so the same numbers either way.
+# (one for small steps: fuse.training.loop.step_threads). Elementwise, so the same numbers either way.
 COMPILE_OPTIONS = {"cpp.dynamic_threads": True}
 
 

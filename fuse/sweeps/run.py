@@ -15,11 +15,12 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from fuse.models import MODELS
+from fuse.results.runs import run_training_group
+from fuse.training.request import runs_root
 from . import study as studies
-from . import sweep_params
-from .sweep_plan import Plan, request_for, trial_run_id
-from .models import MODELS
-from .training import run_training_group, runs_root
+from . import params as sweep_params
+from .plan import Plan, request_for, trial_run_id
 from .trials import Trial
 
 
@@ -134,7 +135,7 @@ def _worker(storage: str, name: str, cache_dir, runs: str, deadline, threads,
 
 def _child_worker(*args):
     """A worker process: Ctrl-C is its parent's to handle (it ignores SIGINT from birth); the
-    parent's SIGTERM stops it as Ctrl-C would (fuse.stopping), without a traceback."""
+    parent's SIGTERM stops it as Ctrl-C would (fuse.sweeps.stopping), without a traceback."""
     try:
         _worker(*args, signals=(signal.SIGTERM,))
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """Decision-level fusion of finished runs (USTC Eq. 10-11): posteriors and valences averaged with
 weights k (sum 1) chosen on the runs' out-of-fold validation predictions, never on test clips.
 The test splits are fused with the weights chosen on every fold; the CV figure is nested: each
-fold scored with the weights chosen on its seed's other folds (fuse.evaluate.nested_fusion).
+fold scored with the weights chosen on its seed's other folds (fuse.results.scoring.nested_fusion).
 
 Runs of one sweep share seeds, hence folds; clips left out by any run are left out of the fusion.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from cache import open_clips
-from .evaluate import NESTED, choose_weights, fused, nested_fusion, oof_thresholds, score
-from .metrics import mean_std
-from .problem import Problem
-from .run import write_predictions
-from .saved_run import SavedRun
+from fuse.inputs.problem import Problem
+from fuse.metrics import mean_std
+from fuse.training.saved_run import SavedRun
+from .run_folder import write_predictions
+from .scoring import NESTED, choose_weights, fused, nested_fusion, oof_thresholds, score
 
 
 def _load(run: Path, split: str):

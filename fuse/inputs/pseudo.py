@@ -1,4 +1,4 @@
-"""`fuse.train --pseudo FILE`: pseudo-labelled clips as training-only rows (fuse.extras).
+"""`fuse.train --pseudo FILE`: pseudo-labelled clips as training-only rows (fuse.inputs.extras).
 
 FILE is a CSV with `id` and `label` columns. fuse.semi writes one (COLUMNS: the selection of its
 whole run) and, beside it, the per-member pseudo-labels (`members_path`): for each (seed, fold)

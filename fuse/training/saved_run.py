@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from cache.cli import Refused
+from fuse.models import MODELS, make_config
 from .loop import Fit
-from .models import MODELS, make_config
-from .run import System
+from .members import System
 
 MODEL_KEYS = ("dataset", "specs", "modalities", "shapes", "classes", "multi_label", "seeds", "folds",
               "thresholds", "systems")
@@ -101,7 +101,7 @@ class SavedRun:
         return blob["state"], blob["norms"]
 
     def _estimator(self, path: Path):
-        from .models.lgbm import LoadedLGBM
+        from fuse.models.lgbm import LoadedLGBM
 
         blob = json.loads(path.read_text())
         norm = (np.asarray(blob["mean"], np.float32), np.asarray(blob["std"], np.float32))

@@ -1,4 +1,17 @@
-"""Score a trained request and write its run folder (layout: fuse.run)."""
+"""Score a trained request and write its run folder: resolved config, metrics, predictions, fold
+weights, folds and plots:
+
+    <run>/config.json              the resolved command: dataset, features, model, options
+    <run>/metrics.json             cv and per-split metrics (mean, std, per seed), ensemble, seconds
+    <run>/predictions/<split>.csv  MER submission format: name,discrete,valence (multi-label: a 0/1
+                                   column per class, then valence)
+    <run>/scores/<split>.npz       ids, probabilities [S, n, C] and valence [S, n] per seed
+    <run>/scores/cv.npz            out-of-fold validation predictions, folds, labels
+    <run>/weights/<system>/seed<s>-fold<k>.pt (.lgbm.json)   every fold model at its best epoch
+    <run>/model.json               what `fuse.predict` needs to rebuild the fold models, and the
+                                   SHA-256 of every fold weight file (read back: fuse.training.saved_run)
+    <run>/confusion.png, curves.png
+"""
 from __future__ import annotations
 
 import csv
@@ -9,15 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from fuse.folders import derived_outputs, kind_of, written
+from fuse.inputs.extras import TRAIN_ONLY
+from fuse.inputs.folds import fold_kind
+from fuse.metrics import mean_std, show_mean_std
+from fuse.training.loop import standardized
+from fuse.training.members import combine, config_dict, save_weights
 from . import plots
-from .evaluate import NESTED, cv_scores, fused, nested_fusion, oof_thresholds, score
-from .extras import TRAIN_ONLY
-from .folds import fold_kind
-from .loop import standardized
-from .metrics import mean_std, show_mean_std
-from .folders import derived_outputs, kind_of, written
-from .run import combine, config_dict, save_weights, write_predictions
+from .scoring import NESTED, cv_scores, fused, nested_fusion, oof_thresholds, score
 
 
 @dataclass
@@ -115,6 +129,19 @@ def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, r
     return (split, problem.labels[rows[labelled]], ens_p[labelled].argmax(1))
 
 
+def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thresholds=None):
+    """MER submission CSV: name,discrete,valence (multi-label: one 0/1 column per class)."""
+    frame = pd.DataFrame({"name": list(ids)})
+    if multi_label:
+        for c, name in enumerate(classes):
+            frame[name] = (probs[:, c] >= thresholds[c]).astype(int)
+    else:
+        frame["discrete"] = [classes[i] for i in probs.argmax(axis=1)]
+    frame["valence"] = np.round(valence, 6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
 def predict_split(folder, split, rows, problem, systems, weights, meta, out, thresholds, device="auto",
                   precision="fp32") -> np.ndarray:
     """Predict problem `rows` with the systems: predictions CSV and scores npz under `folder`, the
@@ -152,7 +179,7 @@ def _meta(problem, request, systems, weights, thresholds) -> dict:
 
 
 def _write_extras(tmp, request, problem, systems, weights, meta, panels, out):
-    meta["sha256"] = {}  # of each fold weight file, checked when the run is read back (fuse.saved_run)
+    meta["sha256"] = {}  # of each fold weight file, checked when the run is read back (fuse.training.saved_run)
     for system in systems:
         digests = save_weights(tmp / "weights" / system.label, system, request.train.seeds, request.train.folds)
         meta["sha256"].update({f"weights/{system.label}/{name}": d for name, d in digests.items()})

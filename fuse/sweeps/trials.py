@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .specs import ALIASES, MODALITIES, SpecError
+from fuse.inputs.specs import ALIASES, MODALITIES, SpecError
 
 LOG_SCALE = {"lr", "weight_decay"}
 INTEGER = {"epochs", "batch_size", "folds", "width", "patience"}
@@ -38,7 +38,7 @@ LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1
           "channels": (lambda x: min(x) >= 1, "channel counts of at least 1"),
           "width": (lambda x: x >= 1, "at least 1"), "supcon_alpha": (lambda x: x >= 0, "at least 0"),
           "supcon_temperature": (lambda x: x > 0, "above 0")}
-# a grid option named as on the command line (--supcon-alpha) -> fuse.training.TrainRequest's keyword
+# a grid option named as on the command line (--supcon-alpha) -> fuse.training.request.TrainRequest's keyword
 REQUEST_NAMES = {"supcon_alpha": "alpha", "supcon_temperature": "temperature"}
 
 
@@ -75,7 +75,7 @@ class Trial:
                    tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in blob["options"]))
 
     def train_options(self) -> dict:
-        """Keyword arguments of fuse.training.TrainRequest.from_options."""
+        """Keyword arguments of fuse.training.request.TrainRequest.from_options."""
         return {"model": self.model, "features": {m: spec.split("+") for m, spec in self.features},
                 **{request_name(k): v for k, v in self.options}}
 

@@ -1,6 +1,6 @@
 """The one training loop: K-fold CV x seeds, trained together, best epoch per fold.
 
-Every (seed, fold) is a member of one batched model (fuse.ensemble). Per epoch each member sees its
+Every (seed, fold) is a member of one batched model (fuse.training.ensemble). Per epoch each member sees its
 own shuffled training clips in batches; members with fewer clips get masked padding. After each
 epoch every member is scored on its validation fold; its weights at the best epoch (combined
 score: weighted F1 - 0.25 * valence MSE, F1 alone without valence) are kept, and the test pass runs
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
+from fuse import metrics
+from fuse.inputs.extras import NO_ORIGIN, TRAIN_ONLY, member_rows
+from fuse.inputs.folds import make_folds
+from fuse.models import MODELS, build
 from .ensemble import Ensemble, load_member
-from .extras import NO_ORIGIN, TRAIN_ONLY, member_rows
-from .folds import make_folds
-from .models import MODELS, build
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 32
-    precision: str = "fp32"       # fp32 | bf16 (autocast; on a CPU with bf16 weights, fuse.bf16)
+    precision: str = "fp32"       # fp32 | bf16 (autocast; on a CPU with bf16 weights, fuse.training.bf16)
     device: str = "auto"
     standardize: bool = True
     threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)
@@ -168,7 +168,7 @@ def _member_net(problem, model, model_config, seed):
 
 
 def training_only(problem) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the problem's training-only clips (fuse.extras) and their origin rows."""
+    """Rows of the problem's training-only clips (fuse.inputs.extras) and their origin rows."""
     rows = problem.index(TRAIN_ONLY, labelled_only=True)
     origin = problem.origin[rows] if problem.origin is not None else np.full(len(rows), NO_ORIGIN)
     return rows, origin
@@ -176,7 +176,7 @@ def training_only(problem) -> tuple[np.ndarray, np.ndarray]:
 
 class _Data:
     """Training tensors on the device and each member's train / validation rows (padded with -1).
-    Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.extras) follow."""
+    Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.inputs.extras) follow."""
 
     def __init__(self, problem, tr, folds, members, device, flags, extra=None, eval_rows=4096):
         self.eval_rows = eval_rows  # clips per member in one validation pass

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 from cache import open_clips, open_features
 from cache.cli import Refused
-from .specs import DEFAULTS, PREFERENCE, SpecError, default_specs
-from .training import TrainRequest, cached_features, inputs_identity, run_id
+from fuse.inputs.specs import DEFAULTS, PREFERENCE, SpecError, default_specs
+from fuse.training.request import TrainRequest, cached_features, inputs_identity, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points
 
 
@@ -63,7 +63,7 @@ def model_grid(model: str, grid: dict) -> dict:
 
 
 def _takes(model: str, option: str, text: str, qualified: bool) -> bool:
-    from .models import MODELS
+    from fuse.models import MODELS
     from .trials import request_name, value
 
     if option == "lr" and getattr(MODELS.get(model), "estimator", False) and not qualified:
@@ -113,7 +113,7 @@ def trial_run_id(trial: Trial, dataset: str, cache_dir, seeds: int, runs) -> str
 def plan(dataset: str, cache_dir, runs, modalities, features_text, models, grid, search="grid", n_trials=50,
          seeds=1, seed=0) -> Plan:
     """Every trial of the sweep; refuses (exit 2) an unknown feature, model or option before any work."""
-    from .models import MODELS
+    from fuse.models import MODELS
 
     cached = cached_features(dataset, cache_dir)
     sets = {model: feature_sets(alternatives(dataset, modalities, features_text, cached,

@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import (CategoricalDistribution, FloatDistribution, IntDistribution,
                                   distribution_to_json, json_to_distribution)
 
-from .specs import MODALITIES
+from fuse.inputs.specs import MODALITIES
 from .trials import LOG_SCALE, Trial
 
 NONE = "none"

@@ -1,16 +1,6 @@
-"""A run is a folder: resolved config, metrics, predictions, fold weights, folds and plots.
-
-    <run>/config.json              the resolved command: dataset, features, model, options
-    <run>/metrics.json             cv and per-split metrics (mean, std, per seed), ensemble, seconds
-    <run>/predictions/<split>.csv  MER submission format: name,discrete,valence (multi-label: a 0/1
-                                   column per class, then valence)
-    <run>/scores/<split>.npz       ids, probabilities [S, n, C] and valence [S, n] per seed
-    <run>/scores/cv.npz            out-of-fold validation predictions, folds, labels
-    <run>/weights/<system>/seed<s>-fold<k>.pt (.lgbm.json)   every fold model at its best epoch
-    <run>/model.json               what `fuse.predict` needs to rebuild the fold models, and the
-                                   SHA-256 of every fold weight file (read back: fuse.saved_run)
-    <run>/confusion.png, curves.png
-"""
+"""A run's trained systems: each System (a model family, its config and its seeds x folds members),
+their predictions combined with decision weights, and the fold weights saved into the run folder
+(the folder's layout: fuse.results.run_folder)."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
+from fuse.models import MODELS
 from .estimators import predict_estimators
 from .loop import Fit, eval_rows, load_ensemble, predict
-from .models import MODELS
 
 
 @dataclass
@@ -65,22 +54,9 @@ def combine(systems: list[System], weights, blocks, meta: dict, device="auto", p
     return probs, valence
 
 
-def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thresholds=None):
-    """MER submission CSV: name,discrete,valence (multi-label: one 0/1 column per class)."""
-    frame = pd.DataFrame({"name": list(ids)})
-    if multi_label:
-        for c, name in enumerate(classes):
-            frame[name] = (probs[:, c] >= thresholds[c]).astype(int)
-    else:
-        frame["discrete"] = [classes[i] for i in probs.argmax(axis=1)]
-    frame["valence"] = np.round(valence, 6)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-
-
 def save_weights(folder: Path, system: System, seeds, n_folds: int) -> dict[str, str]:
     """Every member's weights as a file under `folder`; returns {file name: SHA-256 of its bytes}
-    (model.json keeps them, so a damaged file is never loaded: fuse.saved_run)."""
+    (model.json keeps them, so a damaged file is never loaded: fuse.training.saved_run)."""
     folder.mkdir(parents=True, exist_ok=True)
     digests = {}
     for e, state in enumerate(system.fit.states):

@@ -1,5 +1,5 @@
 """Training-only clips: augmented copies (`--augment DATASET`, from extract.augment) and
-pseudo-labelled clips (`--pseudo FILE`, from fuse.semi; fuse.pseudo).
+pseudo-labelled clips (`--pseudo FILE`, from fuse.semi; fuse.inputs.pseudo).
 
 They are appended to the problem under the split TRAIN_ONLY and join the training rows of the
 folds, never a validation fold and never a scored split. Each appended row carries an origin that

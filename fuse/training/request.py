@@ -1,4 +1,5 @@
-"""What `python -m fuse.train` does, callable from Python (sweeps, tests):
+"""A training request: the options of `python -m fuse.train`, checked before any work (prepare),
+and the run id and folder it trains into. Trained and written by fuse.results.runs:
 
     request = TrainRequest.from_options(dataset="demo", modalities=["A", "V"], model="attention")
     result = run_training(request)      # -> Result: folder, metrics
@@ -14,13 +15,13 @@ from pathlib import Path
 
 from cache import LayerSelectionError, cache_root, open_clips
 from cache.cli import Refused
-from . import specs as feature_specs
-from .extras import TRAIN_ONLY, add_augmented
-from .folders import claim
+from fuse.folders import claim
+from fuse.inputs import specs as feature_specs
+from fuse.inputs.extras import TRAIN_ONLY, add_augmented
+from fuse.inputs.problem import load_problem
+from fuse.inputs.pseudo import add_pseudo, members_path
+from fuse.models import MODELS, build, make_config
 from .loop import TrainConfig, resolve_device
-from .models import MODELS, build, make_config
-from .problem import load_problem
-from .pseudo import add_pseudo, members_path
 
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay", "patience")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
@@ -193,7 +194,7 @@ def _training_only_identity(request: TrainRequest, problem) -> dict:
     if request.pseudo:
         out["pseudo"] = hashlib.sha256(Path(request.pseudo).read_bytes()).hexdigest()
         members = members_path(request.pseudo)
-        if members.is_file():  # per-member pseudo-labels (fuse.pseudo)
+        if members.is_file():  # per-member pseudo-labels (fuse.inputs.pseudo)
             out["pseudo_members"] = hashlib.sha256(members.read_bytes()).hexdigest()
     return out
 
@@ -214,46 +215,3 @@ def claim_out(request: TrainRequest):
     if request.pseudo and Path(request.out).resolve() in Path(request.pseudo).resolve().parents:
         raise Refused(f"--pseudo {request.pseudo} lies in --out {request.out}, which this run replaces: "
                       "copy it out first or give another --out")
-
-
-def run_training(request: TrainRequest):
-    from .outputs import write_run
-    from .systems import train_systems
-
-    claim_out(request)
-    dataset, problem, splits = prepare(request)
-    folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
-    systems, weights = train_systems(problem, request)
-    return write_run(folder, request, problem, systems, weights, splits)
-
-
-def run_training_group(requests: list[TrainRequest]) -> list:
-    """Requests that differ only in their learning rate (and run folder), trained as one batched
-    model (each rate its own seeds x folds members); each writes the run folder it would write
-    alone. Neural models only."""
-    from .outputs import write_run
-    from .systems import train_systems
-
-    first = requests[0]
-    if len(requests) == 1:
-        return [run_training(first)]
-    if len({_without_lr(r) for r in requests}) > 1 or getattr(MODELS[first.model], "estimator", False):
-        raise ValueError("run_training_group: the requests must be one neural model's, differing only in lr")
-    for request in requests:
-        claim_out(request)
-    lrs = tuple(r.train.lr for r in requests)
-    dataset, problem, splits = prepare(first)
-    grouped = dataclasses.replace(first, train=dataclasses.replace(first.train, lr_grid=lrs))
-    per_rate = train_systems(problem, grouped, n_rates=len(lrs))
-    results = []
-    for request, (systems, weights) in zip(requests, per_rate):
-        folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
-        results.append(write_run(folder, request, problem, systems, weights, splits, lr_group=lrs))
-    return results
-
-
-def _without_lr(request: TrainRequest) -> str:
-    """The request but for its learning rate and run folder, as JSON."""
-    blob = dataclasses.asdict(request)
-    blob["train"]["lr"], blob["out"] = None, None
-    return json.dumps(blob, sort_keys=True, default=str)

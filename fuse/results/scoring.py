@@ -18,7 +18,7 @@ import itertools
 
 import numpy as np
 
-from . import metrics
+from fuse import metrics
 
 
 def score(problem, rows, probs, valence, thresholds=None) -> dict:
@@ -99,6 +99,17 @@ def choose_weights(systems_oof: list[np.ndarray], systems_valence: list[np.ndarr
     mean = fold_combined(systems_oof, systems_valence, problem, train_index, folds, grid).mean(axis=(1, 2))
     best = _first_best(mean)
     return grid[best], float(mean[best])
+
+
+def decision_weights(problem, systems) -> np.ndarray:
+    """The weights the test splits are fused with: 1 for a lone system, else choose_weights on the
+    systems' out-of-fold predictions (every fold)."""
+    if len(systems) == 1:
+        return np.ones(1)
+    first = systems[0].fit
+    weights, _ = choose_weights([s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems],
+                                problem, first.train_index, first.folds)
+    return weights
 
 
 def nested_fusion(systems_oof, systems_valence, problem, train_index, folds, step: float = 0.1):

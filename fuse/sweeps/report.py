@@ -7,9 +7,10 @@ import os
 
 import pandas as pd
 
-from . import leaderboard, plots
-from .decision import fuse_runs
-from .folders import written
+from fuse.folders import written
+from fuse.results import plots
+from fuse.results.decision import fuse_runs
+from . import leaderboard
 from .study import masked
 
 
@@ -61,7 +62,7 @@ def _write_reports(tmp, sweep, frame, link, row):
 
 
 def _fusion(sweep, frame, top_k: int, out) -> dict | None:
-    """Fuse the top-k trials (fuse.decision) into `out`: its metrics, or None when k < 2 or fewer trials."""
+    """Fuse the top-k trials (fuse.results.decision) into `out`: its metrics, or None when k < 2 or fewer trials."""
     if top_k < 2 or len(frame) < 2:
         return None
     runs = [sweep.runs / r for r in frame["run"].head(top_k)]

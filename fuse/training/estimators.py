@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .folds import make_folds
-from .extras import member_rows
+from fuse.inputs.extras import member_rows
+from fuse.inputs.folds import make_folds
+from fuse.models import MODELS
 from .loop import Fit, TrainConfig, training_only
-from .models import MODELS
 from .progress import Progress
 
 

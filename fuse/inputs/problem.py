@@ -42,8 +42,8 @@ class Problem:
     provenance: dict = field(default_factory=dict)
     fingerprints: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)   # what fuse.extras appended
-    origin: np.ndarray | None = None   # object [N]: which members an appended row may join (fuse.extras), -1 every
+    notes: list[str] = field(default_factory=list)   # what fuse.inputs.extras appended
+    origin: np.ndarray | None = None   # object [N]: which members an appended row may join (fuse.inputs.extras), -1 every
     max_items: int | None = None       # frames kept of a sequence (see load_problem)
 
     @property
@@ -68,7 +68,7 @@ class Problem:
 
     @property
     def splits(self) -> list[str]:
-        """The corpus's splits (not the training-only rows of fuse.extras)."""
+        """The corpus's splits (not the training-only rows of fuse.inputs.extras)."""
         return [s for s in ordered_splits(self.split.tolist()) if not s.startswith("(")]
 
 
@@ -77,7 +77,7 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
     """Read `features` [(modality, spec)] of `dataset` aligned by clip id, with the clip table
     (`clips`: a ClipTable overriding the cached one). Clips failed or missing in any feature, or
     with non-finite values, are listed in `missing` and left out, never filled in; finite values far
-    outside a feature's spread are kept, with a warning (fuse.outliers). A sequence is
+    outside a feature's spread are kept, with a warning (fuse.inputs.outliers). A sequence is
     cut or zero-padded to `max_items` frames (the model's; None: sequences are refused)."""
     table = clips or open_clips(dataset, root=root)
     specs = [spec for _, spec in features]

@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from . import sweep_params
+from . import params as sweep_params
 from .stopping import Stop
 from .trials import Trial
 
@@ -223,7 +223,7 @@ def open_study(url: str, name: str) -> optuna.Study:
 def enqueue(study: optuna.Study, keys: list[tuple[str, dict]]) -> int:
     """Queue every (key, parameters) whose key is not waiting or running in the study; returns
     how many were queued. The caller passes the keys whose run is not finished: a failed trial, or
-    a complete one whose run folder was deleted since, is queued again. The parameters (fuse.sweep_params)
+    a complete one whose run folder was deleted since, is queued again. The parameters (fuse.sweeps.params)
     are handed back to the worker that pops the trial when it suggests them."""
     known = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False, states=LIVE)}
     added = 0
@@ -250,8 +250,8 @@ def work(study: optuna.Study, run_trial, deadline: float | None = None,
     """Run queued trials until the queue is empty and no trial is running anywhere (a dead
     worker's trial comes back to the queue after the grace period): `run_trial(key) -> ([(run,
     metrics)], trained: bool)`, the runs a queued key names, in its order. Each trial records its
-    real choices and scores (fuse.sweep_params). Starts no trial after `deadline` (time.time()).
-    `signals` stop it (fuse.stopping: KeyboardInterrupt, the trial in training failed). Returns
+    real choices and scores (fuse.sweeps.params). Starts no trial after `deadline` (time.time()).
+    `signals` stop it (fuse.sweeps.stopping: KeyboardInterrupt, the trial in training failed). Returns
     how many trials this worker trained."""
     trained, stop = [], Stop()
     worker = f"{socket.gethostname()}:{os.getpid()}"
