@@ -3,8 +3,8 @@ message naming the file, the cause and what to do, and write no run."""
 import h5py
 import pytest
 
-from .conftest import synthetic_corpus, train_cli, write_cache
-from .test_trials import sweep_cli
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.sweeps.test_trials import sweep_cli
 
 ARGS = ["--features", "A=acoustic;V=visual", "--epochs", "2", "--folds", "2", "--quiet"]
 

@@ -16,8 +16,8 @@ from fuse.inputs.specs import parse_modalities
 from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
 
-from .test_e2el import TINY
-from .test_sequence_models import TINY as SEQUENCE_TINY
+from tests.fuse.models.test_e2el import TINY
+from tests.fuse.models.test_sequence_models import TINY as SEQUENCE_TINY
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import synthetic_corpus, write_cache
-from .test_sweep import HEARTBEAT, N_SETS, args_for, finished, run_of, study_trials, wait_for
+from tests.fuse.conftest import synthetic_corpus, write_cache
+from tests.fuse.sweeps.test_sweep import HEARTBEAT, N_SETS, args_for, finished, run_of, study_trials, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

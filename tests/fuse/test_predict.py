@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fuse.predict import main
 from manifests import Manifest
 
-from .conftest import synthetic_corpus, write_cache
+from tests.fuse.conftest import synthetic_corpus, write_cache
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from .conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from fuse.semi import main
 
 from fuse.training import loop
 
-from .conftest import synthetic_corpus, train_cli, write_cache
-from .test_train import truth
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.test_train import truth
 
 
 def semi_cli(*args):

@@ -12,7 +12,7 @@ from fuse import metrics
 from fuse.training.saved_run import SavedRun
 from manifests import MER_CLASSES
 
-from .conftest import FAILED_VISUAL, SYNTH_RUN_ARGS, synthetic_corpus, train_cli, write_cache
+from tests.fuse.conftest import FAILED_VISUAL, SYNTH_RUN_ARGS, synthetic_corpus, train_cli, write_cache
 
 METRICS = ("weighted_f1", "accuracy", "mse", "combined")
 

@@ -13,8 +13,8 @@ import pytest
 
 from tests.postgres import free_port
 
-from .conftest import synthetic_corpus, write_cache
-from .test_trials import sweep_cli
+from tests.fuse.conftest import synthetic_corpus, write_cache
+from tests.fuse.sweeps.test_trials import sweep_cli
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
 

@@ -15,7 +15,7 @@ from fuse import folders
 from fuse.training import request as training
 from manifests import Clip, Manifest
 
-from .conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
 
 QUICK = ["--features", "A=acoustic;V=visual", "--epochs", "2", "--folds", "2", "--hidden", "16", "--quiet"]
 

@@ -10,8 +10,8 @@ import pytest
 from fuse.predict import main as predict_main
 from fuse.inputs.problem import load_problem
 
-from .conftest import train_cli
-from .test_saved_run import invoke
+from tests.fuse.conftest import train_cli
+from tests.fuse.training.test_saved_run import invoke
 
 # the demo's pooled features, per-layer float16 vectors, a 4-D float16 block, uint8 crops, and
 # frame sequences (cut to their first 50 frames)

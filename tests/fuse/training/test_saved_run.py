@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from fuse.predict import main as predict_main
 from fuse.semi import main as semi_main
 
-from .conftest import torch_threads, train_cli
+from tests.fuse.conftest import torch_threads, train_cli
 
 REMEDY = "train the run again (fuse.train, with the options in its config.json)"
 

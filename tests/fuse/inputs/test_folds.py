@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from .conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
 
 
 def test_a_run_with_every_class_in_every_fold_says_its_folds_are_stratified(synth_run):

@@ -16,10 +16,10 @@ from optuna.trial import TrialState
 from fuse.sweeps import study as studies
 from tests.postgres import needs_postgres, postgres_server
 
-from .conftest import synthetic_corpus, write_cache
-from .test_sweep import FEATURES, HEARTBEAT, N_SETS, finished, items_of, trained_per_run, wait_for
+from tests.fuse.conftest import synthetic_corpus, write_cache
+from tests.fuse.sweeps.test_sweep import FEATURES, HEARTBEAT, N_SETS, finished, items_of, trained_per_run, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def trials_of(url: str) -> list:

@@ -12,7 +12,7 @@ from fuse.training import loop
 from fuse.inputs.extras import NO_ORIGIN, CopyOf, MadeWithout, member_rows
 from manifests.table import Clip, Manifest
 
-from .conftest import synthetic_corpus, train_cli, write_cache
+from tests.fuse.conftest import synthetic_corpus, train_cli, write_cache
 
 ARGS = ["--features", "A=acoustic;V=visual", "--epochs", "3", "--seeds", "2", "--quiet"]
 

@@ -14,7 +14,7 @@ from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
-from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing
+from tests.fuse.conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing
 
 TINY = {"crossbert": dict(width=8, channels=(4,), attention_dropout=0.0),   # no hidden layer: the default
         "crossbert-interaction": dict(width=8, channels=(4,), hidden=(8,)),
@@ -255,7 +255,7 @@ def test_multi_label_with_pooled_vectors(tmp_path, model):
 
     import pandas as pd
 
-    from .conftest import synthetic_corpus, write_cache
+    from tests.fuse.conftest import synthetic_corpus, write_cache
 
     manifest, arrays = synthetic_corpus(multi_label=True)
     cache = write_cache(tmp_path / "cache", "synth", manifest, arrays)

@@ -9,7 +9,7 @@ from fuse.training.loop import TrainConfig
 from fuse.models.lgbm import LGBM, LGBMConfig, LoadedLGBM
 from fuse.inputs.problem import load_problem
 
-from .conftest import synthetic_corpus, write_cache
+from tests.fuse.conftest import synthetic_corpus, write_cache
 
 
 @pytest.fixture(scope="module")

@@ -72,8 +72,8 @@ def test_afg_defaults_are_ustcs_da_mat_alignment_and_joint_decoding():
 def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path, monkeypatch):
     from fuse.results import runs
 
-    from .test_decision import nested_by_hand
-    from .test_train import truth
+    from tests.fuse.results.test_decision import nested_by_hand
+    from tests.fuse.test_train import truth
 
     cache, _ = synth_run
     trained, real = [], runs.decision_weights  # (systems, their decision weights)

@@ -12,8 +12,8 @@ from fuse.results.decision import fuse_runs
 from fuse.results.scoring import choose_weights, nested_fusion
 from fuse.inputs.problem import Problem
 
-from .conftest import train_cli
-from .test_train import truth
+from tests.fuse.conftest import train_cli
+from tests.fuse.test_train import truth
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 

@@ -9,7 +9,7 @@ from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
-from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing, write_cache
+from tests.fuse.conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing, write_cache
 
 TINY = dict(channels=(4, 4, 4, 8, 8, 8), width=8, layers=1, heads=2, feedforward=16, project=16)
 # spectrogram pieces [P, 32, 16] + count; face crops [T, 16, 16, 3] + mask; a text vector [5]

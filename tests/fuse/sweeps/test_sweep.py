@@ -24,10 +24,10 @@ from fuse.sweeps import study as studies
 from fuse.sweeps.trials import Trial
 from manifests import MER_CLASSES
 
-from .conftest import synthetic_corpus, write_cache
-from .test_train import png_size, truth
+from tests.fuse.conftest import synthetic_corpus, write_cache
+from tests.fuse.test_train import png_size, truth
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FEATURES = "A=acoustic|layers@1,2;V=visual"
 N_SETS = (2 + 1) * (1 + 1) - 1           # A: 2 alternatives or none, V: 1 or none, not both none
 TINY = "epochs=3;folds=2;hidden=16"

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from fuse.sweep import main
 from tests.postgres import needs_postgres, postgres_server
 
-from .conftest import synthetic_corpus, write_cache
+from tests.fuse.conftest import synthetic_corpus, write_cache
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from fuse.inputs.specs import SpecError
 from fuse.sweeps.plan import model_grid, plan, request_for, trial_run_id
 from fuse.sweeps.trials import Trial, feature_sets, grid_points, parse_alternatives, parse_grid, random_points
 
-from .conftest import synthetic_corpus, write_cache
+from tests.fuse.conftest import synthetic_corpus, write_cache
 
 
 @pytest.fixture(scope="module")
