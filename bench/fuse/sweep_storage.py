@@ -1,7 +1,7 @@
 """What the shared study storage costs a sweep: the same small sweep on SQLite with 1 and 2 workers
 and on a PostgreSQL server (localhost) with 2 workers, in one run, each into fresh run folders.
 
-    python bench/sweep_storage.py [--trials-epochs 30] [--repeats 1]      # as root or as a user who may run initdb
+    python bench/fuse/sweep_storage.py [--epochs 30] [--repeats 1]      # as root or as a user who may run initdb
 
 The sweep: the synthetic corpus of the tests (90 training clips), 3 acoustic x 1 visual
 alternatives (7 feature sets) x 2 learning rates, attention, 2 folds, --no-lr-batching (14 queued
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.fuse.conftest import synthetic_corpus, write_cache  # noqa: E402

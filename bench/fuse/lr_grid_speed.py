@@ -1,13 +1,13 @@
 """A learning-rate grid in `python -m fuse.sweep`: trained as one batched model per feature set
 (`--lr-batching`, the default) against one trial after the other (`--no-lr-batching`).
 
-The synthetic MER-shaped problem (bench/mer_shaped.py: 3373 training clips, three 1024-d
+The synthetic MER-shaped problem (bench/fuse/mer_shaped.py: 3373 training clips, three 1024-d
 features, here joined as one modality: one feature set), attention, 5 folds x 100 epochs, 1 seed, `--grid "lr=..."`, 1 worker, each
 mode into fresh run folders, in the same run: wall seconds, and each rate's CV combined score in
 both modes (the same rates must reach the same quality; the numbers differ only by the dropout
 masks and batch orders drawn for a larger model).
 
-    python bench/lr_grid_speed.py [--lrs 1e-3,3e-4,1e-4] [--epochs 100] [--out DIR]
+    python bench/fuse/lr_grid_speed.py [--lrs 1e-3,3e-4,1e-4] [--epochs 100] [--out DIR]
 """
 from __future__ import annotations
 

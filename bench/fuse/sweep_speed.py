@@ -1,13 +1,13 @@
 """Sweep speed: `python -m fuse.sweep` over MER 2023 Table-3-shaped feature combinations.
 
-The synthetic MER-shaped problem (bench/mer_shaped.py) with 2 acoustic x 3 lexical x 2 visual
+The synthetic MER-shaped problem (bench/fuse/mer_shaped.py) with 2 acoustic x 3 lexical x 2 visual
 1024-d features, attention fusion, 5 folds, as MER 2023's Table 3. A subset of the 35 combinations
 (by default one feature per modality: 3 unimodal, 3 bimodal, 1 trimodal) is swept with 1 and with 2
 workers, each time into fresh run folders; the full sweep's time is estimated as the subset's wall
 time scaled by the full sweep's trial-seconds (each group's mean seconds per trial in that run,
 times the group's count among the 35) over the subset's. `--full` runs all 35 instead.
 
-    python bench/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--precision fp32|bf16]
+    python bench/fuse/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--precision fp32|bf16]
                                 [--full] [--out DIR]
 
 The speed-up column is against the first --workers value.
@@ -28,7 +28,7 @@ import numpy as np
 
 from mer_shaped import MODALITIES, VARIANTS, generate, with_variants, write_cache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LETTER = {"acoustic": "A", "lexical": "L", "visual": "V"}
 GROUPS = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
 

@@ -1,7 +1,7 @@
 """LightGBM (`--model lgbm`) against attention fusion, both as `python -m fuse.train` runs them.
 
 Two comparisons: accuracy on handcrafted features (a demo corpus, IS10 and eGeMAPS alone, several
-seeds) and wall time on deep ones (the synthetic MER-shaped problem of bench/mer_shaped.py: 3373
+seeds) and wall time on deep ones (the synthetic MER-shaped problem of bench/fuse/mer_shaped.py: 3373
 training clips, three 1024-d features, 5 folds x 1 seed). `make demo`'s corpus has 64 training
 clips, too few for trees; a larger one for the handcrafted case (533 training clips):
 
@@ -13,7 +13,7 @@ the same load of a shared machine; the 1-minute load average before each run is 
 Seconds are fuse.train's own (metrics.json: training and scoring, not Python start-up); wall
 adds the command's start-up and feature loading. Attention runs with its defaults (100 epochs).
 
-    python bench/lgbm_speed.py [--demo-cache data/cache] [--mer-cache DIR] [--seeds 5]
+    python bench/fuse/lgbm_speed.py [--demo-cache data/cache] [--mer-cache DIR] [--seeds 5]
                                [--only demo|mer] [--repeats 1] [--json FILE]
 
 then --demo-cache CACHE. Without --mer-cache the MER-shaped cache is written to a temporary folder first (seed 0).
@@ -36,7 +36,7 @@ from mer_shaped import generate, write_cache
 
 from cache import open_clips
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODELS = ("lgbm", "attention")
 METRICS = (("cv", "weighted_f1"), ("cv", "combined"), ("test1", "combined"))
 

@@ -11,7 +11,7 @@ on a corpus and its cache, in the same run:
   per clip and epoch. (Training one fold at a time, as E2E's code does, would recompute each clip
   in 4 of the 5 folds: 4x this; the ratio below is the favourable case for E2E.)
 
-    python bench/e2el_speed.py --root data/demo --cache data/cache [--dataset demo]
+    python bench/fuse/e2el_speed.py --root data/demo --cache data/cache [--dataset demo]
                                [--channels 16,16,16,32,64,128] [--epochs 2]
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECOMPUTED = ("face-crops", "e2el-spectrogram")
 
 
