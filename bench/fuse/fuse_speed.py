@@ -31,8 +31,8 @@ import numpy as np
 
 from matmul_floor import run_floor
 from mer_shaped import MODALITIES, SPLIT_SIZES, generate, write_cache, write_official
+from runs import FuseFailed, train
 
-REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_SCRIPT = "main-release.py"
 # (what, pattern, replacement): each must match, so a changed upstream file is noticed
 CPU_PATCHES = (("torch.cuda.set_device call", r"torch\.cuda\.set_device\(args\.gpu\)", "pass"),
@@ -112,24 +112,12 @@ def run_ours(cache_root: Path, dataset: str, extra_args) -> dict:
     """One `python -m fuse.train` run on the cached problem with the official model's settings;
     `extra_args` e.g. ['--epochs', '100', '--seeds', '1', '--precision', 'fp32']. Returns its
     metrics.json with 'seconds' (wall clock of the whole command) and 'train_seconds' (its own)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=cache_root))
-    args = [sys.executable, "-m", "fuse.train", "--dataset", dataset, "--cache", str(cache_root),
-            "--modalities", "A,L,V", "--features", ";".join(f"{m}={f}" for m, f in FEATURES.items()),
-            "--model", "attention", "--attention-scores", "raw", "--dropout", "0.3", "--lr", "1e-3",
-            "--hidden", "256,128", "--batch-size", "32", "--folds", "5", *map(str, extra_args),
-            "--out", str(run_dir)]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode:
-        last = (proc.stderr.strip().splitlines() or [""])[-1]
-        raise RuntimeError(f"fuse.train exited with {proc.returncode}: {last}\n{proc.stderr[-2000:]}")
-    found = [run_dir / "metrics.json"] if (run_dir / "metrics.json").is_file() else []
-    found = found or list(run_dir.glob("*/metrics.json"))  # a run folder named inside --out
-    if len(found) != 1:
-        raise RuntimeError(f"fuse.train wrote {len(found)} metrics.json files under its --out folder")
-    metrics = json.loads(found[0].read_text())
-    return {**metrics, "train_seconds": metrics.get("seconds"), "seconds": seconds}
+    metrics = train(["--dataset", dataset, "--cache", cache_root, "--modalities", "A,L,V",
+                     "--features", ";".join(f"{m}={f}" for m, f in FEATURES.items()),
+                     "--model", "attention", "--attention-scores", "raw", "--dropout", "0.3", "--lr", "1e-3",
+                     "--hidden", "256,128", "--batch-size", "32", "--folds", "5", *extra_args],
+                    Path(tempfile.mkdtemp(prefix="run-", dir=cache_root)))
+    return {**metrics, "train_seconds": metrics.get("seconds"), "seconds": metrics["wall"]}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -188,7 +176,7 @@ def bench_ours(cache: Path, dataset: str, epochs: int, seeds: int, runs: int, pr
     try:
         results = [run_ours(cache, dataset, ["--epochs", epochs, "--seeds", seeds, "--precision", precision])
                    for _ in range(runs)]
-    except (RuntimeError, OSError) as error:
+    except (FuseFailed, OSError) as error:
         return {**row, "error": str(error)}
     timings = [r["seconds"] for r in results]
     return {**row, "seconds": float(np.median(timings)), "timings": timings,

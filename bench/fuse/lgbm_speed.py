@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +31,9 @@ import click
 import numpy as np
 
 from mer_shaped import generate, write_cache
+from runs import REPO, FuseFailed, train
 
 from cache import open_clips
-
-REPO = Path(__file__).resolve().parents[2]
 MODELS = ("lgbm", "attention")
 METRICS = (("cv", "weighted_f1"), ("cv", "combined"), ("test1", "combined"))
 
@@ -55,18 +52,14 @@ class Case:
 def train_once(case: Case, model: str, workdir: Path) -> dict:
     """One fuse.train run; its metrics.json plus 'wall' (seconds of the whole command) and 'load'
     (1-minute load average just before it started)."""
-    out = Path(tempfile.mkdtemp(prefix=f"{model}-", dir=workdir))
-    args = [sys.executable, "-m", "fuse.train", "--cache", str(case.cache), "--dataset", case.dataset,
-            "--features", case.features, "--model", model, "--seeds", str(case.seeds), "--folds", "5",
-            "--out", str(out), "--quiet"]
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": f"exit {proc.returncode}: {last}", "load": load}
-    return {**json.loads((out / "metrics.json").read_text()), "wall": wall, "load": load}
+    try:
+        return train(["--cache", case.cache, "--dataset", case.dataset, "--features", case.features,
+                      "--model", model, "--seeds", case.seeds, "--folds", "5", "--quiet"],
+                     Path(tempfile.mkdtemp(prefix=f"{model}-", dir=workdir)))
+    except FuseFailed as failed:
+        last = (failed.format_message().strip().splitlines() or ["(no output)"])[-1]
+        return {"error": last, "load": load}
 
 
 def compare(cases: list[Case], repeats: int, workdir: Path) -> list[dict]:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
 from mer_shaped import generate, write_cache
-from sweep_speed import timed
+from runs import run_fuse, trial_metrics
 
 # one feature set (a sweep crosses every subset of the modalities): the three 1024-d features as one
 # modality, the same multiply-adds as A+L+V
@@ -28,16 +27,13 @@ FEATURES = "A=mer-a+mer-l+mer-v"
 
 
 def run_sweep(cache: Path, runs: Path, lrs: str, epochs: int, batching: bool) -> dict:
-    args = [sys.executable, "-m", "fuse.sweep", "--dataset", "mershape", "--cache", str(cache),
+    args = ["--dataset", "mershape", "--cache", cache,
             "--features", FEATURES, "--models", "attention",
             "--grid", f"lr={lrs};epochs={epochs}", "--runs", str(runs), "--out", str(runs / "report"),
             "--top-k", "0", "--quiet", "--lr-batching" if batching else "--no-lr-batching"]
-    wall, load = timed(args)
-    scores = {}
-    for metrics in runs.glob("*/metrics.json"):
-        m = json.loads(metrics.read_text())
-        scores[m["config"]["train"]["lr"]] = m["cv"]["combined"]["mean"]
-    return {"batching": batching, "wall": wall, "load": load, "scores": scores}
+    done = run_fuse("sweep", args)
+    scores = {m["config"]["train"]["lr"]: m["cv"]["combined"]["mean"] for m in trial_metrics(runs)}
+    return {"batching": batching, "wall": done.wall, "load": done.load, "scores": scores}
 
 
 @click.command()

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import samsemo_reference as reference  # noqa: E402  (bench/fuse/, beside this file)
+from runs import train  # noqa: E402
 
 DATASET = "samsemo-bench"
 # demo emotion -> SAMSEMO emotion name in meta.pkl (worried: fear, a class run.py drops)
@@ -224,10 +225,9 @@ def speed(checkout: Path, cache: Path, work: Path, epochs: int, divisor: int) ->
 def train_ours(cache: Path, out: Path, epochs: int, divisor: int) -> dict:
     """`fuse.train --model e2el` on V and A without early stopping: its metrics.json."""
     channels = ",".join(str(c // divisor) for c in CHANNELS)
-    run(["-m", "fuse.train", "--cache", cache, "--dataset", DATASET, "--model", "e2el", "--modalities", "V,A",
-         "--channels", channels, "--epochs", epochs, "--patience", 0, "--test-splits", "valid,test",
-         "--out", out, "--quiet"])
-    return json.loads((out / "metrics.json").read_text())
+    return train(["--cache", cache, "--dataset", DATASET, "--model", "e2el", "--modalities", "V,A",
+                  "--channels", channels, "--epochs", epochs, "--patience", 0, "--test-splits", "valid,test",
+                  "--quiet"], out)
 
 
 def write_reference_pickle(cache: Path, path: Path) -> Path:

@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from runs import REPO, run_fuse, trial_metrics
+
+sys.path.insert(0, str(REPO))  # the synthetic corpus and PostgreSQL server of the tests
 
 from tests.fuse.conftest import synthetic_corpus, write_cache  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
@@ -30,18 +30,11 @@ FEATURES = "A=acoustic|layers@1,2|layers@0,3;V=visual"
 
 
 def sweep(cache: Path, base: Path, workers: int, storage: str | None, epochs: int) -> tuple[float, int]:
-    args = [sys.executable, "-m", "fuse.sweep", "--cache", cache, "--dataset", "synth", "--features", FEATURES,
+    args = ["--cache", cache, "--dataset", "synth", "--features", FEATURES,
             "--grid", f"lr=1e-2,3e-3;epochs={epochs};folds=2;hidden=64", "--no-lr-batching", "--runs", base / "runs",
             "--out", base / "out", "--top-k", "0", "--workers", workers, "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if storage:
-        env["MER_SWEEP_STORAGE"] = storage
-    start = time.perf_counter()
-    proc = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise click.ClickException(proc.stderr[-2000:])
-    return wall, len(list((base / "runs").glob("*/metrics.json")))
+    done = run_fuse("sweep", args, {"MER_SWEEP_STORAGE": storage} if storage else None)
+    return done.wall, len(trial_metrics(base / "runs"))
 
 
 @click.command()
