@@ -83,14 +83,14 @@ dashboard:
 
 # each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
 bench: demo-corpus
-	$(PY) bench/extract_speed.py --clips $(DEMO_CLIPS) --corpus $(DEMO_DIR)
-	$(PY) bench/speech_models_speed.py --clips 12
-	$(PY) bench/lexical_speed.py
-	$(PY) bench/visual_speed.py
+	$(PY) bench/extract/extract_speed.py --clips $(DEMO_CLIPS) --corpus $(DEMO_DIR)
+	$(PY) bench/extract/speech_models_speed.py --clips 12
+	$(PY) bench/extract/lexical_speed.py
+	$(PY) bench/extract/visual_speed.py
 
 # stage 2: fuse.train against the MER 2023 baseline's own script (OFFICIAL= a checkout of
 # zeroQiaoba/MER2023-Baseline), LightGBM against attention (LGBM_CACHE: a cache with is10 and egemaps;
-# docs/BENCHMARKS.md used an 800-clip demo corpus, see bench/lgbm_speed.py), a Table-3 sweep,
+# docs/BENCHMARKS.md used an 800-clip demo corpus, see bench/fuse/lgbm_speed.py), a Table-3 sweep,
 # E2E-L from the cache against recomputing its inputs (needs the demo corpus and cache), and with
 # SAMSEMO= bench-samsemo
 OFFICIAL ?=
@@ -98,11 +98,11 @@ LGBM_CACHE ?= $(CACHE)
 SAMSEMO  ?=
 bench-fuse:
 	$(if $(OFFICIAL),,$(error OFFICIAL=path/to/MER2023-Baseline is required))
-	$(PY) bench/fuse_speed.py --official $(OFFICIAL) --epochs 100 --seeds 3
-	$(PY) bench/lgbm_speed.py --demo-cache $(LGBM_CACHE) --seeds 3
-	$(PY) bench/sweep_speed.py
-	$(PY) bench/e2el_speed.py --root $(DEMO_DIR) --cache $(CACHE)
-	$(PY) bench/sequence_models.py --cache $(CACHE)
+	$(PY) bench/fuse/fuse_speed.py --official $(OFFICIAL) --epochs 100 --seeds 3
+	$(PY) bench/fuse/lgbm_speed.py --demo-cache $(LGBM_CACHE) --seeds 3
+	$(PY) bench/fuse/sweep_speed.py
+	$(PY) bench/fuse/e2el_speed.py --root $(DEMO_DIR) --cache $(CACHE)
+	$(PY) bench/fuse/sequence_models.py --cache $(CACHE)
 	$(if $(SAMSEMO),$(MAKE) --no-print-directory bench-samsemo SAMSEMO=$(SAMSEMO))
 
 # E2E-L against SAMSEMO's own code (SAMSEMO= a checkout of samsungnlp/samsemo, read where it is):
@@ -111,7 +111,7 @@ bench-fuse:
 bench-samsemo:
 	$(if $(SAMSEMO),,$(error SAMSEMO=path/to/samsemo is required))
 	$(PY) -m pip install --quiet lightning tabulate
-	$(PY) bench/samsemo_parity.py --samsemo $(SAMSEMO)
+	$(PY) bench/fuse/samsemo_parity.py --samsemo $(SAMSEMO)
 
 clean-cache:
 	rm -rf $(CACHE)

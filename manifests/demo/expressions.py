@@ -5,7 +5,7 @@ classifier reads as happy whatever else moves. So the demo's rest face is a neut
 lips closed over the teeth on one line, the mouth corners lowered and widened. Each expression is
 a set of moves from that rest face, in face widths; `happy` undoes the neutralising (the photo's
 own smile) and lifts the corners further. The sizes were tuned with the pretrained FER2013 CNN
-in the loop (its class probabilities on dlib-aligned frames, `bench/demo_signal.py`), within
+in the loop (its class probabilities on dlib-aligned frames, `bench/extract/demo_signal.py`), within
 plausible bounds: sad raises and draws together the inner brows, droops the upper lids and lifts
 the chin; angry lowers the inner brows, raises the outer ones and bares the upper teeth; surprise
 raises the brows and eyelids and drops the jaw (a dark open mouth); worried raises the inner brows

@@ -73,7 +73,7 @@ def test_each_member_gets_the_gradient_it_would_get_alone():
 
 
 def test_one_member_takes_48_pixel_crops_as_cached():
-    """One member (E = 1: a run scored clip by clip, bench/samsemo_parity.py) on crops [T, 48, 48, 3]
+    """One member (E = 1: a run scored clip by clip, bench/fuse/samsemo_parity.py) on crops [T, 48, 48, 3]
     as face-crops caches them: the CNN's output keeps the crops' channels-last strides there."""
     torch.manual_seed(0)
     net = build("e2el", make_config("e2el", **TINY), [(4, 48, 48, 3), (4,)], ["V", "V"], 4)

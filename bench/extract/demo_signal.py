@@ -6,7 +6,7 @@ design (each modality learnable, none alone enough), not a model of this project
 Then what the pretrained FER2013 CNN itself sees: its class probabilities (the cached
 `face-fer2013` `probs`, mean over each clip's dlib-aligned faces) averaged per demo emotion.
 
-    python bench/demo_signal.py [--cache data/cache]
+    python bench/extract/demo_signal.py [--cache data/cache]
 """
 from __future__ import annotations
 

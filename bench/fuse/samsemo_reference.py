@@ -1,4 +1,4 @@
-"""samsungnlp/samsemo's own code for bench/samsemo_parity.py, imported from a checkout (never copied).
+"""samsungnlp/samsemo's own code for bench/fuse/samsemo_parity.py, imported from a checkout (never copied).
 
 What its modules import and this machine cannot is stubbed here, and nothing else (`install_stubs`):
 
@@ -73,7 +73,7 @@ def _uncallable(name: str, attrs) -> types.ModuleType:
     module = types.ModuleType(name)
     for attr in attrs:
         def refuse(*args, _what=f"{name}.{attr}", **kwargs):
-            raise NotImplementedError(f"{_what} is stubbed by bench/samsemo_reference.py")
+            raise NotImplementedError(f"{_what} is stubbed by bench/fuse/samsemo_reference.py")
         setattr(module, attr, refuse)
     return module
 

@@ -3,7 +3,7 @@
 Frames are the astronaut photo (a real face) with head motion; whole-clip timings use the demo
 corpus (manifests.demo) when it is there, else 4 s clips of that moving face at 25 fps.
 
-    python bench/visual_speed.py [--frames 40] [--clips 8] [--out table.md]
+    python bench/extract/visual_speed.py [--frames 40] [--clips 8] [--out table.md]
 """
 from __future__ import annotations
 

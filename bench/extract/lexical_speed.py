@@ -1,7 +1,7 @@
 """Sentences per second of text-minilm (the real all-MiniLM-L6-v2) on this machine, batched and one
 sentence at a time, measured in the same run through the extractor's own code path.
 
-    python bench/lexical_speed.py [--sentences 256] [--batch-tokens 4096] [--threads 0]
+    python bench/extract/lexical_speed.py [--sentences 256] [--batch-tokens 4096] [--threads 0]
 """
 from __future__ import annotations
 

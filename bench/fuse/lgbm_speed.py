@@ -1,7 +1,7 @@
 """LightGBM (`--model lgbm`) against attention fusion, both as `python -m fuse.train` runs them.
 
 Two comparisons: accuracy on handcrafted features (a demo corpus, IS10 and eGeMAPS alone, several
-seeds) and wall time on deep ones (the synthetic MER-shaped problem of bench/mer_shaped.py: 3373
+seeds) and wall time on deep ones (the synthetic MER-shaped problem of bench/fuse/mer_shaped.py: 3373
 training clips, three 1024-d features, 5 folds x 1 seed). `make demo`'s corpus has 64 training
 clips, too few for trees; a larger one for the handcrafted case (533 training clips):
 
@@ -13,7 +13,7 @@ the same load of a shared machine; the 1-minute load average before each run is 
 Seconds are fuse.train's own (metrics.json: training and scoring, not Python start-up); wall
 adds the command's start-up and feature loading. Attention runs with its defaults (100 epochs).
 
-    python bench/lgbm_speed.py [--demo-cache data/cache] [--mer-cache DIR] [--seeds 5]
+    python bench/fuse/lgbm_speed.py [--demo-cache data/cache] [--mer-cache DIR] [--seeds 5]
                                [--only demo|mer] [--repeats 1] [--json FILE]
 
 then --demo-cache CACHE. Without --mer-cache the MER-shaped cache is written to a temporary folder first (seed 0).
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +31,9 @@ import click
 import numpy as np
 
 from mer_shaped import generate, write_cache
+from runs import REPO, FuseFailed, train
 
 from cache import open_clips
-
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ("lgbm", "attention")
 METRICS = (("cv", "weighted_f1"), ("cv", "combined"), ("test1", "combined"))
 
@@ -55,18 +52,14 @@ class Case:
 def train_once(case: Case, model: str, workdir: Path) -> dict:
     """One fuse.train run; its metrics.json plus 'wall' (seconds of the whole command) and 'load'
     (1-minute load average just before it started)."""
-    out = Path(tempfile.mkdtemp(prefix=f"{model}-", dir=workdir))
-    args = [sys.executable, "-m", "fuse.train", "--cache", str(case.cache), "--dataset", case.dataset,
-            "--features", case.features, "--model", model, "--seeds", str(case.seeds), "--folds", "5",
-            "--out", str(out), "--quiet"]
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": f"exit {proc.returncode}: {last}", "load": load}
-    return {**json.loads((out / "metrics.json").read_text()), "wall": wall, "load": load}
+    try:
+        return train(["--cache", case.cache, "--dataset", case.dataset, "--features", case.features,
+                      "--model", model, "--seeds", case.seeds, "--folds", "5", "--quiet"],
+                     Path(tempfile.mkdtemp(prefix=f"{model}-", dir=workdir)))
+    except FuseFailed as failed:
+        last = (failed.format_message().strip().splitlines() or ["(no output)"])[-1]
+        return {"error": last, "load": load}
 
 
 def compare(cases: list[Case], repeats: int, workdir: Path) -> list[dict]:

@@ -1,26 +1,25 @@
 """A learning-rate grid in `python -m fuse.sweep`: trained as one batched model per feature set
 (`--lr-batching`, the default) against one trial after the other (`--no-lr-batching`).
 
-The synthetic MER-shaped problem (bench/mer_shaped.py: 3373 training clips, three 1024-d
+The synthetic MER-shaped problem (bench/fuse/mer_shaped.py: 3373 training clips, three 1024-d
 features, here joined as one modality: one feature set), attention, 5 folds x 100 epochs, 1 seed, `--grid "lr=..."`, 1 worker, each
 mode into fresh run folders, in the same run: wall seconds, and each rate's CV combined score in
 both modes (the same rates must reach the same quality; the numbers differ only by the dropout
 masks and batch orders drawn for a larger model).
 
-    python bench/lr_grid_speed.py [--lrs 1e-3,3e-4,1e-4] [--epochs 100] [--out DIR]
+    python bench/fuse/lr_grid_speed.py [--lrs 1e-3,3e-4,1e-4] [--epochs 100] [--out DIR]
 """
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import click
 
 from mer_shaped import generate, write_cache
-from sweep_speed import timed
+from runs import run_fuse, trial_metrics
 
 # one feature set (a sweep crosses every subset of the modalities): the three 1024-d features as one
 # modality, the same multiply-adds as A+L+V
@@ -28,16 +27,13 @@ FEATURES = "A=mer-a+mer-l+mer-v"
 
 
 def run_sweep(cache: Path, runs: Path, lrs: str, epochs: int, batching: bool) -> dict:
-    args = [sys.executable, "-m", "fuse.sweep", "--dataset", "mershape", "--cache", str(cache),
+    args = ["--dataset", "mershape", "--cache", cache,
             "--features", FEATURES, "--models", "attention",
             "--grid", f"lr={lrs};epochs={epochs}", "--runs", str(runs), "--out", str(runs / "report"),
             "--top-k", "0", "--quiet", "--lr-batching" if batching else "--no-lr-batching"]
-    wall, load = timed(args)
-    scores = {}
-    for metrics in runs.glob("*/metrics.json"):
-        m = json.loads(metrics.read_text())
-        scores[m["config"]["train"]["lr"]] = m["cv"]["combined"]["mean"]
-    return {"batching": batching, "wall": wall, "load": load, "scores": scores}
+    done = run_fuse("sweep", args)
+    scores = {m["config"]["train"]["lr"]: m["cv"]["combined"]["mean"] for m in trial_metrics(runs)}
+    return {"batching": batching, "wall": done.wall, "load": done.load, "scores": scores}
 
 
 @click.command()

@@ -1,13 +1,13 @@
 """Sweep speed: `python -m fuse.sweep` over MER 2023 Table-3-shaped feature combinations.
 
-The synthetic MER-shaped problem (bench/mer_shaped.py) with 2 acoustic x 3 lexical x 2 visual
+The synthetic MER-shaped problem (bench/fuse/mer_shaped.py) with 2 acoustic x 3 lexical x 2 visual
 1024-d features, attention fusion, 5 folds, as MER 2023's Table 3. A subset of the 35 combinations
 (by default one feature per modality: 3 unimodal, 3 bimodal, 1 trimodal) is swept with 1 and with 2
 workers, each time into fresh run folders; the full sweep's time is estimated as the subset's wall
 time scaled by the full sweep's trial-seconds (each group's mean seconds per trial in that run,
 times the group's count among the 35) over the subset's. `--full` runs all 35 instead.
 
-    python bench/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--precision fp32|bf16]
+    python bench/fuse/sweep_speed.py [--epochs 100] [--seeds 1] [--workers 1,2] [--precision fp32|bf16]
                                 [--full] [--out DIR]
 
 The speed-up column is against the first --workers value.
@@ -17,18 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 
 from mer_shaped import MODALITIES, VARIANTS, generate, with_variants, write_cache
-
-REPO = Path(__file__).resolve().parents[1]
+from runs import run_fuse, trial_metrics
 LETTER = {"acoustic": "A", "lexical": "L", "visual": "V"}
 GROUPS = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
 
@@ -46,35 +42,22 @@ def table3_counts() -> dict[str, int]:
     return {"unimodal": a + l + v, "bimodal": a * l + a * v + l * v, "trimodal": a * l * v}
 
 
-def timed(args: list[str]) -> tuple[float, float]:
-    """Run a command from the repository root: (wall seconds, load average before); its failure
-    stops the bench with its stderr."""
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise click.ClickException(f"{' '.join(args[1:3])} exited with {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return wall, load
-
-
 def run_sweep(cache: Path, runs: Path, features: dict, workers: int, epochs: int, seeds: int,
               precision: str = "fp32") -> dict:
     """One `python -m fuse.sweep` in fresh run folders; wall seconds and each trial's own seconds."""
     text = ";".join(f"{m}={'|'.join(f)}" for m, f in features.items())
-    args = [sys.executable, "-m", "fuse.sweep", "--dataset", "mershape", "--cache", str(cache),
+    args = ["--dataset", "mershape", "--cache", cache,
             "--features", text, "--models", "attention", "--grid", f"epochs={epochs};precision={precision}", "--seeds", str(seeds),
             "--workers", str(workers), "--runs", str(runs), "--out", str(runs / "report"), "--top-k", "0",
             "--quiet"]
-    wall, load = timed(args)
+    done = run_fuse("sweep", args)
     trials = []
-    for metrics in runs.glob("*/metrics.json"):
-        m = json.loads(metrics.read_text())
+    for m in trial_metrics(runs):
         n_modalities = len(set(m["config"]["features"].values()))
         trials.append({"group": GROUPS[n_modalities], "seconds": m["seconds"],
                        "features": m["config"]["features"], "cv_combined": m["cv"]["combined"]["mean"],
                        "cv_combined_std": m["cv"]["combined"]["std"]})
-    return {"workers": workers, "wall": wall, "load": load, "trials": trials}
+    return {"workers": workers, "wall": done.wall, "load": done.load, "trials": trials}
 
 
 def estimate(rows: list[dict]) -> dict:

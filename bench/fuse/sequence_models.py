@@ -6,7 +6,7 @@ seconds per epoch (training and validation of all folds, as one batched model; e
 early stopping included), CV and test
 scores. `--epochs N` overrides every model's epochs (a quick look at the cost per epoch).
 
-    python bench/sequence_models.py --cache data/cache [--dataset demo] [--modalities V,A,T]
+    python bench/fuse/sequence_models.py --cache data/cache [--dataset demo] [--modalities V,A,T]
         [--models attention,e2el,crossbert,crossbert-interaction,coattention] [--seeds 1] [--out DIR]
 """
 from __future__ import annotations

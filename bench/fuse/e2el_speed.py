@@ -11,33 +11,26 @@ on a corpus and its cache, in the same run:
   per clip and epoch. (Training one fold at a time, as E2E's code does, would recompute each clip
   in 4 of the 5 folds: 4x this; the ratio below is the favourable case for E2E.)
 
-    python bench/e2el_speed.py --root data/demo --cache data/cache [--dataset demo]
+    python bench/fuse/e2el_speed.py --root data/demo --cache data/cache [--dataset demo]
                                [--channels 16,16,16,32,64,128] [--epochs 2]
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
+from runs import train
+
 RECOMPUTED = ("face-crops", "e2el-spectrogram")
 
 
 def train_epoch_seconds(cache: Path, dataset: str, channels: str, epochs: int, workdir: Path) -> dict:
     """fuse.train's own seconds per epoch of e2el on V, A, T (training and validation, all folds)."""
-    out = workdir / "e2el-run"
-    args = [sys.executable, "-m", "fuse.train", "--cache", str(cache), "--dataset", dataset, "--model", "e2el",
-            "--modalities", "V,A,T", "--channels", channels, "--epochs", str(epochs), "--out", str(out), "--quiet"]
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode:
-        raise click.ClickException(f"fuse.train failed: {proc.stderr.strip().splitlines()[-1:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train(["--cache", cache, "--dataset", dataset, "--model", "e2el", "--modalities", "V,A,T",
+                     "--channels", channels, "--epochs", epochs, "--quiet"], workdir / "e2el-run")
     return {"seconds": metrics["seconds"], "epochs": epochs, "per_epoch": metrics["seconds"] / epochs,
             "cv_weighted_f1": metrics["cv"]["weighted_f1"]["mean"]}
 

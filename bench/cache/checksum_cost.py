@@ -17,7 +17,7 @@ cache, as right after a merge or in a second training run), timed 5 times in the
 `read MB` is what the process asked of the kernel (rchar). The merged arrays of every way are
 compared with the first's.
 
-    python bench/checksum_cost.py [--clips 5030] [--repeats 3] [--dir DIR]
+    python bench/cache/checksum_cost.py [--clips 5030] [--repeats 3] [--dir DIR]
 """
 from __future__ import annotations
 

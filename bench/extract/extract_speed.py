@@ -4,7 +4,7 @@ Reference approach, measured in the same run: one pass per feature (each pass de
 again, as per-feature scripts do) against our single pass that decodes each clip once for all
 features.
 
-    python bench/extract_speed.py --clips 96 [--out table.md]
+    python bench/extract/extract_speed.py --clips 96 [--out table.md]
 """
 from __future__ import annotations
 

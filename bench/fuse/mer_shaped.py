@@ -176,5 +176,5 @@ def write_cache(problem: MerShaped, cache_root: Path, dataset: str = "mershape")
         from cache.clips import write_clips
     except ImportError:  # a checkout without the clip-table writer: features only
         return ["clip table (cache.clips.write_clips is missing)"]
-    write_clips(table, dataset=dataset, root=cache_root, source="bench/mer_shaped.py")
+    write_clips(table, dataset=dataset, root=cache_root, source="bench/fuse/mer_shaped.py")
     return []

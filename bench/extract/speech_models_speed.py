@@ -7,7 +7,7 @@ HuBERT (768 x 12 layers, group-norm front end like chinese-hubert-base; its feat
     (last layer, layers 9 and 10 = the "18-20 of 24" middle layers at base depth, sum of the last four).
 Also the bare model forward time (processor + model, nothing else), to state our pipeline overhead.
 
-    python bench/speech_models_speed.py --clips 16 [--out table.md]
+    python bench/extract/speech_models_speed.py --clips 16 [--out table.md]
 """
 from __future__ import annotations
 

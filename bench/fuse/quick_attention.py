@@ -7,7 +7,7 @@ loss (cross-entropy + valence MSE), model (raw attention scores), protocol (best
 weighted F1 - 0.25 x valence MSE on its validation fold; CV = the folds' mean) and no
 standardization, as the official script. fp32, one seed.
 
-    python bench/quick_attention.py ARRAYS.npz --epochs 100 --seed 0 --json OUT.json
+    python bench/fuse/quick_attention.py ARRAYS.npz --epochs 100 --seed 0 --json OUT.json
 
 ARRAYS.npz: features a, l, v [N, D] float32, label [N] int, valence [N], split [N] str
 (train / test1 / test2). Prints and writes seconds (wall, this process from its start) and metrics.

@@ -1,7 +1,7 @@
 """What the shared study storage costs a sweep: the same small sweep on SQLite with 1 and 2 workers
 and on a PostgreSQL server (localhost) with 2 workers, in one run, each into fresh run folders.
 
-    python bench/sweep_storage.py [--trials-epochs 30] [--repeats 1]      # as root or as a user who may run initdb
+    python bench/fuse/sweep_storage.py [--epochs 30] [--repeats 1]      # as root or as a user who may run initdb
 
 The sweep: the synthetic corpus of the tests (90 training clips), 3 acoustic x 1 visual
 alternatives (7 feature sets) x 2 learning rates, attention, 2 folds, --no-lr-batching (14 queued
@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from runs import REPO, run_fuse, trial_metrics
+
+sys.path.insert(0, str(REPO))  # the synthetic corpus and PostgreSQL server of the tests
 
 from tests.fuse.conftest import synthetic_corpus, write_cache  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
@@ -30,18 +30,11 @@ FEATURES = "A=acoustic|layers@1,2|layers@0,3;V=visual"
 
 
 def sweep(cache: Path, base: Path, workers: int, storage: str | None, epochs: int) -> tuple[float, int]:
-    args = [sys.executable, "-m", "fuse.sweep", "--cache", cache, "--dataset", "synth", "--features", FEATURES,
+    args = ["--cache", cache, "--dataset", "synth", "--features", FEATURES,
             "--grid", f"lr=1e-2,3e-3;epochs={epochs};folds=2;hidden=64", "--no-lr-batching", "--runs", base / "runs",
             "--out", base / "out", "--top-k", "0", "--workers", workers, "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if storage:
-        env["MER_SWEEP_STORAGE"] = storage
-    start = time.perf_counter()
-    proc = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise click.ClickException(proc.stderr[-2000:])
-    return wall, len(list((base / "runs").glob("*/metrics.json")))
+    done = run_fuse("sweep", args, {"MER_SWEEP_STORAGE": storage} if storage else None)
+    return done.wall, len(trial_metrics(base / "runs"))
 
 
 @click.command()

@@ -1,7 +1,7 @@
 """E2E-L against SAMSEMO's own code (a checkout of samsungnlp/samsemo): the same network, the same
 inputs, and the speed of training on the cache, on a small SAMSEMO-layout corpus this bench writes.
 
-    python bench/samsemo_parity.py --samsemo PATH [--clips 64] [--epochs 3] [--width-divisor 4] [--workdir DIR]
+    python bench/fuse/samsemo_parity.py --samsemo PATH [--clips 64] [--epochs 3] [--width-divisor 4] [--workdir DIR]
     make bench-samsemo SAMSEMO=PATH
 
 1. The corpus: the demo corpus (manifests.demo) rewritten as SAMSEMO's release (scene folders of
@@ -10,14 +10,14 @@ inputs, and the speed of training on the cache, on a small SAMSEMO-layout corpus
    `python -m extract` of face-crops and e2el-spectrogram (float16 as cached by default, and float32).
 2. Inputs: prep_aud.py's Specgram on every scene's audio.wav against the cached pieces.
 3. Network: MME2E (src/model_E2E.py) and our e2el given the same weights (mapped in
-   bench/samsemo_reference.py) and the same cached crops and pieces and random text vectors:
+   bench/fuse/samsemo_reference.py) and the same cached crops and pieces and random text vectors:
    logits in eval mode, in training mode (every dropout at 0 on both sides: its masks are random),
    and in eval mode after one Adam step on the same batch; published widths and narrower ones.
 4. Speed: `fuse.train --model e2el` (5 folds x 1 seed as one batched model) against run.py's
    Lightning loop on the same cached crops and pieces (V and A), same widths and epochs.
 
 Exits 1 when the network or input parity does not hold. Needs `lightning` and `tabulate` (run.py's
-imports; `make bench-samsemo` installs them); see bench/samsemo_reference.py for what is stubbed.
+imports; `make bench-samsemo` installs them); see bench/fuse/samsemo_reference.py for what is stubbed.
 """
 from __future__ import annotations
 
@@ -35,10 +35,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 
-import samsemo_reference as reference  # noqa: E402  (bench/, beside this file)
+import samsemo_reference as reference  # noqa: E402  (bench/fuse/, beside this file)
+from runs import train  # noqa: E402
 
 DATASET = "samsemo-bench"
 # demo emotion -> SAMSEMO emotion name in meta.pkl (worried: fear, a class run.py drops)
@@ -224,10 +225,9 @@ def speed(checkout: Path, cache: Path, work: Path, epochs: int, divisor: int) ->
 def train_ours(cache: Path, out: Path, epochs: int, divisor: int) -> dict:
     """`fuse.train --model e2el` on V and A without early stopping: its metrics.json."""
     channels = ",".join(str(c // divisor) for c in CHANNELS)
-    run(["-m", "fuse.train", "--cache", cache, "--dataset", DATASET, "--model", "e2el", "--modalities", "V,A",
-         "--channels", channels, "--epochs", epochs, "--patience", 0, "--test-splits", "valid,test",
-         "--out", out, "--quiet"])
-    return json.loads((out / "metrics.json").read_text())
+    return train(["--cache", cache, "--dataset", DATASET, "--model", "e2el", "--modalities", "V,A",
+                  "--channels", channels, "--epochs", epochs, "--patience", 0, "--test-splits", "valid,test",
+                  "--quiet"], out)
 
 
 def write_reference_pickle(cache: Path, path: Path) -> Path:

@@ -1,19 +1,19 @@
 """Stage-2 training speed: `python -m fuse.train` against the MER 2023 baseline's own script.
 
 Both train the attention-fusion model with 5-fold CV on the same synthetic MER-shaped problem
-(bench/mer_shaped.py: 3373 training clips, test1 411, test2 412, three 1024-d features), built
+(bench/fuse/mer_shaped.py: 3373 training clips, test1 411, test2 412, three 1024-d features), built
 once in a temporary folder. The official script is not part of this project: pass a checkout of
 the MER 2023 baseline repository with --official. It runs from a temporary folder as a copy
 patched at run time for a CPU (its `.cuda()` calls removed), with a `config.py` there that points
 at the synthetic features. Seconds are wall clock, the official script's feature loading included
 (shown apart, timed from its own progress lines).
 
-    python bench/fuse_speed.py --official DIR [--epochs 100] [--seeds 1] [--runs 1] [--out DIR]
+    python bench/fuse/fuse_speed.py --official DIR [--epochs 100] [--seeds 1] [--runs 1] [--out DIR]
                                [--only official|ours] [--precision fp32,bf16] [--no-quick]
 
 Also timed, in the same run: a quick re-implementation of the official loop, batched plainly
-(bench/quick_attention.py: fp32, one seed), the matrix-product floor, and that floor plus torch's
-fused Adam every step (bench/matmul_floor.py).
+(bench/fuse/quick_attention.py: fp32, one seed), the matrix-product floor, and that floor plus torch's
+fused Adam every step (bench/fuse/matmul_floor.py).
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ import numpy as np
 
 from matmul_floor import run_floor
 from mer_shaped import MODALITIES, SPLIT_SIZES, generate, write_cache, write_official
+from runs import FuseFailed, train
 
-REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_SCRIPT = "main-release.py"
 # (what, pattern, replacement): each must match, so a changed upstream file is noticed
 CPU_PATCHES = (("torch.cuda.set_device call", r"torch\.cuda\.set_device\(args\.gpu\)", "pass"),
@@ -112,24 +112,12 @@ def run_ours(cache_root: Path, dataset: str, extra_args) -> dict:
     """One `python -m fuse.train` run on the cached problem with the official model's settings;
     `extra_args` e.g. ['--epochs', '100', '--seeds', '1', '--precision', 'fp32']. Returns its
     metrics.json with 'seconds' (wall clock of the whole command) and 'train_seconds' (its own)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=cache_root))
-    args = [sys.executable, "-m", "fuse.train", "--dataset", dataset, "--cache", str(cache_root),
-            "--modalities", "A,L,V", "--features", ";".join(f"{m}={f}" for m, f in FEATURES.items()),
-            "--model", "attention", "--attention-scores", "raw", "--dropout", "0.3", "--lr", "1e-3",
-            "--hidden", "256,128", "--batch-size", "32", "--folds", "5", *map(str, extra_args),
-            "--out", str(run_dir)]
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode:
-        last = (proc.stderr.strip().splitlines() or [""])[-1]
-        raise RuntimeError(f"fuse.train exited with {proc.returncode}: {last}\n{proc.stderr[-2000:]}")
-    found = [run_dir / "metrics.json"] if (run_dir / "metrics.json").is_file() else []
-    found = found or list(run_dir.glob("*/metrics.json"))  # a run folder named inside --out
-    if len(found) != 1:
-        raise RuntimeError(f"fuse.train wrote {len(found)} metrics.json files under its --out folder")
-    metrics = json.loads(found[0].read_text())
-    return {**metrics, "train_seconds": metrics.get("seconds"), "seconds": seconds}
+    metrics = train(["--dataset", dataset, "--cache", cache_root, "--modalities", "A,L,V",
+                     "--features", ";".join(f"{m}={f}" for m, f in FEATURES.items()),
+                     "--model", "attention", "--attention-scores", "raw", "--dropout", "0.3", "--lr", "1e-3",
+                     "--hidden", "256,128", "--batch-size", "32", "--folds", "5", *extra_args],
+                    Path(tempfile.mkdtemp(prefix="run-", dir=cache_root)))
+    return {**metrics, "train_seconds": metrics.get("seconds"), "seconds": metrics["wall"]}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -188,7 +176,7 @@ def bench_ours(cache: Path, dataset: str, epochs: int, seeds: int, runs: int, pr
     try:
         results = [run_ours(cache, dataset, ["--epochs", epochs, "--seeds", seeds, "--precision", precision])
                    for _ in range(runs)]
-    except (RuntimeError, OSError) as error:
+    except (FuseFailed, OSError) as error:
         return {**row, "error": str(error)}
     timings = [r["seconds"] for r in results]
     return {**row, "seconds": float(np.median(timings)), "timings": timings,
@@ -196,7 +184,7 @@ def bench_ours(cache: Path, dataset: str, epochs: int, seeds: int, runs: int, pr
 
 
 def bench_floor(epochs: int, seeds: int, precision: str = "fp32", optimizer: bool = False) -> dict:
-    """The matrix-product floor of the same run (bench/matmul_floor.py) in that precision, the
+    """The matrix-product floor of the same run (bench/fuse/matmul_floor.py) in that precision, the
     faster of 1 and 2 threads; `optimizer`: plus torch's fused Adam every step."""
     import torch
 
@@ -215,13 +203,13 @@ def bench_floor(epochs: int, seeds: int, precision: str = "fp32", optimizer: boo
 
 
 def bench_quick(problem, workdir: Path, epochs: int) -> dict:
-    """The quick re-implementation of the official loop (bench/quick_attention.py), fp32, one seed,
+    """The quick re-implementation of the official loop (bench/fuse/quick_attention.py), fp32, one seed,
     in a process of its own (wall clock, its imports included, as ours)."""
     arrays = workdir / "arrays.npz"
     np.savez(arrays, a=problem.features[FEATURES["A"]], l=problem.features[FEATURES["L"]],
              v=problem.features[FEATURES["V"]], label=problem.label, valence=problem.valence,
              split=problem.split.astype(str))
-    row = {"approach": "quick re-implementation (bench/quick_attention.py)", "seeds": 1, "precision": "fp32"}
+    row = {"approach": "quick re-implementation (bench/fuse/quick_attention.py)", "seeds": 1, "precision": "fp32"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("quick_attention.py")), str(arrays),
                            "--epochs", str(epochs), "--json", str(workdir / "quick.json")],
@@ -247,7 +235,7 @@ def bench_quick(problem, workdir: Path, epochs: int) -> dict:
 @click.option("--precision", default="fp32", show_default=True, help="Ours: comma-separated, fp32,bf16.")
 @click.option("--data-seed", default=0, show_default=True, help="Seed of the synthetic problem.")
 @click.option("--quick/--no-quick", default=True, show_default=True,
-              help="Also time the quick re-implementation (bench/quick_attention.py; fp32, one seed).")
+              help="Also time the quick re-implementation (bench/fuse/quick_attention.py; fp32, one seed).")
 def main(official_dir, epochs, seeds, runs, out, only, precision, data_seed, quick):
     if only != "ours" and official_dir is None:
         raise click.UsageError("--official DIR is required unless --only ours")

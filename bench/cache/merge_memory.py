@@ -8,7 +8,7 @@ reproduced from h5py reads as the previous code did it (every part read whole in
 rows, then stacked); it runs only up to --in-memory-up-to clips (it needs twice the feature in
 RAM). Both merged files are compared block by block. Files are deleted after each size.
 
-    python bench/merge_memory.py [--clips 2000,8000,20000] [--in-memory-up-to 8000] [--dir DIR]
+    python bench/cache/merge_memory.py [--clips 2000,8000,20000] [--in-memory-up-to 8000] [--dir DIR]
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def child(task: str, root: str):
     """One measured step, in this (fresh) process: prints seconds, fsync seconds, peak RSS."""
     import cache
 
-    assert Path(cache.__file__).parent == Path(__file__).resolve().parent.parent / "cache", cache.__file__
+    assert Path(cache.__file__).parent == Path(__file__).resolve().parents[2] / "cache", cache.__file__
     root, synced = Path(root), [0.0]
     fsync_file = commit._fsync_file
 
