@@ -5,6 +5,7 @@
     python -m cache verify [--dataset demo]
     python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large \
         --root /data/MER2023/dataset-release          # also writes the clip table
+    python -m cache import-npy features/*-UTT features/*-FRA --dataset mer2023   # MERBench's folders
     python -m cache clips demo                          # the clip table: splits, classes, labels
     python -m cache clips mycorpus --clips mycorpus/clips.csv   # write it (--replace-clips: drop clips)
     python -m cache rm demo is09
@@ -155,28 +156,37 @@ def _files_to_verify(cache, dataset) -> list[Path]:
 
 
 @main.command("import-npy")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--dataset", required=True)
-@click.option("--feature", required=True, help="Name to cache it under, e.g. hubert-large-utt.")
-@click.option("--frame-level/--utterance-level", default=None, help="Default: inferred from the shapes.")
+@click.option("--feature", help="Name to cache it under, e.g. hubert-large-utt (default: the folder's name, "
+                                "lower case; one folder only).")
+@click.option("--frame-level/--utterance-level", default=None,
+              help="Default: from a MERTools folder name (-FRA, -UTT), else inferred from the shapes.")
 @click.option("--overwrite", is_flag=True, help="Replace a feature of that name.")
 @corpus_options
 @REPLACE_CLIPS
 @CACHE
 @ends_cleanly("what was committed is kept; run the same command again to finish")
 @damage_named
-def import_npy_command(folder, dataset, feature, frame_level, overwrite, layout, root, clips, replace_clips, cache):
-    """Import a folder of per-clip <clip id>.npy files (MER2023 baseline style); with
-    --layout/--root or --clips, write the dataset's clip table too."""
+def import_npy_command(folders, dataset, feature, frame_level, overwrite, layout, root, clips, replace_clips, cache):
+    """Import folders of per-clip <clip id>.npy files (the MER 2023 baseline's, MERBench's
+    <model>-UTT / -FRA); with --layout/--root or --clips, write the dataset's clip table too."""
+    if feature and len(folders) > 1:
+        raise Refused(f"--feature {feature}: names one feature, but {len(folders)} folders were given "
+                      "(each is cached under its folder's name)")
     manifest, source = corpus_manifest(dataset, layout, root, clips), source_of("import-npy", dataset, layout, clips)
     if manifest is not None:  # checked before any work: a table it would shrink is refused now
         check_clip_table(ClipTable.from_manifest(manifest, dataset, source), cache, replace_clips)
-    try:
-        path, n = import_npy(Path(folder), dataset, feature, cache, frame_level, overwrite, manifest,
-                             source=source, replace_clips=True)
-    except (ConfigMismatch, ValueError, FileNotFoundError) as err:
-        raise Refused(str(err)) from None
-    click.echo(f"imported {n} clips -> {path}")
+    for folder in folders:
+        name = feature or Path(folder).resolve().name.lower()
+        try:
+            path, n = import_npy(Path(folder), dataset, name, cache, frame_level, overwrite, manifest,
+                                 source=source, replace_clips=True)
+        except (ConfigMismatch, ValueError, FileNotFoundError) as err:
+            raise Refused(f"{folder}: {err}") from None
+        failed = FeatureReader(path).failures()
+        click.echo(f"imported {n} clips -> {path}" + (f" ({len(failed)} failed: "
+                   f"{'; '.join(list(failed.values())[:3])})" if failed else ""))
     if manifest is None:
         table = clips_path(dataset, cache)
         click.echo(f"clip table {table} kept as it is" if table.exists() else

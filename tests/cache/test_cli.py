@@ -80,3 +80,29 @@ def test_verify_accepts_masked_frames_but_not_an_empty_good_row(tmp_path):
     assert out.exit_code == 1
     assert "array descriptor: no value for clips not marked failed: ['b']" in out.output
     assert "array boxes" not in out.output
+
+
+def test_import_npy_reads_merbench_folders_by_their_names(tmp_path):
+    """MERTools' scripts name a folder <model>-UTT / -FRA (<set>_UTT for handcrafted sets) and squeeze
+    each array: a -FRA folder whose clips all have 2 frames (Whisper's encoder output there) is
+    frame level, not [L, D] layers; a one-frame clip saved as [D] is one frame; an unreadable file
+    fails that clip only, named."""
+    rng = np.random.default_rng(0)
+    root, fra, utt = tmp_path / "cache", tmp_path / "whisper-base-FRA", tmp_path / "eGeMAPS_UTT"
+    fra.mkdir(), utt.mkdir()
+    frames = {f"s{i}": rng.normal(size=(2, 8)).astype(np.float32) for i in range(3)}
+    frames["s3"] = rng.normal(size=8).astype(np.float32)  # one frame, squeezed
+    for cid, value in frames.items():
+        np.save(fra / f"{cid}.npy", value)
+        np.save(utt / f"{cid}.npy", rng.normal(size=88).astype(np.float32))
+    (utt / "s2.npy").write_bytes((utt / "s2.npy").read_bytes()[:60])  # cut short
+    two = run("import-npy", fra, utt, "--dataset", "mer", "--feature", "x", "--cache", root)
+    assert two.exit_code == 2 and "--feature x" in two.output and "2 folders" in two.output
+    done = run("import-npy", fra, utt, "--dataset", "mer", "--cache", root)
+    assert done.exit_code == 0, done.output
+    seq = open_feature("mer", "whisper-base-fra", root)
+    assert seq.sequence_keys and seq.sequence("s1").shape == (2, 8)
+    np.testing.assert_array_equal(seq.sequence("s3"), frames["s3"][None])
+    egemaps = open_feature("mer", "egemaps_utt", root)
+    assert egemaps.array().shape == (4, 88) and egemaps.ok_ids() == ["s0", "s1", "s3"]
+    assert "s2.npy: cannot be read" in egemaps.failures()["s2"] and "1 failed" in done.output
