@@ -38,7 +38,7 @@ class Refused(click.ClickException):
 def corpus_options(command):
     """--layout/--root/--clips, as `python -m extract` takes them: the corpus of the clip table."""
     for option in reversed((
-            click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, samsemo, demo)."),
+            click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, mer2024, mer2025, samsemo, demo)."),
             click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader."),
             click.option("--clips", type=click.Path(dir_okay=False),
                          help="CSV describing the corpus (id,path,split,label,valence,text)."))):

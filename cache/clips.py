@@ -14,7 +14,8 @@ holds raises ClipsDropped unless `replace=True` (the command lines' --replace-cl
                             clip whose speech it holds, ';'-separated), '' for an original
                             (written when any clip has one: extract.augment's copies)
     attrs     dataset, manifest_fingerprint (as in each feature's provenance), classes (JSON list,
-              class order), multi_label, source (what wrote it), created, format
+              class order), multi_label, source (what wrote it), created, format; track (the
+              challenge track whose submission file fits the corpus, manifests.tracks) when it has one
 
     from cache import open_clips
     clips = open_clips("demo")
@@ -85,6 +86,8 @@ def write_table(table: "ClipTable", root=None, replace: bool = False) -> Path:
                        classes=json.dumps(list(table.classes)), multi_label=table.multi_label,
                        source=table.source, format=FORMAT,
                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        if table.track:
+            f.attrs["track"] = table.track
         seal_attrs(f)
     return path
 
@@ -133,21 +136,23 @@ def open_clips(dataset: str, root=None) -> "ClipTable":
                           label_cells=columns["label"], valences=valences, origins=origins,
                           classes=tuple(json.loads(attrs["classes"])), multi_label=bool(attrs["multi_label"]),
                           manifest_fingerprint=str(attrs["manifest_fingerprint"]),
-                          source=str(attrs["source"]), created=str(attrs["created"]), path=path)
+                          source=str(attrs["source"]), created=str(attrs["created"]), path=path,
+                          track=str(attrs.get("track", "")))
     if len(set(map(len, (table.ids, table._split, table._label, table._valence)))) > 1:
         raise DamagedFile(path, "its columns (ids, split, label, valence) differ in length")
     return table
 
 
 class ClipTable:
-    """A dataset's clips in memory (small, picklable): ids, splits, labels, valence.
+    """A dataset's clips in memory (small, picklable): ids, splits, labels, valence, and the
+    challenge track whose submission file fits them ('' when none).
 
     Labels: single-label datasets give class indices (int64, -1 for an unlabelled clip);
     multi-label ones give 0/1 indicators (float32 [n, C], a NaN row for an unlabelled clip)."""
 
     def __init__(self, dataset, ids, splits_of, label_cells, valences, classes, multi_label,
-                 manifest_fingerprint, source="", created="", path=None, origins=None):
-        self.dataset, self.ids, self.classes = dataset, list(ids), tuple(classes)
+                 manifest_fingerprint, source="", created="", path=None, origins=None, track=""):
+        self.dataset, self.ids, self.classes, self.track = dataset, list(ids), tuple(classes), track
         self.multi_label, self.manifest_fingerprint = multi_label, manifest_fingerprint
         self.source, self.created, self.path = source, created, path
         self._split, self._label = list(splits_of), list(label_cells)
@@ -165,7 +170,7 @@ class ClipTable:
         return cls(dataset or manifest.name, [c.id for c in clips], [c.split for c in clips],
                    [c.label or "" for c in clips], [np.nan if c.valence is None else c.valence for c in clips],
                    manifest.classes, manifest.multi_label, manifest.fingerprint(), source=source,
-                   origins=[c.origin or "" for c in clips])
+                   origins=[c.origin or "" for c in clips], track=manifest.track or "")
 
     def __len__(self) -> int:
         return len(self.ids)

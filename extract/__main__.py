@@ -109,7 +109,7 @@ def _array_task(environ) -> tuple[int, int]:
 @click.option("--list", "list_", is_flag=True, expose_value=False, is_eager=True, callback=_print_list,
               help="List the available features and exit.")
 @click.option("--dataset", required=True, help="Dataset name: keys the cache (and picks the layout if it is one).")
-@click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, samsemo, demo).")
+@click.option("--layout", help="Layout loader when the dataset name is not one (mer2023, mer2024, mer2025, samsemo, demo).")
 @click.option("--root", type=click.Path(file_okay=False), help="Corpus folder for a layout loader.")
 @click.option("--clips", type=click.Path(dir_okay=False), help="CSV describing your own corpus (id,path,split,label,valence,text).")
 @click.option("--features", required=True, help="Comma-separated feature names; NEWNAME=feature caches under another name.")
@@ -145,6 +145,7 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
             extractor.attach_cache(dataset, cache_root(cache))
     except (ValueError, FileNotFoundError) as err:
         raise Refused(str(err)) from None
+    _check_languages(extractors, manifest)
     table = ClipTable.from_manifest(manifest, dataset, source="extract")
     check_clip_table(table, cache, replace_clips)
     run_ids = manifest.ids[:limit] if limit else manifest.ids
@@ -160,6 +161,16 @@ def main(dataset, layout, root, clips, features, settings, cache, workers, devic
                   progress=not quiet)
     _report(summary, writers, run_ids, shard)
     sys.exit(1 if summary.stopped or _failed_in_cache(writers, run_ids) else 0)
+
+
+def _check_languages(extractors, manifest):
+    """Refuse, before any work, a text feature whose `language` the transcript file does not give."""
+    for name, extractor in extractors.items():
+        language = getattr(extractor.config, "language", None)
+        problem = language and manifest.language_problem(language)
+        if problem:
+            raise Refused(f"{name}: language={language}, but {problem}; choose the language with "
+                          f"--set {name}.language=LANGUAGE (a feature per language: NEWNAME={name})")
 
 
 def _todo(writers, shard_ids, retry_failed) -> dict[str, list[str]]:

@@ -4,6 +4,7 @@
 
 Features are read with the run's specs; each must come from the same extractor, version and config
 as the run's, or the command is refused. Writes predictions/<split>.csv (MER submission format),
+submission.csv where the dataset's clip table names a challenge track (fuse.results.submission),
 scores/<split>.npz and, where the clips are labelled, metrics.json (mean +- std over the run's seeds).
 A damaged run (a truncated weight file, a broken model.json) is refused before anything is written
 (fuse.training.saved_run); inputs far outside a feature's spread are scored with a warning (fuse.inputs.outliers).
@@ -20,6 +21,7 @@ import numpy as np
 from cache.cli import Refused, cache_options, damage_named, ends_cleanly
 from .folders import claim, written
 from .results.run_folder import predict_split
+from .results.submission import describe
 from .inputs.problem import load_problem
 from .training.saved_run import SavedRun
 from .training.request import clip_table, TrainRequest
@@ -107,9 +109,11 @@ def main(run_dir, dataset, cache_dir, splits, out, device):
                                       device)
     for split, n in metrics["clips"].items():
         m = metrics.get(split)
-        result = (f"weighted F1 {m['weighted_f1']['mean']:.3f}" + (f", combined {m['combined']['mean']:.3f}" if "combined" in m else "")
+        result = (f"weighted F1 {m['weighted_f1']['mean']:.3f}" + (f", combined {m['combined']['mean']:.3f}" if "mse" in m else "")
                   if m else "predictions only")
         click.echo(f"{split:<8}{n:>6} clips  {result}")
+    if describe(metrics.get("submission")):
+        click.echo(f"submission: {describe(metrics['submission'])}")
     for warning in metrics["warnings"]:
         click.echo(f"warning: {warning}")
     click.echo(f"predictions: {folder}")

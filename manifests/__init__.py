@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import folder, mer2023, samsemo
+from . import folder, mer2023, mer2024, mer2025, samsemo
 from .table import MER_CLASSES, Clip, Manifest
 
 # layout name -> loader(root, name); `demo` is written in the mer2023 layout
-LAYOUTS = {"mer2023": mer2023.load, "mer2024": mer2023.load, "demo": mer2023.load,
+LAYOUTS = {"mer2023": mer2023.load, "mer2024": mer2024.load, "mer2025": mer2025.load, "demo": mer2023.load,
            "samsemo": samsemo.load}
 DEFAULT_ROOTS = {"demo": Path("data/demo")}
 DATASETS = Path("data/datasets")  # where a layout's corpus is looked for when no folder is given
@@ -24,7 +24,8 @@ __all__ = ["Clip", "Manifest", "MER_CLASSES", "LAYOUTS", "load_manifest"]
 def load_manifest(dataset: str, layout: str | None = None, root=None, clips=None) -> Manifest:
     """The clip table of `dataset`: from a user's CSV (`clips`) or a layout loader at `root`.
 
-    `layout` defaults to `dataset` itself when that is a layout name (mer2023, samsemo, demo).
+    `layout` defaults to `dataset` itself when that is a layout name (mer2023, mer2024, mer2025,
+    samsemo, demo).
     ValueError for a corpus named twice (`clips` with `root` or `layout`) or one without a clip.
     """
     if clips is not None:

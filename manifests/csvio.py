@@ -31,6 +31,17 @@ def read_rows(path: Path, key: str) -> tuple[list[dict], dict[str, str]]:
     return rows, bad
 
 
+def read_columns(path: Path, columns: tuple[str, ...]) -> tuple[list[dict], dict[str, str]]:
+    """read_rows of a file that must have `columns` (the first one keys the rows): ValueError
+    naming the file, the missing column and the columns it has."""
+    rows, bad = read_rows(path, columns[0])
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(repr(c) for c in missing)} column (expected "
+                         f"{','.join(columns)}; its columns: {','.join(rows[0])})")
+    return rows, bad
+
+
 def _parse(text: str) -> list[dict]:
     reader = csv.DictReader(io.StringIO(text))
     return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]

@@ -3,7 +3,7 @@
     ROOT/train/ test1/ test2/ test3/      video files named <clip id>.<ext>
     ROOT/train-label.csv                  name, discrete, valence
     ROOT/test{1,2,3}-label.csv            optional, same columns
-    ROOT/*transcription*.csv              optional: name, sentence (or english / chinese)
+    ROOT/*transcription*.csv              optional: name, sentence (or chinese, english: manifests.transcripts)
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .csvio import index_rows, parse_valence, read_rows
 from .table import MER_CLASSES, Clip, Manifest
+from .transcripts import read_transcripts, transcript_fields
 
 SPLIT_DIRS = ("train", "test1", "test2", "test3")
 MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".flv", ".mpg", ".wav", ".flac", ".mp3")
-TEXT_COLUMNS = ("sentence", "english", "chinese", "text")
 
 
 def load(root: Path, name: str = "mer2023") -> Manifest:
@@ -24,15 +24,17 @@ def load(root: Path, name: str = "mer2023") -> Manifest:
     if not any((root / s).is_dir() for s in SPLIT_DIRS):
         raise FileNotFoundError(f"{name}: {root} has none of the folders {', '.join(SPLIT_DIRS)}/ "
                                 "(expected the MER 2023 release layout)")
-    texts, text_errors = _transcripts(root)
+    files = sorted(root.glob("*transcription*.csv"))
+    texts, text_errors = read_transcripts(files[0]) if files else ({}, {})
     clips, warnings = [], []
     for split in SPLIT_DIRS:
         clips += _split_clips(root, split, texts, text_errors, warnings)
-    return Manifest(name, clips, root=root, classes=MER_CLASSES, warnings=warnings)
+    return Manifest(name, clips, root=root, classes=MER_CLASSES, warnings=warnings,
+                    transcript_file=files[0].name if files else None)
 
 
 def _split_clips(root, split, texts, text_errors, warnings) -> list[Clip]:
-    media = _media_files(root / split)
+    media = media_files(root / split)
     label_file = root / f"{split}-label.csv"
     labels, errors = {}, {}
     if label_file.exists():
@@ -50,23 +52,13 @@ def _split_clips(root, split, texts, text_errors, warnings) -> list[Clip]:
             warnings.append(f"{clip_id}: label {label!r} is not one of {MER_CLASSES}")
         clips.append(Clip(
             id=clip_id, split=split, video=media.get(clip_id),
-            text=texts.get(clip_id), text_error=text_errors.get(clip_id),
+            **transcript_fields(texts.get(clip_id)), text_error=text_errors.get(clip_id),
             label=label, valence=parse_valence(row.get("valence"), clip_id), error=error))
     return clips
 
 
-def _media_files(folder: Path) -> dict[str, Path]:
+def media_files(folder: Path) -> dict[str, Path]:
+    """{clip id: media file} of a release folder (none when it is absent)."""
     if not folder.is_dir():
         return {}
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in MEDIA_SUFFIXES}
-
-
-def _transcripts(root: Path) -> tuple[dict[str, str], dict[str, str]]:
-    files = sorted(root.glob("*transcription*.csv"))
-    if not files:
-        return {}, {}
-    rows, errors = read_rows(files[0], "name")
-    column = next((c for c in TEXT_COLUMNS if rows and c in rows[0]), None)
-    if rows and column is None:
-        raise ValueError(f"{files[0]}: no transcript column (one of {TEXT_COLUMNS})")
-    return {r["name"]: r[column] for r in rows if r.get("name")}, errors

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .transcripts import DEFAULT_LANGUAGE, in_language, missing_language
+
 # MER 2023 class order (Lian et al. 2023, section 2)
 MER_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 LABEL_SEP = ";"  # a multi-label cell: 'happy;surprise'
@@ -41,6 +43,14 @@ class Clip:
     error: str | None = None
     text_error: str | None = None
     origin: str | None = None  # the clip(s) an augmented copy was made from (`origin` CSV column)
+    # ((column, transcript), ...) when the transcript file names a language (manifests.transcripts);
+    # `text` is then the Chinese reader's pick
+    texts: tuple[tuple[str, str], ...] = ()
+
+    def transcript(self, language: str = DEFAULT_LANGUAGE) -> str | None:
+        """The transcript a text encoder reading `language` takes (manifests.transcripts' rule);
+        `text` when the file names no language; None when the clip has none."""
+        return in_language(dict(self.texts), language) if self.texts else self.text
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -56,8 +66,9 @@ class Clip:
         media = self.media
         if media is not None and {"audio", "frames"} & set(needs):
             parts.append(_file_signature(media))
-        if "text" in needs and (self.text is not None or self.text_error):
-            text = self.text_error or self.text
+        if "text" in needs and (self.text is not None or self.text_error or self.texts):
+            # every language: a text feature reads the one its option names
+            text = self.text_error or (repr(sorted(self.texts)) if self.texts else self.text)
             parts.append("text=" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12])
         return ";".join(parts)
 
@@ -101,6 +112,8 @@ class Manifest:
     root: Path | None = None
     classes: tuple[str, ...] = MER_CLASSES
     warnings: list[str] = field(default_factory=list)
+    track: str | None = None            # the challenge track whose submission file fits it (manifests.tracks)
+    transcript_file: str | None = None  # the transcript file read, as messages name it
 
     def __post_init__(self):
         self.clips = sorted(self.clips, key=lambda c: c.id)
@@ -134,7 +147,14 @@ class Manifest:
 
     def subset(self, ids) -> "Manifest":
         keep = set(ids)
-        return Manifest(self.name, [c for c in self.clips if c.id in keep], self.root, self.classes)
+        return Manifest(self.name, [c for c in self.clips if c.id in keep], self.root, self.classes,
+                        track=self.track, transcript_file=self.transcript_file)
+
+    def language_problem(self, language: str) -> str | None:
+        """Why a text encoder reading `language` cannot read this corpus's transcripts (its file
+        gives only another language), or None."""
+        columns = {column for c in self.clips for column, _ in c.texts}
+        return missing_language(columns, language, self.transcript_file or "the transcript file")
 
     def fingerprint(self) -> str:
         """Hash of the table's content; file paths enter relative to the root, so moving a corpus
@@ -144,6 +164,8 @@ class Manifest:
             row = asdict(c)
             if row["origin"] is None:  # absent for original clips: their tables hash as before
                 del row["origin"]
+            if not row["texts"]:  # absent where the transcript file names no language: as before
+                del row["texts"]
             for key in ("video", "audio"):
                 row[key] = self._relative(row[key])
             rows.append(row)

@@ -12,7 +12,9 @@ e.g. `chinese-macbert-large@-4:` for the last four, which the MER 2023 baseline 
     truncated  uint8            1 when the transcript was longer than `max_length` (clip flagged)
     tokens     [K, D] float16   with token_sequence=true: first K tokens of `sequence_layer` (E2E-L),
     token_mask [K] uint8        zero rows past the transcript's end, mask 1 for real tokens
-The transcript is the manifest's; `transcripts=<cached ASR feature>` fills clips without one.
+The transcript is the manifest's, in the option `language` (chinese, the default, or english) where
+the transcript file gives several (manifests.transcripts); `transcripts=<cached ASR feature>` fills
+clips without one.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from cache import config_fingerprint, non_default_config
+from manifests.transcripts import DEFAULT_LANGUAGE, LANGUAGES
 
 from ..core import models
 from ..core.base import ANY, KINDS, BatchExtractor, ClipError, Output, _config, option, register_presets
@@ -38,6 +41,7 @@ class TextConfig:
     sequence_length: int = 50      # K: SAMSEMO's E2E-L keeps the first 50 BERT tokens
     sequence_layer: int = option(-1, at_least=ANY)  # hidden state index (0 = embeddings, -1 = last layer)
     transcripts: str = ""          # cached ASR feature of the same dataset, for clips without a transcript
+    language: str = DEFAULT_LANGUAGE  # the transcript column read where the file gives several languages
     store_dtype: str = "float16"   # float16 or float32 in the cache
     device: str = "auto"
     compute_dtype: str = "float32"  # --dtype: float32, float16 (GPU) or bfloat16 (autocast)
@@ -45,6 +49,8 @@ class TextConfig:
 
     def __post_init__(self):
         models.check_dtypes(self.store_dtype, self.compute_dtype)
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language={self.language!r}: choose one of {', '.join(LANGUAGES)}")
 
 
 @lru_cache(maxsize=None)
@@ -116,7 +122,8 @@ class TextEncoderFeatures(BatchExtractor):
     def prepare(self, clip, media):
         """Token ids of the clip's transcript: {"input_ids": [<= max_length], "n_full": int, "text": str}."""
         self.setup_worker()
-        text = clip.text if clip.text is not None else self.transcripts.of(clip.id)
+        text = clip.transcript(self.config.language)
+        text = text if text is not None else self.transcripts.of(clip.id)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:

@@ -7,6 +7,8 @@
                           # rows: labelled with none of the classes, SAMSEMO's fear-only scenes)
     problem.valence       # float [N], NaN where a clip has none
     problem.missing       # {clip id: why it is left out} (failed or absent in a feature)
+    problem.track         # the challenge track whose submission file fits the corpus ('' none), and
+    problem.candidates    # its candidate clips: every clip of its split in the clip table
 
 A frame-level sequence (`logmel#frames`, `face-crops-crossbert#crops`) becomes a block [N, T, ...]:
 its first `max_items` frames, zero-padded; its count travels as `#frames.length` or a mask.
@@ -19,6 +21,7 @@ import numpy as np
 
 from cache import open_clips, open_features
 from manifests.table import ordered_splits
+from manifests.tracks import TRACKS
 from .outliers import far_out_warnings
 
 # cached dtypes kept in memory as they are (4x and 2x smaller than float32): the training loop and
@@ -45,6 +48,8 @@ class Problem:
     notes: list[str] = field(default_factory=list)   # what fuse.inputs.extras appended
     origin: np.ndarray | None = None   # object [N]: which members an appended row may join (fuse.inputs.extras), -1 every
     max_items: int | None = None       # frames kept of a sequence (see load_problem)
+    track: str = ""                    # manifests.tracks key, from the clip table
+    candidates: list[str] = field(default_factory=list)  # the track's candidate clip ids, missing ones too
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -105,7 +110,14 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
         classes=tuple(table.classes), multi_label=bool(table.multi_label),
         labels=table.labels(list(ids)), valence=np.asarray(table.valence(list(ids)), dtype=np.float64),
         missing=missing, provenance=dict(aligned.provenance), fingerprints=dict(aligned.fingerprints),
-        warnings=warnings, max_items=max_items if sequences else None)
+        warnings=warnings, max_items=max_items if sequences else None, track=table.track,
+        candidates=_candidates(table))
+
+
+def _candidates(table) -> list[str]:
+    """Every clip of the split a track's submission covers (none without a track)."""
+    track = TRACKS.get(table.track)
+    return table.split(track.split) if track and track.split in table.splits else []
 
 
 def _block(values, max_items: int | None = None) -> np.ndarray:

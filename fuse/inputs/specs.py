@@ -14,11 +14,12 @@ MODALITIES = {"A": "acoustic", "L": "lexical", "V": "visual"}
 ALIASES = {"T": "L"}
 
 # documented defaults (docs/fusion.md, "Choosing features"): the layers the official extractors
-# keep (MER 2023: HuBERT's last layer, the text encoder's last four; MER 2024's MERTools: the last
-# four of both), FER2013 standing in for their faces; for the demo the stand-in-free features it caches
+# keep (MER 2023: HuBERT's last layer, the text encoder's last four; MER 2024's and MER 2025's
+# MERTools: the last four of both), FER2013 standing in for their faces; for the demo the stand-in-free features it caches
 DEFAULTS = {
     "mer2023": {"A": "hubert-large@-1", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "mer2024": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
+    "mer2025": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "demo": {"A": "egemaps", "L": "text-minilm@-1", "V": "face-fer2013"},
     # SAMSEMO's E2E-L (prep_text.py): the CLS vector of multilingual BERT's last layer (the uncased
     # model; its code pairs it with the bert-base-uncased tokenizer, stage 1 with the model's own)

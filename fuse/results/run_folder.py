@@ -4,7 +4,9 @@ weights, folds and plots:
     <run>/config.json              the resolved command: dataset, features, model, options
     <run>/metrics.json             cv and per-split metrics (mean, std, per seed), ensemble, seconds
     <run>/predictions/<split>.csv  MER submission format: name,discrete,valence (multi-label: a 0/1
-                                   column per class, then valence)
+                                   column per class, then valence; no valence column when no
+                                   clip has one)
+    <run>/submission.csv           the corpus's challenge track's file (fuse.results.submission)
     <run>/scores/<split>.npz       ids, probabilities [S, n, C] and valence [S, n] per seed
     <run>/scores/cv.npz            out-of-fold validation predictions, folds, labels
     <run>/weights/<system>/seed<s>-fold<k>.pt (.lgbm.json)   every fold model at its best epoch
@@ -31,6 +33,7 @@ from fuse.metrics import mean_std, show_mean_std
 from fuse.training.loop import standardized
 from fuse.training.members import combine, config_dict, save_weights
 from . import plots
+from .submission import describe, write_submission
 from .scoring import NESTED, cv_scores, fused, nested_fusion, oof_thresholds, score
 
 
@@ -43,14 +46,15 @@ class Result:
 
     def table(self) -> str:
         """The compact result table printed at the end of a run."""
-        head = f"{'split':<8}{'clips':>6}  " + "".join(f"{h:<18}" for h in ("weighted F1", "accuracy", "valence MSE", "combined"))
+        scores = SCORES if self.metrics.get("has_valence", True) else SCORES[:2]  # no valence: F1 is the score
+        head = f"{'split':<8}{'clips':>6}  " + "".join(f"{HEADINGS[k]:<18}" for k in scores)
         lines = [self.title, head]
         for split, counts in self.metrics["clips"].items():
             m = self.metrics.get(split)
             if not m:
                 lines.append(f"{split:<8}{counts:>6}  (unlabelled: predictions only)")
                 continue
-            cells = [_cell(m.get(k)) for k in ("weighted_f1", "accuracy", "mse", "combined")]
+            cells = [_cell(m.get(k)) for k in scores]
             lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<18}" for c in cells))
         if "decision_fusion" in self.metrics:
             weights = ", ".join(f"{w:.1f}" for w in self.metrics["decision_fusion"]["weights"])
@@ -62,8 +66,16 @@ class Result:
             lines.append(f"left out: {self.metrics['missing']} clips failed or absent in a feature (missing.csv)")
         if self.metrics["config"].get("training_only_clips"):
             lines.append(f"trained also on: {self.metrics['config']['training_only']}")
+        if not self.metrics.get("has_valence", True):
+            lines.append("no clip has a valence: scored by weighted F1 alone (combined = weighted F1)")
+        if describe(self.metrics.get("submission")):
+            lines.append(f"submission: {describe(self.metrics['submission'])}")
         lines += [f"warning: {w}" for w in self.metrics.get("warnings", [])]
         return "\n".join(lines)
+
+
+SCORES = ("weighted_f1", "accuracy", "mse", "combined")  # the result table's columns, by metric key
+HEADINGS = {"weighted_f1": "weighted F1", "accuracy": "accuracy", "mse": "valence MSE", "combined": "combined"}
 
 
 def _cell(entry) -> str:
@@ -95,7 +107,7 @@ def _write_contents(tmp: Path, request, problem, systems, weights, splits) -> di
     tr, folds = first.train_index, first.folds
     oof_probs, oof_valence = fused(weights, [s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems])
     thresholds = oof_thresholds(problem, tr, oof_probs)  # for the test splits, fused with `weights`
-    out = {"cv": {}, "ensemble": {}, "clips": {"cv": int(len(tr))}}
+    out = {"cv": {}, "ensemble": {}, "clips": {"cv": int(len(tr))}, "has_valence": problem.has_valence}
     if len(systems) > 1:  # decision-level fusion: no fold scored with weights chosen on it
         per_seed, oof_probs, oof_valence, fold_weights = nested_fusion(
             [s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems], problem, tr, folds)
@@ -130,30 +142,35 @@ def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, r
 
 
 def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thresholds=None):
-    """MER submission CSV: name,discrete,valence (multi-label: one 0/1 column per class)."""
+    """MER submission CSV: name,discrete,valence (multi-label: one 0/1 column per class); no
+    valence column when `valence` is None."""
     frame = pd.DataFrame({"name": list(ids)})
     if multi_label:
         for c, name in enumerate(classes):
             frame[name] = (probs[:, c] >= thresholds[c]).astype(int)
     else:
         frame["discrete"] = [classes[i] for i in probs.argmax(axis=1)]
-    frame["valence"] = np.round(valence, 6)
+    if valence is not None:
+        frame["valence"] = np.round(valence, 6)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
 
 
 def predict_split(folder, split, rows, problem, systems, weights, meta, out, thresholds, device="auto",
                   precision="fp32") -> np.ndarray:
-    """Predict problem `rows` with the systems: predictions CSV and scores npz under `folder`, the
-    split's metrics (mean +- std over seeds, and the all-seed ensemble) into `out` when labelled.
+    """Predict problem `rows` with the systems: predictions CSV, scores npz and (the track's split)
+    the submission file under `folder`, the split's metrics (mean +- std over seeds, and the all-seed ensemble) into `out` when labelled.
     Returns the ensemble probabilities [n, C]."""
     probs, valence = combine(systems, weights, [b[rows] for b in problem.blocks], meta, device, precision)
     S, K = len(meta["seeds"]), meta["folds"]
     per_seed_p = probs.reshape(S, K, *probs.shape[1:]).mean(1)  # fold models: probabilities averaged
     per_seed_v = valence.reshape(S, K, -1).mean(1)
     ens_p, ens_v = per_seed_p.mean(0), per_seed_v.mean(0)
-    write_predictions(Path(folder) / "predictions" / f"{split}.csv", problem.ids[rows], ens_p, ens_v,
-                      meta["classes"], meta["multi_label"], thresholds)
+    write_predictions(Path(folder) / "predictions" / f"{split}.csv", problem.ids[rows], ens_p,
+                      ens_v if meta.get("has_valence", True) else None, meta["classes"], meta["multi_label"], thresholds)
+    submission = write_submission(folder, problem, split, rows, ens_p)
+    if submission:
+        out["submission"] = submission
     (Path(folder) / "scores").mkdir(parents=True, exist_ok=True)
     np.savez_compressed(Path(folder) / "scores" / f"{split}.npz", ids=problem.ids[rows].astype(str),
                         probs=per_seed_p, valence=per_seed_v)
