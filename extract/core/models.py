@@ -17,6 +17,7 @@ from pathlib import Path
 STAND_IN_NOTE = "random-initialised stand-in, NOT pretrained: its features carry no learned meaning"
 DTYPES = ("float32", "float16", "bfloat16")  # compute precision (--dtype)
 STORE_DTYPES = ("float16", "float32")         # precision of model features in the cache
+WEIGHTS_DTYPE = "float32"                     # model weights as loaded (provenance: weights_dtype)
 
 
 def is_local(source: str) -> bool:
@@ -39,12 +40,16 @@ def from_source(cls, source: str, what: str = "model", **kwargs):
         raise OSError(f"cannot load {what} {source!r} as a {where}: {err}") from None
 
 
-def load_pretrained(source: str, model_cls, processor_cls=None, **kwargs):
-    """(model in eval mode, processor or None) from a hub id or a local folder."""
+def load_pretrained(source: str, model_cls, processor_cls=None, weights_dtype: str = WEIGHTS_DTYPE, **kwargs):
+    """(model in eval mode, processor or None) from a hub id or a local folder, its weights in
+    `weights_dtype` (WEIGHTS_DTYPE: float32, and autocast alone sets the compute precision), never
+    in the dtype a checkpoint's config names: transformers' default `dtype="auto"` loads a float16
+    checkpoint (openai/whisper-large-v3's) in float16, which float32 inputs cannot meet, and which
+    a run at --dtype bfloat16 would compute in while recording bfloat16."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one that matters
-    model = from_source(model_cls, source, "model", **kwargs).eval()
+    model = from_source(model_cls, source, "model", dtype=resolve_dtype(weights_dtype), **kwargs).eval()
     processor = from_source(processor_cls, source, "the processor of model") if processor_cls else None
     return model, processor
 

@@ -55,7 +55,7 @@ class SpeechRecognition(BatchExtractor):
         return super().identity() | {"model": models.model_identity(self.source)}
 
     def provenance(self) -> dict:
-        return super().provenance() | {"model": models.model_identity(self.source),
+        return super().provenance() | {"model": models.model_identity(self.source), "weights_dtype": models.WEIGHTS_DTYPE,
                                        "decoding": "greedy CTC, or Whisper generate (greedy)"}
 
     def setup(self):

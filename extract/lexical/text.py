@@ -96,7 +96,8 @@ class TextEncoderFeatures(BatchExtractor):
 
     def provenance(self) -> dict:
         return super().provenance() | {
-            "model": _model_identity(self.source), "pooling": "masked mean over tokens; first token",
+            "model": _model_identity(self.source), "weights_dtype": models.WEIGHTS_DTYPE,
+            "pooling": "masked mean over tokens; first token",
             "layers": "hidden states, embeddings first", "transcripts": self.transcripts.provenance(),
             "config": dataclasses.asdict(self.config)}
 

@@ -79,6 +79,7 @@ class SpeechModelFeatures(BatchExtractor):
             "model": self.model_identity,
             "model_config": config.to_diff_dict(), "layers": self.n_layers, "hidden_size": config.hidden_size,
             "feat_extract_norm": self.feat_extract_norm, "compute_dtype": self.config.compute_dtype,
+            "weights_dtype": models.WEIGHTS_DTYPE,
             "store_dtype": self.config.store_dtype,
             "pooling": "mean" + (" and std" if self.config.std else "") + " over valid frames",
             "config": dataclasses.asdict(self.config)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.base import KINDS, MODEL_RUNTIME, _config
-from ..core.models import autocast, check_dtypes, load_pretrained, model_identity, resolve_device
+from ..core.models import WEIGHTS_DTYPE, autocast, check_dtypes, load_pretrained, model_identity, resolve_device
 from .embedder import FaceEmbedder, FaceModelConfig
 
 
@@ -88,7 +88,7 @@ class VisionLayers(FaceEmbedder):
         return outputs
 
     def provenance(self) -> dict:
-        return super().provenance() | {"model": model_identity(self.source)}
+        return super().provenance() | {"model": model_identity(self.source), "weights_dtype": WEIGHTS_DTYPE}
 
 
 def vision_extractor(argument: str, options: dict[str, str]) -> VisionLayers:
