@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import functools
 import multiprocessing
+import re
 import signal
 import sys
 import threading
@@ -44,6 +45,34 @@ def corpus_options(command):
                          help="CSV describing the corpus (id,path,split,label,valence,text)."))):
         command = option(command)
     return command
+
+
+def check_device(name: str) -> str:
+    """`name` if it is auto, cpu, cuda or cuda:N with N a CUDA device torch sees here; else
+    ValueError naming the value and the cause (stage 1 and 2 take --device the same way)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if count == 0:
+            raise ValueError(f"--device {name}: no CUDA device is available here (use cpu or auto)")
+        if index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA device{'s' * (count > 1)} "
+                             f"(cuda:0 to cuda:{count - 1})")
+    return name
+
+
+def device_option(default: str | None = "auto", help: str = "auto, cpu, cuda or cuda:N."):
+    """--device, refused (exit 2) before any work unless check_device takes it."""
+    def check(ctx, param, value):
+        try:
+            return value if value is None else check_device(value)
+        except ValueError as err:
+            raise Refused(str(err)) from None
+    return click.option("--device", default=default, show_default=default is not None, callback=check, help=help)
 
 
 def cache_options(dataset_help: str = "Cached dataset (default: the only one in the cache).", required: bool = False):

@@ -17,7 +17,7 @@ import zlib
 import click
 
 from cache import ClipTable, ConfigMismatch, DamagedFile, FeatureWriter, cache_root
-from cache.cli import Refused, check_clip_table, damage_named, ends_cleanly
+from cache.cli import Refused, check_clip_table, damage_named, device_option, ends_cleanly
 from cache.clips import write_table
 from manifests import load_manifest
 
@@ -116,8 +116,7 @@ def _array_task(environ) -> tuple[int, int]:
 @click.option("--set", "settings", multiple=True, metavar="FEATURE.OPTION=VALUE", help="Override an extractor option.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Cache root (default $MER_CACHE_DIR or ./data/cache).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes for CPU-bound extractors.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="Where models run (default auto: cuda when available).")
+@device_option(None, "Where models run: auto (cuda when available), cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
               help="Compute precision of models (autocast on GPU); storage precision is each feature's store_dtype.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=None,

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cache.cli import Refused, cache_options, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, damage_named, device_option, ends_cleanly
 from .folders import claim, written
 from .results.run_folder import predict_split
 from .results.submission import describe
@@ -100,7 +100,7 @@ def predict_dataset(run: Path, dataset: str, cache_dir=None, splits=None, out=No
 @click.option("--splits", help="Splits to score (default: all).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: RUN/predict-DATASET); an "
               "existing one is replaced only if fuse.predict wrote it.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @ends_cleanly("no prediction folder was written (an earlier one is kept as it was)")
 @damage_named
 def main(run_dir, dataset, cache_dir, splits, out, device):

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cache.cli import Refused, cache_options, corpus_options, damage_named, ends_cleanly
+from cache.cli import Refused, cache_options, corpus_options, damage_named, device_option, ends_cleanly
 from .inputs.specs import SpecError, parse_features, parse_modalities
 from .results.runs import run_training
 from .training.request import TrainRequest
@@ -56,7 +56,7 @@ def _widths(text, option):
 @click.option("--supcon-temperature", "temperature", type=click.FloatRange(min=0, min_open=True),
               help="coattention: SupCon temperature tau [1.0].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardize features with training-fold statistics.")

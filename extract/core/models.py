@@ -118,10 +118,10 @@ def check_dtypes(store_dtype: str, compute_dtype: str):
 def resolve_device(device: str = "auto"):
     import torch
 
-    if device == "auto":
+    from cache.cli import check_device
+
+    if check_device(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
     return torch.device(device)
 
 

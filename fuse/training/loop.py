@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cache.cli import check_device
 from fuse import metrics
 from fuse.inputs.extras import NO_ORIGIN, TRAIN_ONLY, member_rows
 from fuse.inputs.folds import make_folds
@@ -61,10 +62,8 @@ class Fit:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: no CUDA device is available here (use cpu or auto)")
     return torch.device(name)
 
 

@@ -58,7 +58,18 @@ def test_bad_commands_are_refused(cache, tmp_path, no_training, args, phrases):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_a_cuda_device_without_cuda_is_refused(cache, tmp_path, no_training):
     assert_refused(cache, tmp_path, ["--features", "A=acoustic", "--device", "cuda"],
-                   "device 'cuda': no CUDA device is available")
+                   "--device cuda: no CUDA device is available")
+
+
+@pytest.mark.parametrize("device, phrase", [("cuda:2", "this machine has 2 CUDA devices (cuda:0 to cuda:1)"),
+                                            ("gpu", "expected auto, cpu, cuda or cuda:N")])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(cache, tmp_path, no_training, monkeypatch,
+                                                                device, phrase):
+    """As if two GPUs were there: cuda:1 would be taken (tests/extract/core/test_models.py), cuda:2
+    is refused with exit 2 before any work, not a CUDA error mid-run."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert_refused(cache, tmp_path, ["--features", "A=acoustic", "--device", device], phrase)
 
 
 def test_no_labelled_training_clips_is_refused(tmp_path, no_training):

@@ -41,10 +41,25 @@ def test_auto_device_follows_what_torch_sees(monkeypatch, cuda):
     assert resolve_device("auto").type == ("cuda" if cuda else "cpu")
     assert resolve_device("cpu").type == "cpu"
     if not cuda:
-        with pytest.raises(ValueError, match="--device cuda asked for, but torch sees no CUDA device"):
+        with pytest.raises(ValueError, match="--device cuda: no CUDA device is available here"):
             resolve_device("cuda")
     with pytest.raises(ValueError, match="float16 autocast is not supported on CPU"):
         autocast(resolve_device("cpu"), "float16")
+
+
+def test_cuda_n_is_taken_when_there_and_refused_when_not(monkeypatch, folder_corpus, tmp_path):
+    """--device cuda:N in extract (once a choice of auto/cpu/cuda only), checked against the GPUs torch
+    sees: refused with exit 2 before any clip."""
+    import torch
+
+    from extract.__main__ import main as extract_main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    refused = CliRunner().invoke(extract_main, ["--dataset", "x", "--clips", str(folder_corpus), "--features", "is09",
+                                        "--cache", str(tmp_path / "cache"), "--device", "cuda:2"])
+    assert refused.exit_code == 2 and "--device cuda:2: this machine has 2 CUDA devices" in refused.output
 
 
 def fake_hub(root: Path, repo: str, commit: str, build) -> Path:
