@@ -153,39 +153,53 @@ class TextEncoderFeatures(BatchExtractor):
         self._model.to(self._device)
 
     def extract_batch(self, clips, payloads) -> list[Output]:
-        hidden, mask = self.forward([p["input_ids"] for p in payloads])
-        return [self._output(h, m, p) for h, m, p in zip(hidden, mask, payloads)]
+        pooled = self.forward([p["input_ids"] for p in payloads])
+        return [self._output({k: v[b] for k, v in pooled.items()}, p) for b, p in enumerate(payloads)]
 
-    def forward(self, token_ids: list[list[int]]):
-        """Right-padded batch -> (hidden states float32 [B, L, T, D], attention mask [B, T])."""
+    def forward(self, token_ids: list[list[int]]) -> dict:
+        """Right-padded batch -> pooled on the device, then copied to the host (only what is stored):
+        mean over each clip's tokens and first token, float32 [B, L, D]; n_tokens [B]; with
+        token_sequence, the first `sequence_length` token vectors of `sequence_layer` [B, K, D]."""
         import torch
 
         batch = self._tokenizer.pad({"input_ids": token_ids}, return_tensors="pt").to(self._device)
         with torch.inference_mode(), models.autocast(self._device, self.config.compute_dtype):
             out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               output_hidden_states=True)
-        return torch.stack(out.hidden_states, 1).float().cpu(), batch["attention_mask"].cpu()
+        with torch.inference_mode():
+            mask = batch["attention_mask"]
+            n = mask.sum(1)
+            weights = (mask / n[:, None]).float()[:, :, None]  # [B, T, 1]: 1/n on a clip's tokens
+            pooled = {"mean": torch.stack([(h.float() * weights).sum(1) for h in out.hidden_states], 1),
+                      "first": torch.stack([h[:, 0].float() for h in out.hidden_states], 1), "n_tokens": n}
+            if self.config.token_sequence:
+                pooled["tokens"] = sequence_layer(out.hidden_states, self.config.sequence_layer)[
+                    :, :self.config.sequence_length].float()
+            return {k: v.cpu() for k, v in pooled.items()}
 
-    def _output(self, hidden, mask, payload) -> Output:
+    def _output(self, pooled: dict, payload) -> Output:
         dtype = np.dtype(self.config.store_dtype)
-        n = int(mask.sum())
-        states = hidden[:, :n].numpy()  # [L, n, D]: this clip's tokens only
-        arrays = {"mean": states.mean(1).astype(dtype), "first": states[:, 0].astype(dtype),
+        n = int(pooled["n_tokens"])
+        arrays = {"mean": pooled["mean"].numpy().astype(dtype), "first": pooled["first"].numpy().astype(dtype),
                   "n_tokens": np.int32(n), "truncated": np.uint8(payload["n_full"] > n)}
         if self.config.token_sequence:
-            arrays |= token_sequence(states, self.config.sequence_layer, self.config.sequence_length, dtype)
+            arrays |= token_sequence(pooled["tokens"].numpy()[:n], self.config.sequence_length, dtype)
         flags = ["empty transcript"] * payload["empty"]
         if payload["n_full"] > n:
             flags.append(f"transcript truncated to {n} of {payload['n_full']} tokens")
         return Output(arrays=arrays, flag="; ".join(flags))
 
 
-def token_sequence(states: np.ndarray, layer: int, length: int, dtype) -> dict[str, np.ndarray]:
-    """First `length` token vectors of hidden state `layer` of [L, n, D], zero-padded: tokens, token_mask."""
-    if not -len(states) <= layer < len(states):
-        raise ValueError(f"sequence_layer {layer} out of range for {len(states)} hidden states")
-    kept = states[layer, :length]
-    tokens = np.zeros((length, states.shape[-1]), dtype)
+def sequence_layer(hidden_states: tuple, layer: int):
+    """Hidden state `layer` of a model's (embeddings, layer 1, ...) outputs; a clear error out of range."""
+    if not -len(hidden_states) <= layer < len(hidden_states):
+        raise ValueError(f"sequence_layer {layer} out of range for {len(hidden_states)} hidden states")
+    return hidden_states[layer]
+
+
+def token_sequence(kept: np.ndarray, length: int, dtype) -> dict[str, np.ndarray]:
+    """A clip's first token vectors [k <= length, D], zero-padded to `length`: tokens, token_mask."""
+    tokens = np.zeros((length, kept.shape[-1]), dtype)
     tokens[:len(kept)] = kept
     mask = np.zeros(length, np.uint8)
     mask[:len(kept)] = 1

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from extract.core import base, models
-from extract.lexical.text import TextConfig, token_sequence
+from extract.lexical.text import TextConfig, sequence_layer
 from manifests.table import Clip
 from tests.extract.lexical.conftest import MINILM, reference_hidden_states
 
@@ -73,7 +73,7 @@ def test_token_sequence_keeps_the_first_k_tokens_of_the_chosen_layer(minilm):
     assert out_long["token_mask"].all() and h_long.shape[1] > 12
     np.testing.assert_allclose(out_long["tokens"], h_long[-2, :12], atol=1e-5)
     with pytest.raises(ValueError, match="sequence_layer 7 out of range for 7"):
-        token_sequence(h_short, 7, 12, np.float32)
+        sequence_layer(tuple(h_short), 7)
 
 
 def test_long_transcript_is_truncated_and_flagged(minilm):
