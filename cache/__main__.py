@@ -6,6 +6,7 @@
     python -m cache import-npy features/hubert-large-UTT --dataset mer2023 --feature hubert-large \
         --root /data/MER2023/dataset-release          # also writes the clip table
     python -m cache import-npy features/*-UTT features/*-FRA --dataset mer2023   # MERBench's folders
+    python -m cache import-npy features/manet_UTT --dataset mer2023 --modality V  # a sweep's visual alternative
     python -m cache clips demo                          # the clip table: splits, classes, labels
     python -m cache clips mycorpus --clips mycorpus/clips.csv   # write it (--replace-clips: drop clips)
     python -m cache rm demo is09
@@ -162,13 +163,17 @@ def _files_to_verify(cache, dataset) -> list[Path]:
                                 "lower case; one folder only).")
 @click.option("--frame-level/--utterance-level", default=None,
               help="Default: from a MERTools folder name (-FRA, -UTT), else inferred from the shapes.")
+@click.option("--modality", type=click.Choice(["A", "L", "V"], case_sensitive=False),
+              help="The modality it describes (acoustic, lexical, visual), recorded in its provenance: "
+                   "fuse.sweep then tries it among that modality's cached features.")
 @click.option("--overwrite", is_flag=True, help="Replace a feature of that name.")
 @corpus_options
 @REPLACE_CLIPS
 @CACHE
 @ends_cleanly("what was committed is kept; run the same command again to finish")
 @damage_named
-def import_npy_command(folders, dataset, feature, frame_level, overwrite, layout, root, clips, replace_clips, cache):
+def import_npy_command(folders, dataset, feature, frame_level, modality, overwrite, layout, root, clips, replace_clips,
+                       cache):
     """Import folders of per-clip <clip id>.npy files (the MER 2023 baseline's, MERBench's
     <model>-UTT / -FRA); with --layout/--root or --clips, write the dataset's clip table too."""
     if feature and len(folders) > 1:
@@ -181,7 +186,7 @@ def import_npy_command(folders, dataset, feature, frame_level, overwrite, layout
         name = feature or Path(folder).resolve().name.lower()
         try:
             path, n = import_npy(Path(folder), dataset, name, cache, frame_level, overwrite, manifest,
-                                 source=source, replace_clips=True)
+                                 source=source, replace_clips=True, modality=modality and modality.upper())
         except (ConfigMismatch, ValueError, FileNotFoundError) as err:
             raise Refused(f"{folder}: {err}") from None
         failed = FeatureReader(path).failures()

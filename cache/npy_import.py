@@ -26,13 +26,15 @@ from .writer import FeatureWriter
 
 def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level: bool | None = None,
                overwrite: bool = False, manifest=None, source: str = "import-npy",
-               replace_clips: bool = False) -> tuple[Path, int]:
+               replace_clips: bool = False, modality: str | None = None) -> tuple[Path, int]:
     """Write `folder`/*.npy as the cached feature; returns (feature file, clip count).
 
     `frame_level` None infers it: 2-D arrays are [T, D] sequences when their first dimension
     varies across clips, per-layer [L, D] arrays when it does not. `manifest` (manifests.Manifest)
     writes the dataset's clip table (one that would lose clips only with `replace_clips`: see
-    cache.clips.write_table) and records its fingerprint in the feature's provenance.
+    cache.clips.write_table) and records its fingerprint in the feature's provenance; `modality`
+    (A, L or V) is recorded there too, for stage 2 to place the feature (an imported folder names
+    no extractor family).
     """
     files = sorted(Path(folder).glob("*.npy"))
     if not files:
@@ -55,6 +57,8 @@ def import_npy(folder: Path, dataset: str, feature: str, root=None, frame_level:
                   "libraries": library_versions()}
     if manifest is not None:
         provenance["manifest_fingerprint"] = manifest.fingerprint()
+    if modality:
+        provenance["modality"] = modality
     writer = FeatureWriter(root, dataset, feature, fingerprint, provenance, flush_every=256)
     if overwrite:
         writer.remove()

@@ -1,10 +1,14 @@
 """Sweeps: many fuse.train runs over feature combinations, models and hyper-parameters.
 
+    python -m fuse.sweep --dataset mer2023 --modalities A,L,V --workers 2 --budget 8h   # overnight: all that is cached
+    python -m fuse.sweep --modalities A,L,V --dry-run        # the plan and its estimated time; trains nothing
     python -m fuse.sweep --dataset mer2023 --features "A=hubert-large@-4:|is10;L=chinese-macbert-large@-4:;V=face-fer2013|face-dlib"
     python -m fuse.sweep --modalities A,L,V --models attention,lgbm --grid "lr=1e-3,1e-4;hidden=128,256x128" --workers 2
     python -m fuse.sweep --modalities A,V --search random --trials 50 --rerun-best 6 --grid "lr=1e-5:1e-2;dropout=0.1:0.5"
 
-Every trial is a fuse.train run whose folder is named by its run id: finished trials are skipped,
+Without --features (or with `A=auto`), a modality tries every utterance-level feature cached for
+it (fuse.inputs.catalogue). The plan (trials per modality set, features, finished trials, the
+estimated time) is printed first; --dry-run prints it alone and writes nothing. Every trial is a fuse.train run whose folder is named by its run id: finished trials are skipped,
 a killed sweep resumes where it stopped. Trials are queued in an Optuna study (SQLite by default,
 `--storage postgresql://...` to share one sweep between machines: start the same command on each).
 Exit status 0 when every trial finished (or --budget ran out), 1 when some failed, 2 when the
@@ -25,9 +29,11 @@ from .folders import claim
 from .models import MODELS
 from .inputs.specs import SpecError, parse_modalities
 from .sweeps.study import check_storage, heartbeat_settings
+from .sweeps.estimate import estimate
 from .sweeps.plan import plan
 from .sweeps.report import report
-from .sweeps.run import Sweep, work_until_done
+from .sweeps.run import Sweep, finished_run, work_until_done, work_within_budget
+from .sweeps.summary import summary
 from .training.request import choose_dataset, runs_root
 from .sweeps.trials import parse_grid
 
@@ -49,7 +55,8 @@ def _duration(ctx, param, text: str | None) -> float | None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @cache_options()
 @click.option("--modalities", help="Modalities to combine, e.g. A,L,V (default: those of --features).")
-@click.option("--features", "features_text", help='Alternatives per modality: "A=hubert-large@-4:|is10;V=face-fer2013".')
+@click.option("--features", "features_text", help='Alternatives per modality: "A=hubert-large@-4:|is10;V=face-fer2013"; '
+              '"A=auto" (and a modality not named): every utterance-level feature cached for it.')
 @click.option("--models", default="attention", show_default=True,
               help="Comma-separated fuse.train models: attention, mlp, afg, lgbm, or a sequence model.")
 @click.option("--grid", "grid_text", help='fuse.train options to vary: "lr=1e-3,1e-4;hidden=128,256x128".')
@@ -62,7 +69,9 @@ def _duration(ctx, param, text: str | None) -> float | None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Trials run in parallel.")
 @click.option("--storage", envvar="MER_SWEEP_STORAGE", help="Optuna storage URL (default: sqlite:///RUNS/study.db; "
               "or from $MER_SWEEP_STORAGE, which keeps it out of shell history).")
-@click.option("--budget", callback=_duration, help="Start no trial after this long (8h, 90m); a rerun continues.")
+@click.option("--budget", callback=_duration, help="Unimodal baselines first, then the combinations by their parts' "
+              "scores; start none after this long (8h, 90m); a rerun continues.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and its estimated time; train and write nothing.")
 @click.option("--top-k", type=click.IntRange(0, 4), default=3, show_default=True,
               help="Decision-level fusion of the k best trials (0: none).")
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False),
@@ -75,7 +84,7 @@ def _duration(ctx, param, text: str | None) -> float | None:
 @ends_cleanly("finished trials are kept; run the same command to resume")
 @damage_named
 def main(dataset, cache_dir, modalities, features_text, models, grid_text, search, n_trials, rerun_best, seeds,
-         workers, storage, budget, top_k, runs_dir, out, lr_batching, quiet):
+         workers, storage, budget, dry_run, top_k, runs_dir, out, lr_batching, quiet):
     """Run every trial of a sweep (resumable, parallel), then write the leaderboard."""
     try:
         chosen = parse_modalities(modalities) if modalities else None
@@ -97,20 +106,29 @@ def main(dataset, cache_dir, modalities, features_text, models, grid_text, searc
             check_storage(storage)
     except ValueError as err:  # SpecError included
         raise Refused(str(err)) from None
+    done = sum(finished_run(runs, run) for run in trials.trials)
+    click.echo(summary(trials, done, estimate(trials, cache_dir, runs, lambda run: finished_run(runs, run)),
+                       workers, budget))
+    if dry_run:
+        return
     definition = {"dataset": dataset, "modalities": chosen, "features": features_text, "models": names,
                   "grid": grid, "search": search, "trials": n_trials, "rerun_best": rerun_best, "seeds": seeds}
     sweep = Sweep.create(trials, definition, cache_dir, runs, out, storage, workers, budget, quiet, lr_batching)
-    done = sweep.finished()
     click.echo(f"sweep {sweep.name}: {len(trials.trials)} trials, {done} already finished (skipped), "
                f"{len(trials.trials) - done} to run on {workers} worker(s); runs in {sweep.runs}", err=True)
-    work_until_done(sweep)
+    if budget:
+        work_within_budget(sweep)
+    else:
+        work_until_done(sweep)
     if search == "random" and rerun_best and not sweep.over_budget():
         sweep.rerun_best(rerun_best)
         work_until_done(sweep)
     click.echo(report(sweep, top_k))
     unfinished = len(sweep.plan.trials) - sweep.finished()
     if unfinished and sweep.over_budget():
-        click.echo(f"--budget reached with {unfinished} trial(s) to go: run the same command to continue", err=True)
+        left = sweep.left_out()
+        click.echo(f"--budget reached: {len(left)} trial(s) left out (run the same command to continue):\n"
+                   + "\n".join(f"  {t.label()}" for t in left), err=True)
     elif unfinished:  # their errors were logged as they failed
         click.echo(f"{unfinished} trial(s) failed: run the same command to retry them", err=True)
         sys.exit(1)

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 from cache import open_clips, open_features
 from cache.cli import Refused
-from fuse.inputs.specs import DEFAULTS, PREFERENCE, SpecError, default_specs
+from fuse.inputs.catalogue import CachedFeature, auto_specs, catalogue
+from fuse.inputs.specs import DEFAULTS, MODALITIES, PREFERENCE, SpecError, default_specs
 from fuse.training.request import TrainRequest, cached_features, inputs_identity, run_id
 from .trials import Trial, feature_sets, grid_points, parse_alternatives, random_points
 
@@ -23,24 +24,45 @@ class Plan:
     trials: dict = field(default_factory=dict)   # run id -> Trial
     seeds: dict = field(default_factory=dict)    # run id -> seeds
     reruns: dict = field(default_factory=dict)   # random search: rerun id -> the draw it reruns
+    alternatives: dict = field(default_factory=dict)  # model -> {modality: [feature spec, ...]}
+    cached: list = field(default_factory=list)   # [CachedFeature]: what the cache holds, by modality
 
     def add(self, run: str, trial: Trial, seeds: int):
         self.trials[run], self.seeds[run] = trial, seeds
 
 
-def alternatives(dataset: str, modalities, features_text, cached, inputs=None) -> dict[str, list[str]]:
-    """Per modality the features to try: --features, else the model's default inputs (a sequence
-    model's `inputs`, '+'-joined), else the dataset's default feature."""
+AUTO = "auto"  # in --features, a modality's default: what is cached (`A=auto;V=face-fer2013`)
+
+
+def alternatives(dataset: str, modalities, features_text, cached, inputs=None,
+                 entries: list[CachedFeature] = ()) -> dict[str, list[str]]:
+    """Per modality the features to try: those --features names, else (or for `auto`) every
+    utterance-level feature cached for it (`entries`, fuse.inputs.catalogue), or a sequence
+    model's default inputs (its `inputs`, '+'-joined as one unit)."""
     given = parse_alternatives(features_text) if features_text else {}
     chosen = modalities or list(given)
     out = {}
     for m in ("A", "L", "V"):
-        if m in chosen:  # a default is one unit: its specs '+'-joined
-            out[m] = given.get(m) or ["+".join(default_specs(dataset, m, cached, inputs))]
+        if m in chosen:
+            named = given.get(m, [AUTO])
+            out[m] = list(dict.fromkeys(s for spec in named for s in
+                                        (_auto(dataset, m, cached, inputs, entries) if spec == AUTO else [spec])))
     extra = sorted(set(given) - set(out))
     if extra:
         raise SpecError(f"--features gives {', '.join(extra)} but --modalities does not use it")
     return out
+
+
+def _auto(dataset: str, modality: str, cached, inputs, entries) -> list[str]:
+    if inputs:  # a sequence model reads its own inputs: one unit, its specs '+'-joined
+        return ["+".join(default_specs(dataset, modality, cached, inputs))]
+    found = auto_specs(dataset, modality, entries)
+    if not found:
+        others = [f"{e.name} ({e.left_out})" for e in entries if e.modality in (modality, None) and e.left_out]
+        raise SpecError(f"no utterance-level {MODALITIES[modality]} feature cached for dataset {dataset!r}"
+                        + (f" (left out: {', '.join(others)})" if others else "")
+                        + f"; name one with --features \"{modality}=FEATURE\"")
+    return found
 
 
 def points(grid: dict, search: str, n_trials: int, seed: int) -> list[tuple]:
@@ -116,12 +138,14 @@ def plan(dataset: str, cache_dir, runs, modalities, features_text, models, grid,
     from fuse.models import MODELS
 
     cached = cached_features(dataset, cache_dir)
-    sets = {model: feature_sets(alternatives(dataset, modalities, features_text, cached,
-                                             getattr(MODELS[model], "inputs", None)))
-            for model in models}  # a sequence model reads its own inputs where --features is silent
+    entries = catalogue(dataset, cache_dir, cached)
+    out = Plan(dataset, cached=entries)
+    for model in models:  # a sequence model reads its own inputs where --features is silent
+        out.alternatives[model] = alternatives(dataset, modalities, features_text, cached,
+                                               getattr(MODELS[model], "inputs", None), entries)
+    sets = {model: feature_sets(out.alternatives[model]) for model in models}
     check_grid(models, grid)
     grids = {model: model_grid(model, grid) for model in models}
-    out = Plan(dataset)
     for features in dict.fromkeys(f for model in models for f in sets[model]):
         for model in (m for m in models if features in sets[m]):
             for point in dict.fromkeys(points(grids[model], search, n_trials, seed)):
@@ -130,4 +154,4 @@ def plan(dataset: str, cache_dir, runs, modalities, features_text, models, grid,
     return out
 
 
-__all__ = ["Plan", "plan", "request_for", "trial_run_id", "DEFAULTS", "PREFERENCE"]
+__all__ = ["AUTO", "Plan", "plan", "request_for", "trial_run_id", "DEFAULTS", "PREFERENCE"]

@@ -20,9 +20,14 @@ from fuse.results.runs import run_training_group
 from fuse.training.request import runs_root
 from . import study as studies
 from . import params as sweep_params
+from .budget import baselines, ranked_combinations
 from .plan import Plan, request_for, trial_run_id
 from .trials import Trial
 
+
+def finished_run(runs: Path, run: str) -> bool:
+    """Whether trial `run` is finished: its run folder holds metrics.json (a folder appears whole)."""
+    return (Path(runs) / run / "metrics.json").is_file()
 
 
 def sweeps_root(cache_dir=None) -> Path:
@@ -54,7 +59,8 @@ class Sweep:
         sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else sweeps_root(cache_dir) / name, storage,
                     workers, time.time() + budget if budget else None, quiet, lr_batching)
         sweep_params.store(sweep.study(), sweep_params.distributions(plan.trials.values(), definition["search"]))
-        sweep.enqueue(plan.trials)
+        if not budget:  # a budgeted sweep queues in its own order (work_within_budget)
+            sweep.enqueue(plan.trials)
         return sweep
 
     def study(self):
@@ -63,13 +69,15 @@ class Sweep:
             self._study = studies.open_study(self.storage, self.name)
         return self._study
 
-    def enqueue(self, trials: dict):
+    def enqueue(self, trials: dict, ordered: bool = False):
         """Queue the trials whose run folder is not finished (a finished one is never run again),
-        the costliest first (most features, then most seeds): workers pop them in that order, so the
-        sweep ends on short trials and no worker idles long while another finishes a trimodal one
-        (on MER-shaped features a trimodal trial takes 2.6x a unimodal one)."""
-        todo = sorted(((run, t) for run, t in trials.items() if not self.done(run)),
-                      key=lambda item: (-item[1].n_features, -self.plan.seeds[item[0]]))  # stable: plan order within
+        in their order when `ordered`, else the costliest first (most features, then most seeds):
+        workers pop them in that order, so the sweep ends on short trials and no worker idles long
+        while another finishes a trimodal one (on MER-shaped features a trimodal trial takes 2.6x a
+        unimodal one)."""
+        todo = [(run, t) for run, t in trials.items() if not self.done(run)]
+        if not ordered:
+            todo.sort(key=lambda item: (-item[1].n_features, -self.plan.seeds[item[0]]))  # stable: plan order within
         groups = lr_groups(todo, self.plan.seeds) if self.lr_batching else [[item] for item in todo]
         studies.enqueue(self.study(), [(json.dumps({"runs": [{"run": run, "trial": t.key} for run, t in group],
                                                     "seeds": self.plan.seeds[group[0][0]], "dataset": self.plan.dataset}),
@@ -77,13 +85,17 @@ class Sweep:
                                        for group in groups])
 
     def done(self, run: str) -> bool:
-        return (self.runs / run / "metrics.json").is_file()
+        return finished_run(self.runs, run)
 
     def finished(self) -> int:
         return sum(self.done(run) for run in self.plan.trials)
 
     def over_budget(self) -> bool:
         return self.deadline is not None and time.time() > self.deadline
+
+    def left_out(self) -> list[Trial]:
+        """The trials of the plan whose run is not finished."""
+        return [t for run, t in self.plan.trials.items() if not self.done(run)]
 
     def rerun_best(self, seeds: int):
         """Random search, second phase: the best draw of each feature set and model, with `seeds` seeds."""
@@ -142,10 +154,20 @@ def _child_worker(*args):
         sys.exit(130)
 
 
-def work_until_done(sweep: Sweep):
-    """Run the queue with `sweep.workers` processes (this one included), showing progress."""
-    args = (sweep.storage, sweep.name, sweep.cache_dir, str(sweep.runs), sweep.deadline,
-            1 if sweep.workers > 1 else None)
+def work_within_budget(sweep: Sweep):
+    """A budgeted sweep (fuse.sweeps.budget): the unimodal baselines whatever the budget, then the
+    combinations ranked by their parts' unimodal scores until the budget runs out."""
+    sweep.enqueue(baselines(sweep.plan.trials), ordered=True)
+    work_until_done(sweep, budgeted=False)
+    sweep.enqueue(ranked_combinations(sweep.plan.trials, sweep.runs), ordered=True)
+    work_until_done(sweep)
+
+
+def work_until_done(sweep: Sweep, budgeted: bool = True):
+    """Run the queue with `sweep.workers` processes (this one included), showing progress; start
+    no trial after the sweep's budget unless not `budgeted`."""
+    args = (sweep.storage, sweep.name, sweep.cache_dir, str(sweep.runs),
+            sweep.deadline if budgeted else None, 1 if sweep.workers > 1 else None)
     context = mp.get_context("spawn")
     others = [context.Process(target=_child_worker, args=args) for _ in range(sweep.workers - 1)]
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the children: SIGINT ignored for life

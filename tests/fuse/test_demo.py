@@ -111,19 +111,24 @@ def test_a_sweep_trains_a_sequence_model_on_its_own_inputs(demo_cache, tmp_path)
     result = CliRunner().invoke(sweep_main, args)
     assert result.exit_code == 0, result.output
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
-    assert sorted(board["model"]) == ["attention"] * 3 + ["coattention"] * 3
+    # attention tries every utterance-level feature cached (3 acoustic, text-minilm at 2 layer
+    # choices: 4 x 3 - 1 sets), coattention its own inputs (3 sets)
+    pooled = {"A": ["egemaps", "logmel", "mfcc"], "L": ["text-minilm@-1", "text-minilm@-4:"]}
+    assert sorted(board["model"]) == ["attention"] * 11 + ["coattention"] * 3
     # one seed per trial: scores without a spread (a std of 0 over one seed says nothing)
-    assert board["seeds"].tolist() == [1] * 6
+    assert board["seeds"].tolist() == [1] * 14
     assert "±" not in (tmp_path / "out" / "table3.md").read_text()
     best = (tmp_path / "out" / "leaderboard.md").read_text().splitlines()[2]
     assert "±" not in best and f"| {board['cv_combined'][0]:.3f} |" in best
-    pooled = {"A": ["egemaps"], "L": ["text-minilm@-1"]}
     own = {"A": SEQUENCE_INPUTS["coattention"]["A"], "L": SEQUENCE_INPUTS["coattention"]["T"]}
     sets = {"attention": [], "coattention": []}
     for run, model in zip(board["run"], board["model"]):
         features = json.loads((tmp_path / "runs" / run / "metrics.json").read_text())["config"]["features"]
         present = set(features.values())
-        specs = own if model == "coattention" else pooled
-        assert features == {spec: m for m in sorted(present) for spec in specs[m]}, (model, features)
+        if model == "coattention":
+            assert features == {spec: m for m in sorted(present) for spec in own[m]}, (model, features)
+        else:
+            assert len(features) == len(present) and all(spec in pooled[m] for spec, m in features.items()), features
         sets[model].append("".join(sorted(present)))
-    assert sorted(sets["attention"]) == sorted(sets["coattention"]) == ["A", "AL", "L"]
+    assert sorted(sets["attention"]) == ["A"] * 3 + ["AL"] * 6 + ["L"] * 2
+    assert sorted(sets["coattention"]) == ["A", "AL", "L"]
