@@ -87,6 +87,7 @@ bench: demo-corpus
 	$(PY) bench/extract/speech_models_speed.py --clips 12
 	$(PY) bench/extract/lexical_speed.py
 	$(PY) bench/extract/visual_speed.py
+	$(PY) bench/extract/encoders_speed.py --clips 16
 
 # stage 2: fuse.train against the MER 2023 baseline's own script (OFFICIAL= a checkout of
 # zeroQiaoba/MER2023-Baseline), LightGBM against attention (LGBM_CACHE: a cache with is10 and egemaps;

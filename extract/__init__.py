@@ -5,9 +5,10 @@
 
     core/      Extractor base and registry, decoding, model loading, the run over clips
     acoustic/  openSMILE functionals, librosa MFCC / log-mel / E2E-L spectrogram pieces
-    speech/    every hidden layer of a HF speech encoder (`ssl:`)
-    lexical/   ASR transcripts (`asr:`) and every hidden layer of a HF text encoder (`text:`)
-    visual/    dlib face track -> face crops, dlib and FER2013 embeddings, HF vision encoders (`vision:`)
+    speech/    every hidden layer of a HF speech encoder (`ssl:`) or Whisper encoder (`whisper:`)
+    lexical/   ASR transcripts (`asr:`), every hidden layer of a HF text encoder (`text:`), LLM layers (`llm:`)
+    visual/    dlib face track -> face crops, dlib and FER2013 embeddings, HF vision encoders (`vision:`),
+               clip-level video encoders (`video:`)
     stand_ins  the tiny random-initialised stand-in models (`python -m extract.stand_ins`)
 """
 from .core.base import KINDS, REGISTRY, BatchExtractor, ClipError, Extractor, Output, build, register

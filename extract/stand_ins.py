@@ -116,6 +116,97 @@ def tiny_vit(folder: Path):
     mark_stand_in(folder, f"tiny-vit: ViT 2 layers, hidden 32, random weights ({STAND_IN_NOTE})")
 
 
+# -- Whisper encoders (whisper:) ---------------------------------------------------------------------
+@stand_in("tiny-whisper")
+def tiny_whisper(folder: Path):
+    """A Whisper of width 32 (2 encoder layers, 1 decoder layer) on 80 log-mel bins, 30 s input."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                           vocab_size=64, max_target_positions=32, pad_token_id=0, bos_token_id=1,
+                           eos_token_id=2, decoder_start_token_id=1)
+    WhisperModel(config).eval().save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    mark_stand_in(folder, "tiny-whisper: Whisper encoder 2 layers, hidden 32, 80 mel bins")
+
+
+# -- clip-level video encoders (video:) ---------------------------------------------------------------
+@stand_in("tiny-videomae")
+def tiny_videomae(folder: Path):
+    """A VideoMAE of width 32 (2 layers) on 16 frames of 32 px, tubelets of 2 frames."""
+    import torch
+    from transformers import VideoMAEConfig, VideoMAEImageProcessor, VideoMAEModel
+
+    torch.manual_seed(0)
+    config = VideoMAEConfig(image_size=32, patch_size=8, num_frames=16, tubelet_size=2, hidden_size=32,
+                            num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    VideoMAEModel(config).eval().save_pretrained(folder)
+    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    mark_stand_in(folder, "tiny-videomae: VideoMAE 2 layers, hidden 32, 16 frames of 32 px")
+
+
+# -- decoder-only LLM text encoders (llm:) ------------------------------------------------------------
+LLM_TEXTS = ["I can't believe it, this is wonderful news", "no.", "我今天真的很高兴", "what a day",
+             "Je suis très content, but I am also tired", "oh no, not again", "really? that is amazing"]
+
+
+def _byte_bpe(bos: str | None):
+    """A byte-level BPE tokenizer of 320 tokens trained on LLM_TEXTS, with no pad token of its own
+    (as Llama's and Baichuan's); with `bos`, every text starts with it (Llama), without, none does
+    (Qwen2, whose tokenizer class adds `<|endoftext|>` as its pad token)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = [bos or "<|begin|>", "<|end|>", "<|endoftext|>"]
+    tokenizer.train_from_iterator(LLM_TEXTS, trainers.BpeTrainer(
+        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if bos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token="<|end|>")
+
+
+def _save_llm(folder, model_cls, config, tokenizer, description):
+    import torch
+
+    torch.manual_seed(0)
+    model_cls(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    mark_stand_in(folder, description)
+
+
+TINY_LLM = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=256)
+
+
+@stand_in("tiny-llama")
+def tiny_llama(folder: Path):
+    """A Llama causal LM of width 32 (3 layers); its tokenizer adds a BOS token and has no pad token."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _byte_bpe(bos="<s>")
+    config = LlamaConfig(**TINY_LLM, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=None)
+    _save_llm(folder, LlamaForCausalLM, config, tokenizer, "tiny-llama: Llama 3 layers, hidden 32, no pad token")
+
+
+@stand_in("tiny-qwen2")
+def tiny_qwen2(folder: Path):
+    """A Qwen2 causal LM of width 32 (3 layers); its tokenizer adds no BOS token and has no pad token."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _byte_bpe(bos=None)
+    config = Qwen2Config(**TINY_LLM, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=None)
+    _save_llm(folder, Qwen2ForCausalLM, config, tokenizer, "tiny-qwen2: Qwen2 3 layers, hidden 32, no pad token")
+
+
 def build_stand_ins(out, only=()) -> list[Path]:
     """Build every stand-in (or those in `only`) under `out`; returns their folders."""
     from transformers.utils import logging as hf_logging

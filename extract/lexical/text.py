@@ -110,10 +110,15 @@ class TextEncoderFeatures(BatchExtractor):
 
         if self._tokenizer is None:
             source = resolve_source(self.source)
-            self._tokenizer = models.from_source(AutoTokenizer, source, "the tokenizer of model")
-            model_config = models.from_source(AutoConfig, source, "the config of model")
+            self._tokenizer = models.from_source(AutoTokenizer, source, "the tokenizer of model", **self.load_options)
+            model_config = models.from_source(AutoConfig, source, "the config of model", **self.load_options)
             self._tokenizer.padding_side = "right"  # position ids count from 0: padding stays exact
             self._limit = self._max_length(model_config)
+
+    @property
+    def load_options(self) -> dict:
+        """Keyword arguments of every from_pretrained call for this model."""
+        return {}
 
     def _max_length(self, model_config) -> int:
         limits = [self.config.max_length, getattr(model_config, "max_position_embeddings", None),

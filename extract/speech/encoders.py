@@ -124,12 +124,22 @@ class SpeechModelFeatures(BatchExtractor):
     def setup(self):
         from transformers import AutoFeatureExtractor, AutoModel
 
+        self.check_model_type()
         self.device = models.resolve_device(self.config.device)
         models.autocast(self.device, self.config.compute_dtype)  # refuses float16 on CPU before any work
-        self._model, self._processor = models.load_pretrained(
-            self.source, AutoModel, AutoFeatureExtractor)
-        self._model.to(self.device)
-        self._model_config = self._model.config
+        model, self._processor = models.load_pretrained(self.source, AutoModel, AutoFeatureExtractor)
+        self._model = self.encoder_of(model).to(self.device)
+        self._model_config = model.config
+
+    def check_model_type(self):
+        """ValueError before loading when the model reads another input than raw audio."""
+        if self.model_config.model_type == "whisper":
+            raise ValueError(f"{self.source} is a Whisper model: it reads log-mel input_features, not "
+                             f"raw audio; use whisper:{self.source}")
+
+    def encoder_of(self, model):
+        """The part of the loaded model whose hidden states are stored."""
+        return model
 
     def extract_batch(self, clips, payloads) -> list[Output]:
         window = int(self.config.window_seconds * SAMPLE_RATE)
@@ -147,7 +157,7 @@ class SpeechModelFeatures(BatchExtractor):
         budget = self.config.batch_seconds * SAMPLE_RATE
         group, total, size_of_group = [], 0, None
         for k, (_, audio) in sorted(segments, key=lambda s: len(s[1][1])):
-            size = len(audio)
+            size = self.padded_length(len(audio))
             if group and not (total + size <= budget and (self.exact_when_padded or size == size_of_group)):
                 yield group
                 group, total = [], 0
@@ -156,9 +166,21 @@ class SpeechModelFeatures(BatchExtractor):
         if group:
             yield group
 
+    def padded_length(self, n_samples: int) -> int:
+        """Samples a forward pass computes for `n_samples` of audio (Whisper pads to 30 s)."""
+        return n_samples
+
     def forward(self, audios: list[np.ndarray]) -> tuple[list[Moments], list[dict]]:
         """One forward pass over padded `audios` -> per row: Moments over its valid frames, and
         {layer: float32 [T, D]} of the layers in `frame_layers`."""
+        hidden, lengths = self.hidden_states(audios)
+        layers = [self._layer_index(i) for i in self.config.frame_layers]
+        frames = [{i: hidden[i, b, :lengths[b]].float().cpu().numpy() for i in layers}
+                  for b in range(len(audios))]
+        return masked_moments(hidden, lengths.cpu()), frames
+
+    def hidden_states(self, audios: list[np.ndarray]):
+        """Padded `audios` -> (every hidden state, torch [L, B, T, D]; valid frames per row, torch int [B])."""
         import torch
 
         inputs = self._processor(audios, sampling_rate=SAMPLE_RATE, padding=True,
@@ -167,11 +189,7 @@ class SpeechModelFeatures(BatchExtractor):
         with torch.inference_mode(), models.autocast(self.device, self.config.compute_dtype):
             out = self._model(values, attention_mask=mask, output_hidden_states=True)
         hidden = torch.stack(out.hidden_states)                                   # [L, B, T, D]
-        lengths = self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=hidden.shape[2])
-        layers = [self._layer_index(i) for i in self.config.frame_layers]
-        frames = [{i: hidden[i, b, :lengths[b]].float().cpu().numpy() for i in layers}
-                  for b in range(len(audios))]
-        return masked_moments(hidden, lengths.cpu()), frames
+        return hidden, self._model._get_feat_extract_output_lengths(mask.sum(-1)).clamp(max=hidden.shape[2])
 
     def _layer_index(self, layer: int) -> int:
         if not -self.n_layers <= layer < self.n_layers:

@@ -116,7 +116,8 @@ def test_the_rules_cover_every_registered_extractor_and_model_kind():
         base.build(name)  # every default is inside its range
     for kind in base.KINDS:
         with pytest.raises(ValueError, match=f"{kind}:some/model: option .* is out of range"):
-            base.build(f"{kind}:some/model", {"batch_seconds": "0"} if kind != "text" else {"batch_tokens": "0"})
+            budget = "batch_tokens" if kind in ("text", "llm") else "batch_seconds"  # text kinds count tokens
+            base.build(f"{kind}:some/model", {budget: "0"})
 
 
 def test_mfcc_n_mfcc_negative_is_refused_as_the_issue_saw_it(tmp_path, speech_16k):
