@@ -29,6 +29,7 @@ from cache.specs import parse_selector
 
 from ..core import models
 from ..core.base import KINDS, ClipError, Output, _config, option, register_presets
+from manifests.transcripts import DEFAULT_LANGUAGE, LANGUAGES
 from .text import TextEncoderFeatures
 
 
@@ -37,6 +38,7 @@ class LLMConfig:
     layers: str = "-4:"            # hidden states stored (0 = embeddings): "-4:", "all", "20,30,40"
     max_length: int = option(512, at_least=2)  # tokens per transcript; longer ones are cut
     transcripts: str = ""          # cached ASR feature of the same dataset, for clips without a transcript
+    language: str = DEFAULT_LANGUAGE  # the transcript column read where the file gives several languages
     trust_remote_code: bool = False  # run the model folder's own code (Baichuan)
     store_dtype: str = "float16"   # float16 or float32 in the cache
     device: str = "auto"
@@ -45,6 +47,8 @@ class LLMConfig:
 
     def __post_init__(self):
         models.check_dtypes(self.store_dtype, self.compute_dtype)
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language={self.language!r}: choose one of {', '.join(LANGUAGES)}")
         parse_selector(self.layers)  # a bad selector is refused with the options
 
 
@@ -67,7 +71,7 @@ class LLMFeatures(TextEncoderFeatures):
         self.setup_worker()  # the tokenizer says which token pads
         return super().provenance() | {
             "pooling": "mean over non-special tokens; last non-special token",
-            "layers": self.layer_ids(), "pad_token": self._pad_note}
+            "layers": self.layer_ids(), "pad_token": self._pad_note, "weights_dtype": self.config.compute_dtype}
 
     def layer_ids(self) -> list[int]:
         """The model's hidden-state indices stored, in order (0 = embeddings)."""
@@ -107,8 +111,9 @@ class LLMFeatures(TextEncoderFeatures):
         self._device = models.resolve_device(self.config.device)
         models.autocast(self._device, self.config.compute_dtype)  # refuses float16 on CPU before any work
         self._layer_ids = self.layer_ids()
-        self._model, _ = models.load_pretrained(self.source, AutoModel, dtype=models.resolve_dtype(
-            self.config.compute_dtype), **self.load_options)
+        # an LLM's weights in the --dtype asked: a 13B model in float32 would need 52 GB
+        self._model, _ = models.load_pretrained(self.source, AutoModel, weights_dtype=self.config.compute_dtype,
+                                                **self.load_options)
         self._model.to(self._device)
         self._special = sorted(self._tokenizer.all_special_ids)
 

@@ -66,7 +66,8 @@ class VideoLayers(BatchExtractor):
 
     def provenance(self) -> dict:
         return super().provenance() | {
-            "model": models.model_identity(self.source), "frames_per_clip": self.clip_length,
+            "model": models.model_identity(self.source), "weights_dtype": models.WEIGHTS_DTYPE,
+            "frames_per_clip": self.clip_length,
             "sampling": "floor(i * T / N) of the T frames decoded at fps (last repeated when T < N)",
             "pooling": "mean over tokens, every hidden state, embeddings first",
             "config": dataclasses.asdict(self.config)}
