@@ -26,10 +26,10 @@ import numpy as np
 
 from cache import config_fingerprint
 from cache.specs import parse_selector
+from manifests.transcripts import DEFAULT_LANGUAGE, LANGUAGES
 
 from ..core import models
 from ..core.base import KINDS, ClipError, Output, _config, option, register_presets
-from manifests.transcripts import DEFAULT_LANGUAGE, LANGUAGES
 from .text import TextEncoderFeatures
 
 
