@@ -11,6 +11,7 @@ import sys
 import click
 
 from cache.cli import Refused, corpus_options, damage_named, ends_cleanly
+from .memory import parse_size
 from .specs import SpecError, parse_features, parse_modalities
 from .training import TrainRequest, run_training
 
@@ -23,6 +24,14 @@ def _widths(text, option):
     if widths is not None and (not widths or min(widths) < 1):
         raise click.BadParameter(f"{text!r}: expected positive widths like 256,128", param_hint=option)
     return widths
+
+
+def _size(ctx, param, text):
+    """--max-memory '6G' -> bytes (None when not given)."""
+    try:
+        return parse_size(text) if text is not None else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,6 +64,8 @@ def _widths(text, option):
               help="coattention: SupCon temperature tau [1.0].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--max-memory", callback=_size, help="Memory the run may hold at its peak, e.g. 6G: seeds x folds train "
+              "in groups that fit (the same numbers) [what the machine has: available RAM, or the GPU's memory].")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardize features with training-fold statistics.")

@@ -18,10 +18,13 @@ from . import specs as feature_specs
 from .extras import TRAIN_ONLY
 from .folders import claim
 from .loop import TrainConfig, resolve_device
+from .memory import MemoryBudgetError, parse_size
 from .models import MODELS, build, make_config
 from .problem import load_problem
 
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
+# how a run is computed, not what it computes: the same results whatever their values
+NOT_IN_RUN_ID = ("device", "threads", "lr_grid", "max_memory")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
                "width", "alpha", "temperature")
 
@@ -46,8 +49,11 @@ class TrainRequest:
     def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
                      folds=5, seeds=1, device="auto", threads=None, standardize=True, test_splits=None, out=None,
                      layout=None, root=None, clips=None, quiet=False, lr=None, augment=None, pseudo=None,
-                     **options) -> "TrainRequest":
-        """Options as the command line names them; refuses (ValueError) those `model` cannot use."""
+                     max_memory=None, **options) -> "TrainRequest":
+        """Options as the command line names them; refuses (ValueError) those `model` cannot use.
+        max_memory: bytes, or a size such as '6G' (fuse.memory.parse_size)."""
+        if isinstance(max_memory, str):
+            max_memory = parse_size(max_memory)
         net = {k: options.pop(k, None) for k in NET_OPTIONS}
         training = {k: options.pop(k, None) for k in NEURAL_TRAINING}
         if options:
@@ -60,14 +66,14 @@ class TrainRequest:
                 raise ValueError(f"--model {model} is not trained by epochs and has no {', '.join(given)}")
             configs = [make_config(model, **({"learning_rate": lr} if lr else {}))]
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads)
+                                threads=threads, max_memory=max_memory)
         else:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
             given = {k: v for k, v in {**training, "lr": lr}.items() if v is not None}
             defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads, **{**defaults, **given})
+                                threads=threads, max_memory=max_memory, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
         resolve_device(device)
@@ -181,7 +187,7 @@ def run_id(request: TrainRequest, problem, splits, inputs: dict) -> str:
             "inputs": inputs,
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
-            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in ("device", "threads", "lr_grid")}}
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in NOT_IN_RUN_ID}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
@@ -222,8 +228,16 @@ def run_training(request: TrainRequest):
     claim_out(request)
     dataset, problem, splits = prepare(request)
     folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
-    systems, weights = train_systems(problem, request)
+    systems, weights = within_budget(train_systems, problem, request)
     return write_run(folder, request, problem, systems, weights, splits)
+
+
+def within_budget(train, *args, **kwargs):
+    """train(*args, **kwargs), refused (exit 2, nothing trained) when not one member fits --max-memory."""
+    try:
+        return train(*args, **kwargs)
+    except MemoryBudgetError as err:
+        raise Refused(str(err)) from None
 
 
 def run_training_group(requests: list[TrainRequest]) -> list:
@@ -243,7 +257,7 @@ def run_training_group(requests: list[TrainRequest]) -> list:
     lrs = tuple(r.train.lr for r in requests)
     dataset, problem, splits = prepare(first)
     grouped = dataclasses.replace(first, train=dataclasses.replace(first.train, lr_grid=lrs))
-    per_rate = train_systems(problem, grouped, n_rates=len(lrs))
+    per_rate = within_budget(train_systems, problem, grouped, n_rates=len(lrs))
     results = []
     for request, (systems, weights) in zip(requests, per_rate):
         folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
