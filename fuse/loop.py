@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .ensemble import Ensemble, load_member
+from .ensemble import Ensemble, load_member, member_sigmoid
 from .extras import NO_ORIGIN, TRAIN_ONLY, member_rows
 from .folds import make_folds
 from .memory import group_size, machine_budget, member_cost, process_memory, show_size
@@ -519,7 +519,7 @@ def _validate(ens, data):
             outs.append(ens.predict(inputs))
     logits = torch.cat([o[0] for o in outs], dim=1)
     valence = torch.cat([o[1] for o in outs], dim=1)
-    probs = logits.sigmoid() if data.multi else logits.softmax(-1)
+    probs = member_sigmoid(logits) if data.multi else logits.softmax(-1)
     return probs.cpu().numpy(), valence.cpu().numpy()
 
 
@@ -596,7 +596,7 @@ def predict(ens, params: dict, norms: list, blocks: list[np.ndarray], multi_labe
                 x = standardize(x, mean, std)
             inputs.append(x)
         logits, val = ens.predict(inputs, params)
-        probs.append((logits.sigmoid() if multi_label else logits.softmax(-1)).cpu().numpy())
+        probs.append((member_sigmoid(logits) if multi_label else logits.softmax(-1)).cpu().numpy())
         valence.append(val.cpu().numpy())
     return np.concatenate(probs, axis=1), np.concatenate(valence, axis=1)
 

@@ -1,18 +1,21 @@
 """How many members (seeds x folds, x learning rates) train at once: as many as a memory budget holds.
 
-A member's memory is measured, not guessed: a probe runs one forward pass of two members (so
-that no lone-member path is measured) on worst-case batches of 1 and 2 clips (every sequence
-step valid), in training mode and in evaluation mode, and sums the bytes of the tensors autograd
-saves for the backward pass. Activations grow linearly with the clips of a batch, so the two
-probes give them for the batch size and for the clips of an evaluation pass. A member then takes
+A member's memory is measured, not guessed: a probe runs the forward pass of a training step of
+two members on worst-case batches of 1 and 2 clips (every sequence step valid) and sums the bytes
+of the tensors autograd saves for the backward pass, noting the largest. Activations grow
+linearly with the clips of a batch, so the two probes give them for any number of clips. A
+member then takes
 
     parameters x PARAMETER_COPIES (weights, gradient, two Adam moments, best-epoch copy)
     + its standardized inputs and validation inputs where the loop keeps them
-    + max(training activations x BACKWARD, evaluation activations)
+    + max(saved bytes at the batch size x BACKWARD,
+          largest saved tensor at the clips of an evaluation pass x EVAL_LIVE)
 
 and a group of G members G times that, beside what the process holds already and the best
 weights of every member, kept to the end. BACKWARD covers the gradients and temporaries of the
-backward pass beside the saved tensors (measured peaks: docs/BENCHMARKS.md, "Memory").
+backward pass beside the saved tensors; an evaluation pass saves nothing and holds a few layers'
+outputs at once (EVAL_LIVE). Both factors are measured peaks over the estimate, with a margin
+(docs/BENCHMARKS.md, "Sequence models within a memory budget").
 
 The budget is `--max-memory` or, by default, what the machine has: on a CPU the process's resident
 memory plus the memory available to it (Linux MemAvailable); on a GPU its free memory plus what
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 BACKWARD = 2.2          # a training step's peak / the bytes its forward pass saves (measured 1.3-2.0)
+EVAL_LIVE = 4           # an evaluation pass's peak / the largest tensor a training pass saves
 PARAMETER_COPIES = 5    # weights, gradient, Adam's two moments, the best epoch's copy
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -101,8 +105,9 @@ class MemberCost:
         return self.fixed + max(self.training, self.evaluation)
 
 
-def saved_bytes(run) -> int:
-    """Bytes of the tensors autograd saves while `run()` runs (each storage once, parameters not)."""
+def saved_bytes(run) -> tuple[int, int]:
+    """(all bytes, the largest tensor's) of the tensors autograd saves while `run()` runs (each
+    storage once, parameters not)."""
     seen = {}
 
     def pack(t):
@@ -113,7 +118,7 @@ def saved_bytes(run) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run()
-    return sum(seen.values())
+    return sum(seen.values()), max(seen.values(), default=0)
 
 
 def worst_case_batch(shapes, companions: dict[int, int], clips: int, device) -> list[torch.Tensor]:
@@ -128,21 +133,15 @@ def worst_case_batch(shapes, companions: dict[int, int], clips: int, device) -> 
     return out
 
 
-def activation_bytes(ens, shapes, companions, n_classes: int, multi_label: bool, clips: int, training: bool) -> int:
-    """Saved bytes per member of a forward pass on `clips` worst-case clips (ens: 2 members)."""
+def activation_bytes(ens, shapes, companions, n_classes: int, multi_label: bool, clips: int) -> tuple[int, int]:
+    """(saved bytes, largest saved tensor) per member of a training step's forward pass on
+    `clips` worst-case clips (ens: 2 members)."""
     inputs = worst_case_batch(shapes, companions, clips, ens.device)
     labels = torch.zeros(2, clips, n_classes, device=ens.device) if multi_label else \
         torch.zeros(2, clips, dtype=torch.long, device=ens.device)
     ones = torch.ones(2, clips, device=ens.device)
-
-    def run():
-        if training:
-            ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)
-        else:
-            ens.net.eval()
-            with ens.autocast:
-                ens.net(inputs)
-    return saved_bytes(run) // 2
+    total, largest = saved_bytes(lambda: ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones))
+    return total // 2, largest // 2
 
 
 def linear(one: int, two: int, clips: int) -> int:
@@ -155,13 +154,11 @@ def member_cost(ens, shapes, companions, n_classes, multi_label, eval_clips: int
     """What one member of `ens` (a probe of 2 members) takes in evaluation passes of `eval_clips`
     clips and, with a `batch_size`, in training (its weights' copies, `kept_inputs` bytes of inputs
     the loop keeps for it: standardized copies, validation inputs); without, evaluation alone."""
-    def per_member(clips, training):
-        return [activation_bytes(ens, shapes, companions, n_classes, multi_label, n, training) for n in (1, 2)]
-
+    one, two = (activation_bytes(ens, shapes, companions, n_classes, multi_label, n) for n in (1, 2))
     weights = sum(p.numel() * 4 for p in ens.params.values()) // 2
-    training = int(linear(*per_member(2, True), batch_size) * BACKWARD) if batch_size else 0
+    training = int(linear(one[0], two[0], batch_size) * BACKWARD) if batch_size else 0
     return MemberCost(fixed=weights * (PARAMETER_COPIES if batch_size else 1) + kept_inputs, training=training,
-                      evaluation=linear(*per_member(2, False), eval_clips), weights=weights)
+                      evaluation=linear(one[1], two[1], eval_clips) * EVAL_LIVE, weights=weights)
 
 
 def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserved: int, what: str) -> int:
