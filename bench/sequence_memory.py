@@ -1,0 +1,189 @@
+"""Peak memory and time per epoch of the sequence models at their default widths, 5 folds x 3 seeds,
+on MER-sized inputs: members in groups within --max-memory, against all members at once where
+that fits in the memory the machine has.
+
+The inputs are bench/mer_shaped.py's sequence cache (3373 training clips, MER 2023's clip
+lengths), written once under --work. Each measurement runs in a process of its own, one after
+the other (never two at once): it loads the problem as fuse.train does and runs fuse.loop.fit with
+every member group trained for --steps steps of one epoch and one validation chunk (an epoch of
+the published widths takes hours on a CPU). It reports the process's peak resident memory
+(VmHWM), the group size fuse.memory chose and its estimate per member, the seconds per training
+step and per validation chunk, and from them a full epoch: every group's steps and validation
+passes. The all-members run is measured only when fuse.memory's estimate of it fits the memory
+the machine has then; otherwise the table says so.
+
+    python bench/sequence_memory.py --work DIR [--models e2el,crossbert,coattention] [--modalities V,A,T]
+        [--max-memory 6G] [--steps 3] [--out DIR]
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "mershape-seq"
+
+
+def peak_memory() -> int:
+    """This process's peak resident memory (bytes, Linux VmHWM)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) * 1024
+
+
+def measure(cache: Path, model: str, modalities: list[str], max_memory: str | None, steps: int,
+            group: int | None) -> dict:
+    """One fit of `model` with every group cut to `steps` steps and one validation chunk (`group`:
+    members per group forced, e.g. all; else fuse.memory's plan within `max_memory`)."""
+    import torch
+
+    from fuse import loop, memory
+    from fuse.training import TrainRequest, prepare
+
+    request = TrainRequest.from_options(model=model, dataset=DATASET, cache_dir=str(cache), modalities=modalities,
+                                        seeds=3, epochs=1, quiet=True, max_memory=max_memory)
+    _, problem, _ = prepare(request)
+    seen = {"loaded": memory.process_memory(torch.device("cpu")), "train": [], "validate": []}
+    order, validate, train, plan = loop._epoch_order, loop._validate, loop._train, loop.plan_groups
+
+    def cut_order(rows, generator):
+        every = order(rows, generator)
+        seen["steps_per_epoch"] = math.ceil(every.shape[1] / request.train.batch_size)
+        return every[:, :steps * request.train.batch_size]
+
+    def one_chunk(ens, data):
+        seen["val_chunks"] = math.ceil(data.val_padded.shape[1] / data.eval_rows)
+        data.val_chunks = lambda chunks=data.val_chunks: itertools.islice(chunks(), 1)
+        started = time.perf_counter()
+        out = validate(ens, data)
+        seen["validate"].append(time.perf_counter() - started)
+        return out
+
+    def timed_train(*args, **kwargs):
+        started = time.perf_counter()
+        out = train(*args, **kwargs)
+        seen["train"].append(time.perf_counter() - started)
+        return out
+
+    def planned(*args):
+        seen["group"] = group or plan(*args)
+        return seen["group"]
+
+    def costed(*args, **kwargs):
+        seen["cost"] = cost(*args, **kwargs)
+        return seen["cost"]
+
+    cost = loop.member_cost
+    loop._epoch_order, loop._validate, loop._train, loop.plan_groups = cut_order, one_chunk, timed_train, planned
+    loop.member_cost = costed
+    loop.fit(problem, model, request.configs[0], request.train, progress=False)
+    step = [(t - v) / steps for t, v in zip(seen["train"], seen["validate"])]
+    groups = len(seen["train"])
+    epoch = sum(s * seen["steps_per_epoch"] + v * seen["val_chunks"] for s, v in zip(step, seen["validate"]))
+    return {"model": model, "modalities": modalities, "max_memory": max_memory, "group": seen["group"],
+            "groups": groups, "estimate_per_member": seen["cost"].total if "cost" in seen else None,
+            "loaded": seen["loaded"],
+            "peak": peak_memory(), "step_seconds": sorted(step)[groups // 2], "steps_per_epoch": seen["steps_per_epoch"],
+            "val_chunk_seconds": sorted(seen["validate"])[groups // 2], "val_chunks": seen["val_chunks"],
+            "epoch_seconds": epoch, "threads": torch.get_num_threads()}
+
+
+def run_measure(work: Path, model: str, modalities: str, max_memory: str | None, steps: int,
+                group: int | None) -> dict:
+    """`measure` in a process of its own: its result, or {'error': the last line of its stderr}."""
+    out = work / f"{model}-{modalities.replace(',', '')}-{max_memory or 'machine'}-{group or 'plan'}.json"
+    args = [sys.executable, __file__, "measure", "--cache", str(work / "cache"), "--model", model,
+            "--modalities", modalities, "--steps", str(steps), "--json", str(out)]
+    args += ["--max-memory", max_memory] if max_memory else []
+    args += ["--group", str(group)] if group else []
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode:
+        return {"model": model, "modalities": modalities, "max_memory": max_memory,
+                "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.read_text())
+
+
+def gb(n: float) -> str:
+    return f"{n / (1 << 30):.2f}"
+
+
+def row(r: dict, label: str) -> str:
+    if "error" in r:
+        return f"| {r['model']} | {r['modalities']} | {label} | - | {r['error']} | | | | |"
+    return (f"| {r['model']} | {','.join(r['modalities'])} | {label} | {r['groups']} x {r['group']} | "
+            f"**{gb(r['peak'])}** | {gb(r['loaded'])} | {gb(r['estimate_per_member'] or 0) if r['estimate_per_member'] else '-'} | "
+            f"{r['step_seconds']:.2f} | {r['epoch_seconds'] / 60:.1f} |")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Cache and results (kept).")
+@click.option("--models", default="e2el,crossbert,coattention", show_default=True)
+@click.option("--modalities", default="V,A,T", show_default=True, help="Modalities of every model.")
+@click.option("--max-memory", default="6G", show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=3, show_default=True, help="Training steps per group.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write sequence_memory.md/json here.")
+@click.pass_context
+def main(ctx, work, models, modalities, max_memory, steps, out):
+    """Measure every model in groups within --max-memory, then all at once where it fits."""
+    if ctx.invoked_subcommand:
+        return
+    if work is None:
+        raise click.UsageError("--work DIR is required")
+    from fuse import memory
+    from mer_shaped import generate, write_sequence_cache
+
+    if not (work / "cache" / DATASET / "_clips.h5").is_file():
+        click.echo("writing the MER-shaped sequence cache (once)...", err=True)
+        write_sequence_cache(generate(0, dim=8), work / "cache", DATASET)
+    lines = ["| model | modalities | run | groups x members | peak RSS (GB) | after loading (GB) | "
+             "estimate per member (GB) | s per step | min per epoch (extrapolated) |", "| --- " * 9 + "|"]
+    results = []
+    for model in [m.strip() for m in models.split(",") if m.strip()]:
+        grouped = run_measure(work, model, modalities, max_memory, steps, None)
+        results.append(grouped)
+        lines.append(row(grouped, f"--max-memory {max_memory}"))
+        click.echo(lines[-1], err=True)
+        if "error" in grouped or grouped["group"] == grouped["groups"] * grouped["group"]:
+            continue  # refused, or all members in one group already
+        members = grouped["groups"] * grouped["group"]
+        needed = grouped["loaded"] + members * grouped["estimate_per_member"]
+        available = memory.available_memory()
+        if needed > available:
+            lines.append(f"| {model} | {modalities} | all {members} at once | 1 x {members} | does not fit: "
+                         f"~{gb(needed)} GB estimated, {gb(available)} GB available | | | | |")
+        else:
+            results.append(run_measure(work, model, modalities, None, steps, members))
+            lines.append(row(results[-1], "all at once"))
+        click.echo(lines[-1], err=True)
+    report = "\n".join(lines)
+    click.echo(report)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sequence_memory.md").write_text(report + "\n")
+        (out / "sequence_memory.json").write_text(json.dumps(results, indent=1))
+
+
+@main.command("measure")
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--model", required=True)
+@click.option("--modalities", required=True)
+@click.option("--max-memory")
+@click.option("--steps", type=click.IntRange(1), default=3)
+@click.option("--group", type=click.IntRange(1), help="Members per group, forced (e.g. all).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def measure_command(cache, model, modalities, max_memory, steps, group, json_path):
+    """One measurement (run by the main command in a process of its own)."""
+    from fuse.specs import parse_modalities
+
+    result = measure(cache, model, parse_modalities(modalities), max_memory, steps, group)
+    json_path.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
