@@ -136,11 +136,11 @@ def main(ctx, work, models, modalities, max_memory, steps, out):
     if work is None:
         raise click.UsageError("--work DIR is required")
     from fuse import memory
-    from mer_shaped import generate, write_sequence_cache
+    from mer_shaped import SUBSPACE, generate, write_sequence_cache
 
     if not (work / "cache" / DATASET / "_clips.h5").is_file():
         click.echo("writing the MER-shaped sequence cache (once)...", err=True)
-        write_sequence_cache(generate(0, dim=8), work / "cache", DATASET)
+        write_sequence_cache(generate(0, dim=SUBSPACE), work / "cache", DATASET)
     lines = ["| model | modalities | run | groups x members | peak RSS (GB) | after loading (GB) | "
              "estimate per member (GB) | s per step | min per epoch (extrapolated) |", "| --- " * 9 + "|"]
     results = []
