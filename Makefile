@@ -1,7 +1,8 @@
 # Two-stage feature cache for multimodal emotion recognition.
 #   make setup && make demo     install, then the whole job on the built-in demo corpus
 #   make test
-#   make extract DATASET=mer2023 DATA=/path/to/dataset-release [FEATURES=is09,mfcc] [CACHE=dir]
+#   make extract DATASET=mer2023 [DATA=/path/to/dataset-release] [FEATURES=is09,mfcc] [CACHE=dir]
+#   (without DATA the corpus is looked for in data/datasets/<DATASET>)
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -23,7 +24,7 @@ DEMO_CLIPS ?= 96
 DEMO_SWEEP ?= A=egemaps|random-tiny-hubert@-1;L=text-minilm@-1;V=face-fer2013|face-dlib
 DEMO_SWEEP_GRID ?= epochs=50
 
-.PHONY: setup test demo demo-corpus models extract train sweep bench bench-fuse clean-cache
+.PHONY: setup test demo demo-corpus models extract train sweep dashboard bench bench-fuse bench-samsemo clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +51,7 @@ demo: demo-corpus models
 	$(PY) -m fuse.sweep --dataset demo --cache $(CACHE) --features "$(DEMO_SWEEP)" --models attention \
 	  --grid "$(DEMO_SWEEP_GRID)" --seeds 1 --workers $(WORKERS)
 
-# DATA is a corpus folder (layout loader) or a clips CSV (your own corpus)
+# DATA is a corpus folder (layout loader) or a clips CSV (your own corpus); without it, data/datasets/$(DATASET)
 extract:
 	$(PY) -m extract --dataset $(DATASET) \
 	  $(if $(DATA),$(if $(filter %.csv,$(DATA)),--clips,--root) $(DATA)) \
@@ -75,6 +76,11 @@ sweep:
 	  $(if $(SWEEP_FEATURES),--features "$(SWEEP_FEATURES)") $(if $(GRID),--grid "$(GRID)") \
 	  $(if $(STORAGE),--storage "$(STORAGE)") --seeds $(SEEDS) --workers $(WORKERS)
 
+# a sweep in the browser (optuna-dashboard): the dataset's study beside the cache, or STORAGE=...
+PORT     ?= 8080
+dashboard:
+	$(VENV)/bin/optuna-dashboard $(or $(STORAGE),sqlite:///$(dir $(CACHE))runs/$(DATASET)/study.db) --host 127.0.0.1 --port $(PORT)
+
 # each prints a markdown table; docs/BENCHMARKS.md holds the measured figures
 bench: demo-corpus
 	$(PY) bench/extract_speed.py --clips $(DEMO_CLIPS) --corpus $(DEMO_DIR)
@@ -84,10 +90,12 @@ bench: demo-corpus
 
 # stage 2: fuse.train against the MER 2023 baseline's own script (OFFICIAL= a checkout of
 # zeroQiaoba/MER2023-Baseline), LightGBM against attention (LGBM_CACHE: a cache with is10 and egemaps;
-# docs/BENCHMARKS.md used an 800-clip demo corpus, see bench/lgbm_speed.py), a Table-3 sweep, and
-# E2E-L from the cache against recomputing its inputs (needs the demo corpus and cache)
+# docs/BENCHMARKS.md used an 800-clip demo corpus, see bench/lgbm_speed.py), a Table-3 sweep,
+# E2E-L from the cache against recomputing its inputs (needs the demo corpus and cache), and with
+# SAMSEMO= bench-samsemo
 OFFICIAL ?=
 LGBM_CACHE ?= $(CACHE)
+SAMSEMO  ?=
 bench-fuse:
 	$(if $(OFFICIAL),,$(error OFFICIAL=path/to/MER2023-Baseline is required))
 	$(PY) bench/fuse_speed.py --official $(OFFICIAL) --epochs 100 --seeds 3
@@ -95,6 +103,15 @@ bench-fuse:
 	$(PY) bench/sweep_speed.py
 	$(PY) bench/e2el_speed.py --root $(DEMO_DIR) --cache $(CACHE)
 	$(PY) bench/sequence_models.py --cache $(CACHE)
+	$(if $(SAMSEMO),$(MAKE) --no-print-directory bench-samsemo SAMSEMO=$(SAMSEMO))
+
+# E2E-L against SAMSEMO's own code (SAMSEMO= a checkout of samsungnlp/samsemo, read where it is):
+# the same network and inputs (exit 1 when not), training speed on the cache. Its run.py imports
+# lightning and tabulate, installed here by name; what cannot install here is stubbed in the bench
+bench-samsemo:
+	$(if $(SAMSEMO),,$(error SAMSEMO=path/to/samsemo is required))
+	$(PY) -m pip install --quiet lightning tabulate
+	$(PY) bench/samsemo_parity.py --samsemo $(SAMSEMO)
 
 clean-cache:
 	rm -rf $(CACHE)

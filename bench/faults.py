@@ -233,7 +233,7 @@ def bad_input(ws: Workspace) -> list[Row]:
         (line.split(",") for line in labels)]
     (home / "six_clips.csv").write_text("\n".join(rows_csv) + "\n")
     test1 = (ws.corpus / "test1-label.csv").read_text().splitlines()[1].split(",")[0]
-    (home / "pseudo.csv").write_text(f"id,split,label,score\n{test1},test1,happy,0.9\n")
+    (home / "pseudo.csv").write_text(f"id,label\n{test1},happy\n")
     extract = ["extract", "--dataset", "demo", "--cache", "data/cache", "--features", "egemaps"]
     sweep = ["fuse.sweep", "--dataset", "demo", "--cache", "data/cache", "--modalities", "A"]
     cases = [

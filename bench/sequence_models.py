@@ -2,7 +2,8 @@
 
 Each model trains as `python -m fuse.train --model M --modalities ...` would, with its defaults
 (features, epochs, lr, batch), in one process after the other (nothing else should run): seconds,
-seconds per epoch (training and validation of all folds, as one batched model), CV and test
+seconds per epoch (training and validation of all folds, as one batched model; epochs as run,
+early stopping included), CV and test
 scores. `--epochs N` overrides every model's epochs (a quick look at the cost per epoch).
 
     python bench/sequence_models.py --cache data/cache [--dataset demo] [--modalities V,A,T]
@@ -27,13 +28,23 @@ def run(cache: Path, dataset: str, model: str, modalities: str, seeds: int, epoc
                                         modalities=parse_modalities(modalities), seeds=seeds, quiet=True,
                                         **({"epochs": epochs} if epochs else {}))
     m = run_training(request).metrics
-    n_epochs = m["config"]["train"]["epochs"]
+    n_epochs = epochs_run(m)
     row = {"model": model, "features": list(m["config"]["features"]), "epochs": n_epochs,
            "seconds": m["seconds"], "per_epoch": m["seconds"] / n_epochs}
     for split in ("cv", "test1"):
         for metric in ("weighted_f1", "combined"):
             row[f"{split}_{metric}"] = m[split][metric]["mean"] if split in m else None
     return row
+
+
+def epochs_run(metrics: dict) -> int:
+    """Epochs a run trained: all of them, or with early stopping (--patience, e2el's default) until
+    its last fold member stopped, `patience` epochs after its best."""
+    train = metrics["config"]["train"]
+    patience = train.get("patience") or 0
+    if not patience:
+        return train["epochs"]
+    return min(train["epochs"], int(max(max(seed) for seed in metrics["best_epoch"])) + patience + 1)
 
 
 @click.command()

@@ -229,7 +229,9 @@ def _print_clips(table):
         click.echo(f"  {split:<10} {len(ids):>6} {int(table.labelled(ids).sum()):>9} "
                    f"{int((~np.isnan(table.valence(ids))).sum()):>8}")
     counts = Counter(name for names in table.label_names() for name in names)
-    click.echo("  labels   " + ", ".join(f"{name} {counts[name]}" for name in table.classes))
+    none = int((table.labelled() & np.array([not names for names in table.label_names()], bool)).sum())
+    click.echo("  labels   " + ", ".join(f"{name} {counts[name]}" for name in table.classes)
+               + (f", none of them {none}" if none else ""))
     for cid, problem in list(table.problems.items())[:20]:
         click.echo(f"  PROBLEM  {cid}: {problem}")
 

@@ -7,10 +7,12 @@ holds raises ClipsDropped unless `replace=True` (the command lines' --replace-cl
 
     /ids      str [N]       clip ids, sorted
     /split    str [N]       train, test1, ...
-    /label    str [N]       emotion(s): 'happy', 'happy;surprise' (multi-label), '' unlabelled
+    /label    str [N]       emotion(s): 'happy', 'happy;surprise' (multi-label), '' unlabelled,
+                            '(none)' labelled with none of the classes (multi-label: all-negative)
     /valence  float64 [N]   NaN where the clip has none
-    /origin   str [N]       optional: the id of the clip an augmented copy was made from, '' for
-                            an original (written when any clip has one: extract.augment's copies)
+    /origin   str [N]       optional: the id of the clip an augmented copy was made from (then any
+                            clip whose speech it holds, ';'-separated), '' for an original
+                            (written when any clip has one: extract.augment's copies)
     attrs     dataset, manifest_fingerprint (as in each feature's provenance), classes (JSON list,
               class order), multi_label, source (what wrote it), created, format
 
@@ -18,6 +20,7 @@ holds raises ClipsDropped unless `replace=True` (the command lines' --replace-cl
     clips = open_clips("demo")
     train = clips.split("train")
     y, v = clips.labels(train), clips.valence(train)   # int64 [n] (-1: unlabelled), float64 [n]
+                                                       # (multi-label: float32 [n, C], NaN rows unlabelled)
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from manifests.table import ordered_splits
+from manifests.table import NO_CLASS, ordered_splits
 
 from . import checksums
 from .checksums import create_numbers, create_strings, seal_attrs
@@ -151,11 +154,9 @@ class ClipTable:
         self._valence = np.asarray(valences, np.float64)
         self._origin = list(origins) if origins is not None else [""] * len(self.ids)
         self._row = {cid: i for i, cid in enumerate(self.ids)}
-        known = set(self.classes)
         # a label outside the class list cannot be a target: named when asked for, never guessed
-        self.problems = {cid: f"label {cell!r} is not one of the classes {list(self.classes)}"
-                         for cid, cell in zip(self.ids, self._label)
-                         if cell and not set(cell.split(LABEL_SEP)) <= known}
+        problems = {cid: self._cell_problem(cell) for cid, cell in zip(self.ids, self._label)}
+        self.problems = {cid: why for cid, why in problems.items() if why}
 
     @classmethod
     def from_manifest(cls, manifest, dataset: str | None = None, source: str = "manifest") -> "ClipTable":
@@ -198,15 +199,25 @@ class ClipTable:
         return [self._names(r) for r in self._rows(ids)]
 
     def _names(self, row: int) -> tuple[str, ...]:
-        return tuple(self._label[row].split(LABEL_SEP)) if self._label[row] else ()
+        cell = self._label[row]
+        return tuple(cell.split(LABEL_SEP)) if cell and cell != NO_CLASS else ()
+
+    def _cell_problem(self, cell: str) -> str | None:
+        """Why a label cell cannot be a target, or None ('' unlabelled; NO_CLASS only multi-label)."""
+        if cell == NO_CLASS and not self.multi_label:
+            return f"label {cell!r} (none of the classes) is an all-negative target: only a multi-label table has one"
+        if cell and cell != NO_CLASS and not set(cell.split(LABEL_SEP)) <= set(self.classes):
+            return f"label {cell!r} is not one of the classes {list(self.classes)}"
+        return None
 
     def labelled(self, ids=None) -> np.ndarray:
-        """bool [n]: the clip has a label (train only on these)."""
+        """bool [n]: the clip has a label, NO_CLASS included (train only on these)."""
         return np.array([bool(self._label[r]) for r in self._rows(ids)], dtype=bool)
 
     def labels(self, ids=None) -> np.ndarray:
         """Targets of `ids` (default: all, sorted). Single-label: int64 [n] class indices, -1 when
-        unlabelled; multi-label: float32 [n, C] 0/1, a NaN row when unlabelled."""
+        unlabelled; multi-label: float32 [n, C] 0/1, a NaN row when unlabelled, a zero row when
+        labelled NO_CLASS (trained and scored as all-negative, as SAMSEMO's run.py does)."""
         rows = self._rows(ids)
         bad = {self.ids[r]: self.problems[self.ids[r]] for r in rows if self.ids[r] in self.problems}
         if bad:
@@ -217,11 +228,10 @@ class ClipTable:
         if not self.multi_label:
             return np.array([index[n[0]] if n else -1 for n in names], dtype=np.int64)
         out = np.zeros((len(rows), len(self.classes)), np.float32)
-        for i, clip_labels in enumerate(names):
-            if clip_labels:
-                out[i, [index[n] for n in clip_labels]] = 1
-            else:
+        for i, (r, clip_labels) in enumerate(zip(rows, names)):
+            if not self._label[r]:
                 out[i] = np.nan
+            out[i, [index[n] for n in clip_labels]] = 1
         return out
 
     def origins(self, ids=None) -> list[str]:

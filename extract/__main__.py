@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import zlib
 
@@ -72,9 +73,13 @@ def parse_features(text: str, settings: tuple[str, ...], runtime: dict | None = 
     return extractors
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
+def parse_shard(text: str | None, environ=os.environ) -> tuple[int, int]:
+    """--shard K/N, or `auto`: this task's place in a SLURM array (SLURM_ARRAY_TASK_ID counted from
+    SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT tasks), so every task runs the same command."""
     if not text:
         return 1, 1
+    if text == "auto":
+        return _array_task(environ)
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -82,6 +87,22 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise click.BadParameter(f"{text!r}: shards are numbered 1..N", param_hint="--shard")
     return k, n
+
+
+def _array_task(environ) -> tuple[int, int]:
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+    try:
+        task, first, count = (int(environ[name]) for name in names)
+    except KeyError as err:
+        raise click.BadParameter(f"'auto' outside a SLURM array job: {err.args[0]} is not set (give K/N instead)",
+                                 param_hint="--shard") from None
+    except ValueError:
+        raise click.BadParameter(f"'auto': {', '.join(f'{n}={environ[n]!r}' for n in names)} are not whole numbers",
+                                 param_hint="--shard") from None
+    if not 0 <= task - first < count:
+        raise click.BadParameter(f"'auto': task {task} of an array from {first} of {count} tasks: a stepped or "
+                                 f"sparse --array is not one shard per task; give K/N", param_hint="--shard")
+    return task - first + 1, count
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,7 +122,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
               help="Compute precision of models (autocast on GPU); storage precision is each feature's store_dtype.")
 @click.option("--batch-seconds", type=click.FloatRange(min=0.1), default=None,
               help="Batch budget of model extractors, in seconds of audio (or their own unit).")
-@click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based).")
+@click.option("--shard", help="K/N: process the K-th of N disjoint parts of the corpus (1-based); `auto`: the "
+              "task's place in a SLURM array (slurm/extract.sbatch).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by id).")
 @click.option("--overwrite", is_flag=True, help="Delete the cached features named and extract them again.")
 @click.option("--replace-clips", is_flag=True,

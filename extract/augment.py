@@ -6,9 +6,12 @@
 One copy per clip and method, with the id `<clip id>~<method>` and its origin recorded in the
 `origin` column of `<out>/clips.csv` (a clips CSV: extract it with `--clips`, then train with
 `fuse.train --augment NAME`, which adds each copy only to the folds that train on its origin).
-The methods, as the MER 2023 systems used them:
+A babble copy's `origin` also names the clips whose speech it holds (`clip;voice;voice;voice`):
+folds are formed when fuse.train runs, so it is fuse.train that keeps such a copy out of every
+member validated on one of them. The methods, as the MER 2023 systems used them:
 
-    noise       speech noise (--noise-dir, else babble of other clips) at 5-11 dB in 1 dB steps (USTC)
+    noise       speech noise at 5-11 dB in 1 dB steps (USTC): a random crop of a file of
+                --noise-dir (its audio files only), else babble of three other training clips
     gauss       white Gaussian noise at 30 dB SNR (VCEMO)
     pitch       pitch shifted by +-1 or +-2 semitones (VCEMO, librosa)
     stretch     time stretched by a rate in [0.9, 1.1] (VCEMO, librosa); the video is kept
@@ -33,8 +36,9 @@ from PIL import Image, ImageEnhance, ImageFilter
 from cache.cli import Refused, corpus_manifest, corpus_options, ends_cleanly
 from manifests.folder import write_table
 from .core.progress import Progress
-from .corrupt.copy import media_files, read_audio, rewrite_file
-from .corrupt.degrade import babble, mix_at_snr
+from manifests.table import LABEL_SEP
+from .corrupt.copy import BABBLE_VOICES, NOISE_SUFFIXES, media_files, noise_files_in, read_audio, rewrite_file
+from .corrupt.degrade import babble, fit_length, mix_at_snr
 
 AUDIO_METHODS = ("noise", "gauss", "pitch", "stretch")
 VIDEO_METHODS = ("blur", "rotate", "brightness", "cutout")
@@ -113,43 +117,66 @@ def main(dataset, layout, root, clips, out, methods_text, noise_dir, seed):
     train = [c for c in manifest if c.split == "train" and c.label and c.error is None and media_files(c)]
     if not train:
         raise Refused(f"dataset {dataset!r} has no labelled training clip with media")
-    noise_files = sorted(p for p in Path(noise_dir).rglob("*") if p.is_file()) if noise_dir else []
+    noise_files = noise_files_in(noise_dir) if noise_dir else []
+    if noise_dir and "noise" in methods and not noise_files:
+        raise Refused(f"--noise-dir {noise_dir}: no audio files ({', '.join(sorted(NOISE_SUFFIXES))})")
+    voices = {c.id: media_files(c)[0] for c in train}
     rows, failed = [], {}
     progress = Progress(len(train) * len(methods), name="augment")
     for clip in train:
-        src = media_files(clip)[0]
         for method in methods:
             if method in VIDEO_METHODS and clip.video is None:
                 progress.update(len(failed))
                 continue
             new_id = f"{clip.id}~{method}"
-            rng = np.random.default_rng([seed, zlib.crc32(new_id.encode())])
-            dst = out / "media" / f"{new_id}{src.suffix}"
             try:
-                if not dst.exists():
-                    audio_fn, frames_fn = transform(method, rng, _noise(noise_files, train, clip, rng))
-                    rewrite_file(src, dst, audio_fn, frames_fn)
-                rows.append(dict(id=new_id, path=str(dst.relative_to(out)), split="train", label=clip.label,
-                                 valence="" if clip.valence is None else clip.valence, text=clip.text or "",
-                                 origin=clip.id))
+                rows.append(write_copy(clip, method, new_id, out, seed, noise_files, voices))
             except Exception as err:  # noqa: BLE001  (a clip that cannot be augmented costs only itself)
                 failed[new_id] = f"{type(err).__name__}: {err}"
                 progress.write(f"{new_id}: {failed[new_id]}")
             progress.update(len(failed))
     progress.close()
+    out.mkdir(parents=True, exist_ok=True)  # every copy may have failed
     write_table(out / "clips.csv", rows)
     click.echo(f"{len(rows)} augmented copies of {len(train)} training clips, {len(failed)} failed -> {out / 'clips.csv'}")
 
 
-def _noise(noise_files, train, clip, rng):
-    """Speech noise for `noise`: a file of --noise-dir, else babble of three other training clips."""
-    def noise(n: int) -> np.ndarray:
-        if noise_files:
-            return read_audio(noise_files[rng.integers(len(noise_files))])
-        others = [c for c in train if c.id != clip.id]
-        picks = [others[i] for i in rng.choice(len(others), min(3, len(others)), replace=False)]
-        return babble([read_audio(media_files(c)[0]) for c in picks], n, rng)
-    return noise
+def write_copy(clip, method: str, new_id: str, out: Path, seed: int, noise_files, voices) -> dict:
+    """Write the `method` copy of `clip` as `new_id` under `out`/media (unless a run before wrote
+    it); returns its clips.csv row, whose origin lists every clip whose media it holds."""
+    src = media_files(clip)[0]
+    rng = np.random.default_rng([seed, zlib.crc32(new_id.encode())])
+    dst = out / "media" / f"{new_id}{src.suffix}"
+    noise, mixed_in = speech_noise(new_id, clip.id, seed, noise_files, voices) if method == "noise" else (None, [])
+    if not dst.exists():
+        audio_fn, frames_fn = transform(method, rng, noise)
+        rewrite_file(src, dst, audio_fn, frames_fn)
+    return dict(id=new_id, path=str(dst.relative_to(out)), split="train", label=clip.label,
+                valence="" if clip.valence is None else clip.valence, text=clip.text or "",
+                origin=LABEL_SEP.join([clip.id, *mixed_in]))
+
+
+def speech_noise(copy_id: str, origin: str, seed: int, noise_files: list[Path], voices: dict[str, Path]):
+    """The speech noise of a `noise` copy, drawn from --seed and the copy's id alone (a resumed run
+    records what the first one drew): (noise(n) -> float [n], ids of the clips whose speech it holds).
+    With noise files: one of them, cropped at a random start (USTC's MUSAN augmentation); else
+    babble of BABBLE_VOICES training clips other than `origin` (`voices`: id -> media file)."""
+    rng = np.random.default_rng([seed, zlib.crc32(copy_id.encode()), 1])
+    if noise_files:
+        path, start = noise_files[rng.integers(len(noise_files))], float(rng.random())
+        return (lambda n: random_crop(read_audio(path), n, start)), []
+    others = [cid for cid in voices if cid != origin]
+    picks = [others[i] for i in rng.choice(len(others), min(BABBLE_VOICES, len(others)), replace=False)]
+    return (lambda n: babble([read_audio(voices[cid]) for cid in picks], n, rng)), picks
+
+
+def random_crop(noise: np.ndarray, n: int, start: float) -> np.ndarray:
+    """n samples of `noise` from `start` (0..1 of the room it leaves): a crop when it is long enough,
+    else looped from that point."""
+    if len(noise) >= n:
+        begin = int(start * (len(noise) - n + 1))
+        return noise[begin:begin + n]
+    return fit_length(noise, n, int(start * len(noise)))
 
 
 if __name__ == "__main__":

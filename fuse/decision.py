@@ -1,5 +1,7 @@
 """Decision-level fusion of finished runs (USTC Eq. 10-11): posteriors and valences averaged with
 weights k (sum 1) chosen on the runs' out-of-fold validation predictions, never on test clips.
+The test splits are fused with the weights chosen on every fold; the CV figure is nested: each
+fold scored with the weights chosen on its seed's other folds (fuse.evaluate.nested_fusion).
 
 Runs of one sweep share seeds, hence folds; clips left out by any run are left out of the fusion.
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cache import open_clips
-from .evaluate import choose_weights, cv_scores, oof_thresholds, score
+from .evaluate import NESTED, choose_weights, fused, nested_fusion, oof_thresholds, score
 from .metrics import mean_std
 from .problem import Problem
 from .run import write_predictions
@@ -53,11 +55,10 @@ def fuse_runs(runs: list[Path], dataset: str, cache_dir, out: Path, step: float 
     oof_v = [d["valence"][:, r] for d, r in zip(cv, rows)]
     train_index = np.arange(len(ids))
     weights, _ = choose_weights(oof, oof_v, problem, train_index, folds, step)
-    probs = sum(w * p for w, p in zip(weights, oof))
-    valence = sum(w * v for w, v in zip(weights, oof_v))
-    thresholds = oof_thresholds(problem, train_index, probs)
-    metrics = {"runs": [r.name for r in runs], "weights": [float(w) for w in weights],
-               "cv": mean_std(cv_scores(problem, train_index, folds, probs, valence))}
+    thresholds = oof_thresholds(problem, train_index, fused(weights, oof, oof_v)[0])
+    per_seed, _, _, fold_weights = nested_fusion(oof, oof_v, problem, train_index, folds, step)
+    metrics = {"runs": [r.name for r in runs], "weights": [float(w) for w in weights], "cv": mean_std(per_seed),
+               "cv_weights": NESTED, "fold_weights": np.round(fold_weights, 6).tolist()}
     for split in _test_splits(runs[0]):
         metrics.update(_fuse_split(runs, split, weights, dataset, cache_dir, out, thresholds))
     out.mkdir(parents=True, exist_ok=True)

@@ -110,16 +110,38 @@ def written(folder, kind: str):
 
 
 def _swap(tmp: Path, folder: Path, kind: str):
-    if folder.is_dir() and any(folder.iterdir()):
-        claim(folder, kind)  # again: it may have changed while we worked
-        old = _aside(folder, "old")
-        folder.rename(old)
+    """`tmp` in under `folder`'s name, the old one renamed aside first and removed last. Another
+    process may swap in the same folder at the same moment (the workers of a sweep array all write
+    its report): then the folder that arrives first stands and ours goes."""
+    old = _set_aside(folder, kind)
+    try:
         tmp.rename(folder)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        if folder.is_dir():
-            folder.rmdir()
-        tmp.rename(folder)
+
+
+def _set_aside(folder: Path, kind: str, attempts: int = 5) -> Path | None:
+    """Rename the folder there (checked again: it may have changed while we worked) aside; None
+    when there is none. A folder that goes or comes while it is looked at (another writer's
+    swap) is looked at again."""
+    old = _aside(folder, "old")
+    for attempt in range(attempts):
+        try:
+            claim(folder, kind)
+            folder.rename(old)
+            return old
+        except FileNotFoundError:
+            return None
+        except Refused:  # not ours, or caught half-way through another writer's swap: look again
+            if not folder.exists():
+                return None
+            if attempt + 1 == attempts:
+                raise
+    return None
 
 
 def _no_space(err: BaseException) -> bool:

@@ -12,6 +12,7 @@ from .metrics import show_mean_std
 from .trials import Trial
 
 SIZES = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
+CV_NOTE = "CV nested: each fold scored with weights chosen on the other folds"  # the fusion row's CV
 
 
 def rows(runs: dict[str, Trial], folder: Path) -> pd.DataFrame:
@@ -74,13 +75,14 @@ def _cells(r: pd.Series, splits: list[str]) -> list[str]:
 
 def fusion_row(metrics: dict, frame: pd.DataFrame, folder: str = "fusion") -> dict:
     """Decision-level fusion (fuse.decision metrics) as a leaderboard row: the fused trials by rank
-    and weight. Not ranked among the trials: its weights were chosen on the CV scores it reports."""
+    and their test weights, and how its CV was scored (nested: each fold with the weights chosen on
+    the other folds). Not ranked among the trials: they were picked for it by their CV ranks."""
     rank = {run: i + 1 for i, run in enumerate(frame["run"])}
     used = frame.set_index("run").loc[metrics["runs"]]
     modalities = "".join(m for m in "ALV" if any(m in s for s in used["modalities"]))
     parts = ", ".join(f"#{rank[r]} x {w:.1f}" for r, w in zip(metrics["runs"], metrics["weights"]))
     row = {"run": folder, "model": "fusion", "modalities": modalities, "n_modalities": len(modalities),
-           "params": f"top {len(metrics['runs'])}: {parts}", "seconds": None, "seeds": _seeds(metrics)}
+           "params": f"top {len(metrics['runs'])}: {parts}; {CV_NOTE}", "seconds": None, "seeds": _seeds(metrics)}
     for split in ["cv"] + [s for s in splits_of(frame) if s != "cv"]:
         for key in ("weighted_f1", "mse", "combined"):
             entry = metrics.get(split, {}).get(key)

@@ -44,6 +44,8 @@ class TrainConfig:
     standardize: bool = True
     threads: int | None = None    # CPU threads; None: 1 for small steps (see step_threads)
     lr_grid: tuple[float, ...] = ()   # several learning rates trained as one model (fit, split_fit)
+    patience: int = 0             # a member stops choosing its best epoch after this many epochs
+                                  # without a better validation score (0: never; see _train)
     max_memory: int | None = None  # bytes the run may hold; None: what the machine has (fuse.memory)
 
 
@@ -214,7 +216,7 @@ SMALL_STEP = 1e8  # multiply-adds of a step's first layers below which a second 
 def step_threads(problem, n_members: int, batch_size: int, model_config) -> int:
     """CPU threads for training: one when a step is small (thread hand-offs dominate, and badly so
     on a shared machine), else all of torch's."""
-    width = getattr(model_config, "hidden", (256,))[0]
+    width = (getattr(model_config, "hidden", None) or (256,))[0]   # crossbert: no hidden layer
     macs = n_members * batch_size * width * sum(int(np.prod(s)) for s in problem.shapes)
     return 1 if macs < SMALL_STEP else torch.get_num_threads()
 
@@ -454,10 +456,11 @@ class _Trained:
 
     group: list[int]                       # its members (a lone member twice: member_groups)
     best_epoch: np.ndarray                 # [G]
-    history: np.ndarray                    # [G, epochs]
+    history: np.ndarray                    # [G, epochs] (NaN after a member stopped early)
     val_best: list                         # [G] (probabilities [V, C], valence [V]) at the best epoch
     states: list                           # [G] best weights (fuse.ensemble.Ensemble.member_state)
     best_params: dict                      # the best weights, stacked (on the device)
+    epochs: int                            # epochs it trained (fewer when all its members stopped early)
 
 
 def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
@@ -474,6 +477,11 @@ def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
     best_params = {k: v.detach().clone() for k, v in ens.params.items()}
     n_classes = len(problem.classes)
     val_best = [(np.zeros((len(data.val_rows[e]), n_classes)), np.zeros(len(data.val_rows[e]))) for e in group]
+    # early stopping per member (Lightning's EarlyStopping, as SAMSEMO's run.py uses it): a member
+    # whose score has not improved for `patience` epochs keeps its best epoch; the group trains on
+    # until every member of it has stopped, their later epochs unused and unrecorded
+    stopped = np.zeros(G, dtype=bool)
+    ran = cfg.epochs
     for epoch in range(cfg.epochs):
         every = _epoch_order(data.train_rows, generator)  # every member's: the group takes its own
         for start in range(0, every.shape[1], cfg.batch_size):
@@ -490,7 +498,8 @@ def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
             opt.step()
         probs, predicted = _validate(ens, data)
         improved = np.zeros(G, dtype=bool)
-        for i, e in enumerate(group):
+        for i in np.flatnonzero(~stopped):
+            e = group[i]
             n = len(data.val_rows[e])
             score = _selection_score(problem, data, e, probs[i, :n], predicted[i, :n])
             history[i, epoch] = score
@@ -500,9 +509,15 @@ def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
                 improved[i] = True
         _keep_best(best_params, ens.params, improved)
         bar.update(done + epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
+        if cfg.patience:
+            stopped |= epoch - best_epoch >= cfg.patience
+            if stopped.all():
+                ran = epoch + 1
+                bar.update(done + cfg.epochs, f"stopped at epoch {ran}")
+                break
     states = [ens.member_state(i, best_params) for i in range(G)]
     n = len(dict.fromkeys(group))  # a lone member's copy left out
-    return _Trained(group[:n], best_epoch[:n], history[:n], val_best[:n], states[:n], best_params)
+    return _Trained(group[:n], best_epoch[:n], history[:n], val_best[:n], states[:n], best_params, ran)
 
 
 def eval_rows(model: str) -> int:
@@ -548,7 +563,9 @@ def _collect(trained: list[_Trained], data, S: int, K: int) -> Fit:
     """The Fit of every member (e = s * K + k) from its group's outcome."""
     n, C = len(data.labels_np), trained[0].val_best[0][0].shape[1]
     oof_probs, oof_valence = np.zeros((S, n, C)), np.zeros((S, n))
-    best_epoch, history = np.concatenate([t.best_epoch for t in trained]), np.concatenate([t.history for t in trained])
+    best_epoch = np.concatenate([t.best_epoch for t in trained])
+    # the epochs the longest group trained: what one group of all members would have trained
+    history = np.concatenate([t.history for t in trained])[:, :max(t.epochs for t in trained)]
     for t in trained:
         for e, best in zip(t.group, t.val_best):
             oof_probs[e // K, data.val_rows[e]], oof_valence[e // K, data.val_rows[e]] = best

@@ -10,7 +10,9 @@ would otherwise be 1e7 spreads out. A value is far out beyond FAR_OUT spreads fr
 median; the demo's real features reach 7e2 (is10), 3e2 (egemaps).
 Statistics come from up to SAMPLE_ROWS clips, and every pass works on slices of at most
 SLICE_BYTES as float32, so per-layer features [N, L, D] and float16 blocks are never copied whole;
-uint8 blocks (pixels) are bounded by their dtype and not checked.
+uint8 blocks (pixels) are bounded by their dtype and not checked, nor is a feature whose extractor
+says its values have no spread to measure against (provenance `far_out_check`: e2el-spectrogram's
+linear mel power, where speech is 1e5 spreads above the silence and padding of most clips).
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ SLICE_BYTES = 64 << 20
 SHOWN = 3              # clips named in a warning
 
 
-def far_out_warnings(specs: list[str], blocks: list[np.ndarray], ids: np.ndarray) -> list[str]:
+def far_out_warnings(specs: list[str], blocks: list[np.ndarray], ids: np.ndarray, unchecked=()) -> list[str]:
     """One warning per feature spec whose block has clips beyond FAR_OUT spreads: how many, a few
-    ids, and the farthest value (its dimension, its distance in spreads)."""
+    ids, and the farthest value (its dimension, its distance in spreads). Specs in `unchecked` are
+    skipped."""
     out = []
     for spec, block in zip(specs, blocks):
-        if block.dtype == np.uint8 or not len(block):
+        if block.dtype == np.uint8 or not len(block) or spec in unchecked:
             continue
         columns = block.reshape(len(block), -1)
         median, spread = robust_spread(columns)

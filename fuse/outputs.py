@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .evaluate import cv_scores, oof_thresholds, score
+from .evaluate import NESTED, cv_scores, fused, nested_fusion, oof_thresholds, score
 from .extras import TRAIN_ONLY
 from .folds import fold_kind
 from .loop import standardized
@@ -38,6 +38,10 @@ class Result:
                 continue
             cells = [_cell(m.get(k)) for k in ("weighted_f1", "accuracy", "mse", "combined")]
             lines.append(f"{split:<8}{counts:>6}  " + "".join(f"{c:<18}" for c in cells))
+        if "decision_fusion" in self.metrics:
+            weights = ", ".join(f"{w:.1f}" for w in self.metrics["decision_fusion"]["weights"])
+            lines.append(f"fused with weights {weights} (test splits); cv: each fold scored with the weights chosen "
+                         f"on its seed's other folds (metrics.json decision_fusion)")
         if "macro_f1" in self.metrics["cv"]:
             lines.append(f"multi-label: CV macro F1 {_cell(self.metrics['cv']['macro_f1'])}; per class in metrics.json")
         if self.metrics.get("missing"):
@@ -75,11 +79,17 @@ def _write_contents(tmp: Path, request, problem, systems, weights, splits) -> di
     """Everything of a run folder but metrics.json into `tmp`; returns the metrics."""
     first = systems[0].fit
     tr, folds = first.train_index, first.folds
-    oof_probs = sum(w * s.fit.oof_probs for w, s in zip(weights, systems))
-    oof_valence = sum(w * s.fit.oof_valence for w, s in zip(weights, systems))
-    out = {"cv": mean_std(cv_scores(problem, tr, folds, oof_probs, oof_valence)), "ensemble": {},
-           "clips": {"cv": int(len(tr))}}
-    thresholds = oof_thresholds(problem, tr, oof_probs)
+    oof_probs, oof_valence = fused(weights, [s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems])
+    thresholds = oof_thresholds(problem, tr, oof_probs)  # for the test splits, fused with `weights`
+    out = {"cv": {}, "ensemble": {}, "clips": {"cv": int(len(tr))}}
+    if len(systems) > 1:  # decision-level fusion: no fold scored with weights chosen on it
+        per_seed, oof_probs, oof_valence, fold_weights = nested_fusion(
+            [s.fit.oof_probs for s in systems], [s.fit.oof_valence for s in systems], problem, tr, folds)
+        out["decision_fusion"] = {"cv": NESTED, "weights": [float(w) for w in weights],
+                                  "fold_weights": np.round(fold_weights, 6).tolist()}
+    else:
+        per_seed = cv_scores(problem, tr, folds, oof_probs, oof_valence)
+    out["cv"] = mean_std(per_seed)
     (tmp / "scores").mkdir()
     np.savez_compressed(tmp / "scores" / "cv.npz", ids=problem.ids[tr].astype(str), folds=folds,
                         probs=oof_probs, valence=oof_valence, labels=problem.labels[tr])

@@ -3,7 +3,8 @@
     problem = load_problem("demo", [("A", "egemaps"), ("V", "face-fer2013")])
     problem.blocks        # [N, ...] per feature spec, one id order: float32, or uint8 / float16 as
                           # cached (face crops, per-layer features), made float32 per batch
-    problem.labels        # int [N] (-1 unlabelled) or 0/1 float [N, C] (NaN rows unlabelled)
+    problem.labels        # int [N] (-1 unlabelled) or 0/1 float [N, C] (NaN rows unlabelled; zero
+                          # rows: labelled with none of the classes, SAMSEMO's fear-only scenes)
     problem.valence       # float [N], NaN where a clip has none
     problem.missing       # {clip id: why it is left out} (failed or absent in a feature)
 
@@ -42,7 +43,7 @@ class Problem:
     fingerprints: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # what fuse.extras appended
-    origin: np.ndarray | None = None   # int [N]: row of the clip an appended copy was made from, -1 none
+    origin: np.ndarray | None = None   # object [N]: which members an appended row may join (fuse.extras), -1 every
     max_items: int | None = None       # frames kept of a sequence (see load_problem)
 
     @property
@@ -96,7 +97,8 @@ def load_problem(dataset: str, features: list[tuple[str, str]], root=None, clips
             missing[cid] = f"{spec}: non-finite values"
         finite &= ~bad
     ids, blocks = ids[finite], [b[finite] for b in blocks]
-    warnings = list(aligned.manifest_mismatch) + far_out_warnings(specs, blocks, ids)
+    unchecked = {spec for spec in specs if aligned.provenance.get(spec, {}).get("far_out_check")}
+    warnings = list(aligned.manifest_mismatch) + far_out_warnings(specs, blocks, ids, unchecked)
     return Problem(
         dataset=dataset, ids=ids, split=np.asarray(table.split_of(list(ids)), dtype=object),
         specs=specs, modalities=[m for m, _ in features], blocks=blocks,

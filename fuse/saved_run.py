@@ -93,8 +93,7 @@ class SavedRun:
                 state, norm = self._read(member, self._estimator if estimator else self._network)
                 fit.states.append(state)
                 fit.norms.append(norm)
-            config = make_config(entry["model"], **_tuples(entry["config"]))
-            out.append(System(entry["model"], config, fit, entry["label"]))
+            out.append(System(entry["model"], system_config(entry), fit, entry["label"]))
         return out
 
     def _network(self, path: Path):
@@ -142,5 +141,7 @@ def _cause(err: Exception) -> str:
     return f"{type(err).__name__}: {text[:200]}"
 
 
-def _tuples(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+def system_config(entry: dict):
+    """The model config of a model.json system entry (JSON lists back to tuples)."""
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
+    return make_config(entry["model"], **options)

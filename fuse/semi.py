@@ -9,12 +9,17 @@ that trained on it. An unlabelled clip is selected when its confidence exceeds t
 its predicted class; its scores are the run's fold models averaged, as `fuse.predict` gives them.
 Class-specific thresholds keep rare classes from being crowded out by frequent, confident ones.
 
-Writes a CSV (`id,split,label,score`, sorted by id) that `fuse.train --pseudo FILE` adds to its
-training folds. The run's files are checked as they are read (fuse.saved_run): a damaged run is
+Writes a CSV (`id,split,label,score`, sorted by id): the selection of the whole run. Beside it,
+the per-member pseudo-labels that `fuse.train --pseudo FILE` trains on (fuse.pseudo): for every
+(seed, fold) member of the run, the selection made from that member's training folds alone
+(fuse.semi_members), since the whole run's labels come from fold models that trained on every
+validation fold. The run's files are checked as they are read (fuse.saved_run): a damaged run is
 refused before anything is written.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -26,28 +31,10 @@ import pandas as pd
 from cache import open_clips
 from cache.cli import Refused, damage_named, ends_cleanly
 from cache.commit import atomic_write
+from .pseudo import COLUMNS, KIND, members_path, written_by_semi
 from .saved_run import SavedRun
-
-COLUMNS = ("id", "split", "label", "score")  # the pseudo-label CSV
-
-
-def class_thresholds(probs: np.ndarray, labels: np.ndarray, quantile: float) -> np.ndarray:
-    """lambda [C]: per class, the `quantile` of max(probs) over the clips of that class predicted
-    correctly (Algorithm 1, lines 1-11); +inf for a class with none. probs [n, C], labels int [n]."""
-    predicted, confidence = probs.argmax(1), probs.max(1)
-    out = np.full(probs.shape[1], np.inf)
-    for j in range(probs.shape[1]):
-        correct = confidence[(labels == j) & (predicted == j)]
-        if len(correct):
-            out[j] = np.quantile(correct, quantile)
-    return out
-
-
-def select(probs: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(selected bool [n], predicted class [n], confidence [n]): s_i > lambda of its predicted
-    class (Algorithm 1, lines 13-19)."""
-    predicted, confidence = probs.argmax(1), probs.max(1)
-    return confidence > thresholds[predicted], predicted, confidence
+from .selection import class_thresholds, select
+from .semi_members import NoMembers, member_selection
 
 
 def out_of_fold(run: SavedRun, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
@@ -85,26 +72,57 @@ def unlabelled_scores(run: SavedRun, dataset: str, split: str, cache_dir=None):
         return scores["ids"], scores["probs"].mean(0)
 
 
-def claim_csv(path: Path):
+def claim_outputs(path: Path):
     """Before any work: an existing --out is replaced only if it is a pseudo-label CSV (fuse.semi's
-    header); anything else is refused (exit 2)."""
-    if not path.exists():
-        return
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline().strip()
-    except (OSError, UnicodeDecodeError):
-        first = None
-    if first != ",".join(COLUMNS):
+    header), and the per-member file beside it only if fuse.semi wrote it; anything else is refused
+    (exit 2)."""
+    if path.exists() and not written_by_semi(path):
         raise Refused(f"--out {path}: exists and is not a pseudo-label CSV of fuse.semi (its first line is not "
                       f"{','.join(COLUMNS)!r}); nothing is replaced: give another file")
+    members = members_path(path)
+    if members.exists() and _kind(members) != KIND:
+        raise Refused(f"--out {path}: {members.name} beside it, where fuse.semi writes the per-member "
+                      f"pseudo-labels, exists and is not fuse.semi's; nothing is replaced: give another file")
 
 
-def write_atomic(frame: pd.DataFrame, path: Path):
-    """The CSV written beside and renamed into place (a failure or Ctrl-C leaves no temporary)."""
+def _kind(path: Path):
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return blob.get("kind") if isinstance(blob, dict) else None
+
+
+def per_member(run: SavedRun, dataset: str, split: str, quantile: float, cache_dir) -> tuple[dict | None, str]:
+    """(the per-member pseudo-labels, or None and why not)."""
+    if dataset != run.meta["dataset"]:
+        return None, (f"--dataset {dataset} is not the run's dataset ({run.meta['dataset']}), and fuse.train "
+                      f"--pseudo trains on clips of its own dataset")
+    try:
+        return member_selection(run, split, quantile, cache_dir), ""
+    except NoMembers as err:
+        return None, str(err)
+
+
+def write_outputs(frame: pd.DataFrame, path: Path, members: dict | None):
+    """The CSV and (with `members`) the per-member file beside it, each written beside and renamed
+    into place, the per-member file holding the CSV's SHA-256 (fuse.pseudo checks the pair); an
+    earlier per-member file of fuse.semi's is removed when none is made now."""
+    text = frame.to_csv(index=False)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if members is None:
+        _write_text(path, text)
+        members_path(path).unlink(missing_ok=True)  # fuse.semi's (claim_outputs): of an earlier CSV
+        return
+    blob = {**members, "csv_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    with atomic_write(members_path(path)) as tmp:
+        tmp.write_text(json.dumps(blob, indent=1), encoding="utf-8")
+        _write_text(path, text)
+
+
+def _write_text(path: Path, text: str):
     with atomic_write(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def report(classes, thresholds, labels, oof, selected, predicted, n) -> str:
@@ -133,7 +151,7 @@ def main(run_dir, dataset, split, quantile, cache_dir, out):
     """Select confidently predicted unlabelled clips with class-specific thresholds (MER-SEMI)."""
     run = SavedRun(run_dir)
     path = Path(out) if out else run.folder / f"semi-{dataset}-{split}.csv"
-    claim_csv(path)
+    claim_outputs(path)
     meta = run.meta
     if meta["multi_label"]:
         raise Refused(f"{run.folder} is a multi-label run: Algorithm 1 selects by the maximum softmax "
@@ -145,9 +163,18 @@ def main(run_dir, dataset, split, quantile, cache_dir, out):
     frame = pd.DataFrame({"id": ids[chosen].astype(str), "split": split,
                           "label": [meta["classes"][j] for j in predicted[chosen]],
                           "score": np.round(confidence[chosen], 6)}, columns=COLUMNS).sort_values("id")
-    write_atomic(frame, path)
+    members, why_not = per_member(run, dataset, split, quantile, cache_dir)
+    write_outputs(frame, path, members)
     click.echo(report(meta["classes"], thresholds, labels, oof, chosen, predicted, len(ids)))
     click.echo(_accuracy_note(dataset, cache_dir, frame, meta))
+    if members is None:
+        click.echo(f"pseudo-labels: {path}; no per-member pseudo-labels ({why_not}), so fuse.train --pseudo "
+                   f"refuses this file: its labels come from fold models that trained on every validation fold")
+        return
+    counts = [len(m["selected"]) for m in members["members"]]
+    click.echo(f"per-member pseudo-labels: {min(counts)}-{max(counts)} clips for each of the {len(counts)} "
+               f"members (seed x fold), each selected by an inner {members['inner_folds']}-fold CV of its own "
+               f"training folds -> {members_path(path)}")
     click.echo(f"pseudo-labels: {path}  (train with: python -m fuse.train ... --pseudo {path})")
 
 

@@ -8,15 +8,21 @@ and the layer selector after `@` keeps its commas. L and T both mean the lexical
 """
 from __future__ import annotations
 
+from cache import parse_spec
+
 MODALITIES = {"A": "acoustic", "L": "lexical", "V": "visual"}
 ALIASES = {"T": "L"}
 
-# documented defaults (README, "Training fusion models"): the MER 2023 baseline's best features
-# per modality, and for the demo the stand-in-free features it caches
+# documented defaults (docs/fusion.md, "Choosing features"): the layers the official extractors
+# keep (MER 2023: HuBERT's last layer, the text encoder's last four; MER 2024's MERTools: the last
+# four of both), FER2013 standing in for their faces; for the demo the stand-in-free features it caches
 DEFAULTS = {
-    "mer2023": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
+    "mer2023": {"A": "hubert-large@-1", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "mer2024": {"A": "hubert-large@-4:", "L": "chinese-macbert-large@-4:", "V": "face-fer2013"},
     "demo": {"A": "egemaps", "L": "text-minilm@-1", "V": "face-fer2013"},
+    # SAMSEMO's E2E-L (prep_text.py): the CLS vector of multilingual BERT's last layer (the uncased
+    # model; its code pairs it with the bert-base-uncased tokenizer, stage 1 with the model's own)
+    "samsemo": {"L": "bert-base-multilingual-uncased#first@-1"},
 }
 # any other dataset: the first of these that is cached
 PREFERENCE = {
@@ -109,6 +115,6 @@ def _model_default(dataset: str, modality: str, cached: list[str], inputs: dict[
                         f"--features \"{modality}=FEATURE\"")
     specs = inputs[modality]
     if any(TEXT in spec for spec in specs):
-        text = _default(dataset, "L", cached).partition("@")[0]
+        text = parse_spec(_default(dataset, "L", cached)).feature
         specs = [spec.replace(TEXT, text) for spec in specs]
     return specs

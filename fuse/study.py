@@ -34,7 +34,9 @@ from optuna.trial import TrialState
 from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from . import sweep_params
 from .stopping import Stop
+from .trials import Trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -76,7 +78,8 @@ def _quiet_experimental():
 @functools.cache
 def _rdb_internals():
     """(models, _create_scoped_session) of Optuna's private RDB modules, or None (warned once) if a
-    release moved them."""
+    release moved them. The one private use: Optuna's public API exposes no trial's heartbeats, and
+    the check for trials that died before their first one needs them (_Storage)."""
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -134,7 +137,7 @@ def check_storage(url: str):
         raise ValueError(f"--storage {shown}: unknown database kind {parsed.drivername!r} "
                          f"(sqlite, postgresql, mysql)") from None
     except ImportError as err:
-        hint = "; pip install 'psycopg[binary]'" if parsed.get_backend_name() == "postgresql" else ""
+        hint = "; pip install -e '.[cluster]' (psycopg 3)" if parsed.get_backend_name() == "postgresql" else ""
         raise ValueError(f"--storage {shown}: its database driver is not installed ({err}{hint})") from None
     except SQLAlchemyError as err:
         cause = " ".join(str(getattr(err, "orig", None) or err).split())
@@ -217,15 +220,16 @@ def open_study(url: str, name: str) -> optuna.Study:
     return optuna.create_study(study_name=name, storage=storage(url), load_if_exists=True, direction="maximize")
 
 
-def enqueue(study: optuna.Study, keys: list[str]) -> int:
-    """Queue every key not waiting or running in the study; returns how many were queued. The
-    caller passes the keys whose run is not finished: a failed trial, or a complete one whose run
-    folder was deleted since, is queued again."""
+def enqueue(study: optuna.Study, keys: list[tuple[str, dict]]) -> int:
+    """Queue every (key, parameters) whose key is not waiting or running in the study; returns
+    how many were queued. The caller passes the keys whose run is not finished: a failed trial, or
+    a complete one whose run folder was deleted since, is queued again. The parameters (fuse.sweep_params)
+    are handed back to the worker that pops the trial when it suggests them."""
     known = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False, states=LIVE)}
     added = 0
-    for index, key in enumerate(keys):
+    for key, chosen in keys:
         if key not in known:
-            study.enqueue_trial({"index": index}, user_attrs={"key": key})
+            study.enqueue_trial(chosen, user_attrs={"key": key})
             added += 1
     return added
 
@@ -241,15 +245,17 @@ def taken(study: optuna.Study, number: int, key: str) -> bool:
                for t in study.get_trials(deepcopy=False, states=LIVE))
 
 
-def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = None,
+def work(study: optuna.Study, run_trial, deadline: float | None = None,
          signals=(signal.SIGINT, signal.SIGTERM)) -> int:
     """Run queued trials until the queue is empty and no trial is running anywhere (a dead
-    worker's trial comes back to the queue after the grace period): `run_trial(key) -> (objective
-    value, trained: bool)`. Starts no trial after `deadline` (time.time()). `signals` stop it
-    (fuse.stopping: KeyboardInterrupt, the trial in training failed). Returns how many trials
-    this worker trained."""
+    worker's trial comes back to the queue after the grace period): `run_trial(key) -> ([(run,
+    metrics)], trained: bool)`, the runs a queued key names, in its order. Each trial records its
+    real choices and scores (fuse.sweep_params). Starts no trial after `deadline` (time.time()).
+    `signals` stop it (fuse.stopping: KeyboardInterrupt, the trial in training failed). Returns
+    how many trials this worker trained."""
     trained, stop = [], Stop()
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    found = sweep_params.stored(study)  # None: a study written before trials recorded their choices
 
     def objective(trial: optuna.Trial) -> float:
         key = trial.user_attrs.get("key")
@@ -260,13 +266,21 @@ def work(study: optuna.Study, n_keys: int, run_trial, deadline: float | None = N
         if taken(study, trial.number, key):
             trial.set_user_attr("duplicate", True)
             raise optuna.TrialPruned("another copy of this trial is queued or running")
-        trial.suggest_int("index", 0, max(n_keys - 1, 0))
+        if found:
+            sweep_params.suggest(trial, sweep_params.params(sweep_params.first_trial(key)), found)
         trial.set_user_attr("worker", worker)
         with stop.training():
-            value, did_train = run_trial(key)
+            results, did_train = run_trial(key)
         trial.set_user_attr("trained", did_train)
+        (run, metrics), others = results[0], results[1:]
+        for name, value in sweep_params.attributes(run, metrics).items():
+            trial.set_user_attr(name, value)
+        if did_train and found:
+            for (other, other_metrics), item in zip(others, json.loads(key)["runs"][1:]):
+                sweep_params.add_finished(study, Trial.from_key(item["trial"]), other, other_metrics, found,
+                                          trial.number)
         trained.extend([key] if did_train else [])
-        return value
+        return metrics["cv"]["combined"]["mean"]
 
     poll = min(2.0, float(heartbeat_settings()[0]))  # waiting on other workers' last trials
     with stop.installed(signals):

@@ -61,7 +61,8 @@ def _duration(ctx, param, text: str | None) -> float | None:
               help="Random search: rerun the best draw of each feature set and model with this many seeds.")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds per trial (batched).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Trials run in parallel.")
-@click.option("--storage", help="Optuna storage URL (default: sqlite:///RUNS/study.db).")
+@click.option("--storage", envvar="MER_SWEEP_STORAGE", help="Optuna storage URL (default: sqlite:///RUNS/study.db; "
+              "or from $MER_SWEEP_STORAGE, which keeps it out of shell history).")
 @click.option("--budget", callback=_duration, help="Start no trial after this long (8h, 90m); a rerun continues.")
 @click.option("--top-k", type=click.IntRange(0, 4), default=3, show_default=True,
               help="Decision-level fusion of the k best trials (0: none).")

@@ -37,8 +37,8 @@ def report(sweep, top_k: int = 3) -> str:
     if fused:
         cells = "; ".join(f"{s} {m['combined']['mean']:.3f}" for s, m in fused.items()
                           if isinstance(m, dict) and "combined" in m)
-        lines.append(f"decision-level fusion of the top {len(fused['runs'])} ({row['params']}, weights chosen on "
-                     f"CV): combined {cells}; predictions in {out / 'fusion' / 'predictions'}")
+        lines.append(f"decision-level fusion, {row['params']}; test weights chosen on all folds. Combined "
+                     f"{cells}; predictions in {out / 'fusion' / 'predictions'}")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from . import study as studies
+from . import sweep_params
 from .sweep_plan import Plan, request_for, trial_run_id
 from .models import MODELS
 from .training import run_training_group, runs_root
@@ -51,6 +52,7 @@ class Sweep:
         storage = storage or f"sqlite:///{runs / 'study.db'}"
         sweep = cls(name, plan, definition, cache_dir, runs, Path(out) if out else sweeps_root(cache_dir) / name, storage,
                     workers, time.time() + budget if budget else None, quiet, lr_batching)
+        sweep_params.store(sweep.study(), sweep_params.distributions(plan.trials.values(), definition["search"]))
         sweep.enqueue(plan.trials)
         return sweep
 
@@ -68,8 +70,9 @@ class Sweep:
         todo = sorted(((run, t) for run, t in trials.items() if not self.done(run)),
                       key=lambda item: (-item[1].n_features, -self.plan.seeds[item[0]]))  # stable: plan order within
         groups = lr_groups(todo, self.plan.seeds) if self.lr_batching else [[item] for item in todo]
-        studies.enqueue(self.study(), [json.dumps({"runs": [{"run": run, "trial": t.key} for run, t in group],
-                                                   "seeds": self.plan.seeds[group[0][0]], "dataset": self.plan.dataset})
+        studies.enqueue(self.study(), [(json.dumps({"runs": [{"run": run, "trial": t.key} for run, t in group],
+                                                    "seeds": self.plan.seeds[group[0][0]], "dataset": self.plan.dataset}),
+                                        sweep_params.params(group[0][1]))
                                        for group in groups])
 
     def done(self, run: str) -> bool:
@@ -109,26 +112,24 @@ def lr_groups(todo: list[tuple[str, Trial]], seeds: dict) -> list[list[tuple[str
     return list(groups.values())
 
 
-def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[float, bool]:
-    """Train one queued unit, a trial or a learning-rate group (or read their finished runs): (the
-    best CV combined score among them, whether any was trained here). Trials whose run folder is
-    finished are not trained again; the others of a group train together."""
+def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[list[tuple[str, dict]], bool]:
+    """Train one queued unit, a trial or a learning-rate group (or read their finished runs):
+    ([(run, its metrics.json)] in the unit's order, whether any was trained here). Trials whose
+    run folder is finished are not trained again; the others of a group train together."""
     blob = json.loads(payload)
     items = blob.get("runs") or [{"run": blob["run"], "trial": blob["trial"]}]  # (a one-trial key of before)
     pending = [item for item in items if not (runs / item["run"] / "metrics.json").is_file()]
     if pending:
         run_training_group([request_for(Trial.from_key(item["trial"]), blob["dataset"], cache_dir, blob["seeds"],
                                         out=str(runs / item["run"]), threads=threads) for item in pending])
-    scores = [json.loads((runs / item["run"] / "metrics.json").read_text())["cv"]["combined"]["mean"]
-              for item in items]
-    return max(scores), bool(pending)
+    results = [(item["run"], json.loads((runs / item["run"] / "metrics.json").read_text())) for item in items]
+    return results, bool(pending)
 
 
-def _worker(storage: str, name: str, n_keys: int, cache_dir, runs: str, deadline, threads,
+def _worker(storage: str, name: str, cache_dir, runs: str, deadline, threads,
             signals=(signal.SIGINT, signal.SIGTERM)) -> int:
     study = studies.open_study(storage, name)
-    return studies.work(study, n_keys, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline,
-                        signals)
+    return studies.work(study, lambda payload: run_trial(payload, cache_dir, Path(runs), threads), deadline, signals)
 
 
 def _child_worker(*args):
@@ -142,7 +143,7 @@ def _child_worker(*args):
 
 def work_until_done(sweep: Sweep):
     """Run the queue with `sweep.workers` processes (this one included), showing progress."""
-    args = (sweep.storage, sweep.name, len(sweep.plan.trials), sweep.cache_dir, str(sweep.runs), sweep.deadline,
+    args = (sweep.storage, sweep.name, sweep.cache_dir, str(sweep.runs), sweep.deadline,
             1 if sweep.workers > 1 else None)
     context = mp.get_context("spawn")
     others = [context.Process(target=_child_worker, args=args) for _ in range(sweep.workers - 1)]

@@ -1,5 +1,6 @@
 """Train the system(s) of a request: one model, or AFG's three structures fused at decision level
-(USTC Eq. 10-11, weights chosen on the out-of-fold validation predictions)."""
+(USTC Eq. 10-11: the test splits fused with the weights chosen on every fold's out-of-fold
+validation predictions; the run's CV figure nested over folds, fuse.evaluate.nested_fusion)."""
 from __future__ import annotations
 
 import numpy as np

@@ -50,10 +50,12 @@ def _size(ctx, param, text):
 @click.option("--layer-weights", is_flag=True, default=None, help="Learn softmax weights over the layers of per-layer features.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), help="Epochs per fold [100; e2el, coattention 50; crossbert 80].")
+@click.option("--patience", type=click.IntRange(0), help="Early stopping: a fold's best epoch is chosen among the "
+              "epochs before N epochs without a better validation score [0: never; e2el 3, as SAMSEMO's run.py].")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Seeds 0..N-1, reported as mean +- std.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate [1e-3; lgbm 0.1; e2el 1e-4].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Adam L2 weight decay [1e-5; e2el 1e-6; coattention 1e-3].")
-@click.option("--hidden", help="Hidden layer widths [256,128; sequence models 128].")
+@click.option("--hidden", help="Hidden layer widths [256,128; afg: the aligned width 128; coattention 128; crossbert: none].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout rate [0.3; sequence models 0.1].")
 @click.option("--batch-size", type=click.IntRange(1), help="Clips per batch [32; e2el 16; crossbert 24].")
 @click.option("--channels", help="CNN channels: e2el stem then one VGG block each [64,64,64,128,256,512]; "

@@ -15,14 +15,15 @@ from pathlib import Path
 from cache import cache_root, open_clips
 from cache.cli import Refused
 from . import specs as feature_specs
-from .extras import TRAIN_ONLY
+from .extras import TRAIN_ONLY, add_augmented
 from .folders import claim
 from .loop import TrainConfig, resolve_device
 from .memory import MemoryBudgetError, parse_size
 from .models import MODELS, build, make_config
 from .problem import load_problem
+from .pseudo import add_pseudo, members_path
 
-NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay")
+NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay", "patience")
 # how a run is computed, not what it computes: the same results whatever their values
 NOT_IN_RUN_ID = ("device", "threads", "lr_grid", "max_memory")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
@@ -71,7 +72,7 @@ class TrainRequest:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
             given = {k: v for k, v in {**training, "lr": lr}.items() if v is not None}
-            defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs
+            defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs, patience
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
                                 threads=threads, max_memory=max_memory, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
@@ -146,13 +147,11 @@ def prepare(request: TrainRequest):
 
 def with_training_only(request: TrainRequest, problem):
     """The problem with --augment copies and --pseudo clips appended as training-only rows."""
-    from .extras import add_augmented, add_pseudo
-
     if request.augment:
         problem, note = add_augmented(problem, request.augment, request.cache_dir)
         problem.notes.append(note)
     if request.pseudo:
-        problem, note = add_pseudo(problem, request.pseudo)
+        problem, note = add_pseudo(problem, request.pseudo, request.train)
         problem.notes.append(note)
     return problem
 
@@ -187,7 +186,8 @@ def run_id(request: TrainRequest, problem, splits, inputs: dict) -> str:
             "inputs": inputs,
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
-            "train": {k: v for k, v in dataclasses.asdict(request.train).items() if k not in NOT_IN_RUN_ID}}
+            "train": {k: v for k, v in dataclasses.asdict(request.train).items()
+                      if k not in NOT_IN_RUN_ID and not (k == "patience" and not v)}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
@@ -200,6 +200,9 @@ def _training_only_identity(request: TrainRequest, problem) -> dict:
         out["augment"] = [request.augment, sorted(problem.ids[problem.split == TRAIN_ONLY].tolist())]
     if request.pseudo:
         out["pseudo"] = hashlib.sha256(Path(request.pseudo).read_bytes()).hexdigest()
+        members = members_path(request.pseudo)
+        if members.is_file():  # per-member pseudo-labels (fuse.pseudo)
+            out["pseudo_members"] = hashlib.sha256(members.read_bytes()).hexdigest()
     return out
 
 

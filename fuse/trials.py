@@ -22,7 +22,7 @@ from .memory import parse_size
 from .specs import ALIASES, MODALITIES, SpecError
 
 LOG_SCALE = {"lr", "weight_decay"}
-INTEGER = {"epochs", "batch_size", "folds", "width"}
+INTEGER = {"epochs", "batch_size", "folds", "width", "patience"}
 FLOAT = {"lr", "weight_decay", "dropout", "supcon_alpha", "supcon_temperature"}
 FLAGS = {"layer_weights", "standardize"}
 WIDTHS = {"hidden": "layer widths like 256x128", "channels": "channel counts like 16x32"}  # `x`-joined
@@ -34,6 +34,7 @@ SIZES = {"max_memory"}  # not a hyper-parameter: each trial's memory budget (one
 OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | set(WIDTHS) | SIZES
 # the ranges fuse.train's command line accepts
 LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1, "at least 1"),
+          "patience": (lambda x: x >= 0, "at least 0"),
           "batch_size": (lambda x: x >= 1, "at least 1"), "lr": (lambda x: x > 0, "above 0"),
           "weight_decay": (lambda x: x >= 0, "at least 0"), "dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
           "hidden": (lambda x: min(x) >= 1, "layer widths of at least 1"),

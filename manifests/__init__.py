@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import folder, mer2023, samsemo
@@ -15,6 +16,7 @@ from .table import MER_CLASSES, Clip, Manifest
 LAYOUTS = {"mer2023": mer2023.load, "mer2024": mer2023.load, "demo": mer2023.load,
            "samsemo": samsemo.load}
 DEFAULT_ROOTS = {"demo": Path("data/demo")}
+DATASETS = Path("data/datasets")  # where a layout's corpus is looked for when no folder is given
 
 __all__ = ["Clip", "Manifest", "MER_CLASSES", "LAYOUTS", "load_manifest"]
 
@@ -35,10 +37,20 @@ def load_manifest(dataset: str, layout: str | None = None, root=None, clips=None
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} for dataset {dataset!r}: choose --layout from "
                          f"{sorted(LAYOUTS)}, or describe your corpus with --clips FILE.csv")
-    root = root or DEFAULT_ROOTS.get(layout)
-    if root is None:
-        raise ValueError(f"dataset {dataset!r}: give the corpus folder with --root DIR")
+    root = root or DEFAULT_ROOTS.get(layout) or _default_root(dataset, layout)
     return _not_empty(LAYOUTS[layout](Path(root), dataset), root)
+
+
+def _default_root(dataset: str, layout: str) -> Path:
+    """data/datasets/<dataset> when it is there; else ValueError saying how to name the corpus
+    folder and what it must hold (the lines `ROOT/...` of the layout loader's docstring)."""
+    root = DATASETS / dataset
+    if root.is_dir():
+        return root
+    doc = sys.modules[LAYOUTS[layout].__module__].__doc__ or ""
+    holds = "\n".join(line for line in doc.splitlines() if line.strip().startswith("ROOT/"))
+    raise ValueError(f"dataset {dataset!r}: no corpus folder given, and none at {root}. Give it with --root DIR "
+                     f"(make extract: DATA=DIR), or put it at {root}. In the {layout} layout it holds:\n{holds}")
 
 
 def _not_empty(manifest: Manifest, source) -> Manifest:

@@ -8,9 +8,10 @@
 Paths are relative to the CSV's folder; `path` may be a video, an audio-only file or a SAMSEMO
 scene folder (audio.wav and image_<i>.jpg, as extract.augment writes a scene's copies); label,
 valence and text may be empty (an empty label: an unlabelled clip). A label cell may name several
-emotions separated by ';' (multi-label corpora such as SAMSEMO). An optional `origin` column
-names, for an augmented copy, the clip it was made from (`fuse.train --augment` trains a copy
-only in the folds that train on its origin).
+emotions separated by ';' (multi-label corpora such as SAMSEMO), or be `(none)`: labelled with none
+of the classes, an all-negative multi-label target. An optional `origin` column
+names, for an augmented copy, the clip it was made from, then any clip whose speech was mixed into
+it, ';'-separated (`fuse.train --augment` trains a copy only in the folds that train on all of them).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from .csvio import index_rows, parse_labels, parse_valence, read_rows
-from .table import LABEL_SEP, MER_CLASSES, Clip, Manifest
+from .table import LABEL_SEP, MER_CLASSES, NO_CLASS, Clip, Manifest
 
 REQUIRED = ("id", "path", "split")
 COLUMNS = ("id", "path", "split", "label", "valence", "text")
@@ -40,14 +41,14 @@ def load(csv_path: Path, name: str) -> Manifest:
     clips = [_clip(clip_id, row, root, conflicts.get(clip_id)) for clip_id, row in by_id.items()]
     # a row that could not be decoded still names a clip: keep it as a failure, not a silent gap
     clips += [Clip(id=i, split="unknown", error=reason) for i, reason in bad.items() if i not in by_id]
-    labels = sorted({label for c in clips for label in parse_labels(c.label)})
+    labels = sorted({label for c in clips for label in parse_labels(c.label)} - {NO_CLASS})
     classes = MER_CLASSES if set(labels) <= set(MER_CLASSES) else tuple(labels)
     return Manifest(name, [_canonical_labels(c, classes) for c in clips], root=root, classes=classes)
 
 
 def _canonical_labels(clip: Clip, classes: tuple[str, ...]) -> Clip:
     """'surprise; happy' -> 'happy;surprise': one spelling per label set, in class order."""
-    if not clip.label:
+    if not clip.label or NO_CLASS in parse_labels(clip.label):  # (none) with a class: the clip table names it
         return clip
     label = LABEL_SEP.join(sorted(parse_labels(clip.label), key=classes.index))
     return clip if label == clip.label else replace(clip, label=label)

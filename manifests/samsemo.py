@@ -13,8 +13,9 @@ unique across languages, and keyed as they are in meta.pkl and the folder names;
 two split files is a failed clip naming both.
 
 Classes: the paper's Table 4 set-up, in run.py's `--emotions` order: anger and disgust merged as
-"anger+", fear dropped. A scene labelled fear alone is kept, unlabelled (its features are still
-extracted; run.py would train it as an all-negative target, this table cannot say that).
+"anger+", fear dropped. A scene labelled fear alone, or with run.py's 0/1 vector all zero, has none
+of the classes: labelled NO_CLASS, an all-negative target that stage 2 trains and scores, as run.py
+does (its BCE loss and F1 take the all-zero row as it is).
 
 meta.pkl is a Python pickle: load only a release you trust.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .table import LABEL_SEP, Clip, Manifest
+from .table import LABEL_SEP, NO_CLASS, Clip, Manifest
 
 # run.py --emotions (Table 4): anger and disgust merged, fear dropped
 CLASSES = ("anger+", "happiness", "sadness", "surprise", "neutral")
@@ -64,19 +65,20 @@ def load(root: Path, name: str = "samsemo") -> Manifest:
         raise ValueError(f"{meta_path}: expected a dict {{scene id: {{'label', 'text'}}}}, got {type(meta).__name__}")
     listed, errors = _listed_scenes(_split_files(meta_dir))
     scenes = _scene_dir(root, listed)
-    clips, warnings, fear_only = [], [], 0
+    clips, warnings, no_class = [], [], 0
     for scene_id, (split, source) in sorted(listed.items()):
         entry = meta.get(scene_id)
         if entry is None:
             warnings.append(f"{scene_id}: listed in {source} but not in {META_NAME}: unlabelled, no transcript")
         label, text, problem = _entry(entry)
-        fear_only += problem == "fear only"
-        if problem and problem != "fear only":  # the media are still usable: only the label is lost
+        no_class += label == NO_CLASS
+        if problem:  # the media are still usable: only the label is lost
             warnings.append(f"{scene_id}: {META_NAME} {problem}: unlabelled")
         clips.append(Clip(id=scene_id, split=split, video=scenes / scene_id, label=label, text=text,
                           error=errors.get(scene_id) or scene_problem(scenes / scene_id)))
-    if fear_only:
-        warnings.append(f"{fear_only} scene(s) labelled fear alone (a dropped class): kept unlabelled")
+    if no_class:
+        warnings.append(f"{no_class} scene(s) with none of the {len(CLASSES)} classes (fear alone, a dropped class, "
+                        "or an all-zero label): all-negative targets, as run.py trains and scores them")
     return Manifest(name, clips, root=root, classes=CLASSES, warnings=warnings)
 
 
@@ -134,20 +136,22 @@ def _scene_dir(root: Path, listed) -> Path:
 
 
 def _entry(entry) -> tuple[str | None, str | None, str | None]:
-    """A scene's meta.pkl entry -> (label, transcript, problem); problem is 'fear only' for a scene
-    whose only emotion is a dropped one."""
+    """A scene's meta.pkl entry -> (label, transcript, problem): label None when the entry has none,
+    NO_CLASS when its emotions are none of the classes (fear alone, an all-zero vector)."""
     if entry is None:
         return None, None, None
     if not isinstance(entry, dict):
         return None, None, f"entry is a {type(entry).__name__}, expected a dict with 'label' and 'text'"
     text = entry.get("text", entry.get("transcript"))
     text = text if isinstance(text, str) and text.strip() else None
+    raw = entry.get("label")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, text, None
     try:
-        names = _names(entry.get("label"))
+        names = _names(raw)
     except (TypeError, ValueError) as err:
-        return None, text, f"label {entry.get('label')!r}: {err}"
-    label = _label(names)
-    return label, text, "fear only" if names and label is None else None
+        return None, text, f"label {raw!r}: {err}"
+    return _label(names) or NO_CLASS, text, None
 
 
 def _label(names: list[str]) -> str | None:
@@ -160,8 +164,6 @@ def _names(raw) -> list[str]:
     """meta.pkl's label -> lower-case emotion names. A label is emotion names (a string, a list, or
     a dict name -> 0/1) or a 0/1 vector over run.py's 5 emotions (anger, happiness, sadness,
     surprise, neutral), as prep_raw.py feeds it to the model."""
-    if raw is None:
-        return []
     if isinstance(raw, str):
         names = [n for n in re.split(r"[\s,;|/]+", raw.strip().lower()) if n]
     elif isinstance(raw, dict):

@@ -10,6 +10,9 @@ from pathlib import Path
 # MER 2023 class order (Lian et al. 2023, section 2)
 MER_CLASSES = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 LABEL_SEP = ";"  # a multi-label cell: 'happy;surprise'
+# a multi-label cell: labelled, and none of the classes (an all-negative target; SAMSEMO's fear-only
+# scenes once fear is dropped); the parentheses keep it apart from any class name
+NO_CLASS = "(none)"
 SPLIT_ORDER = ("train", "val", "valid", "dev", "test", "test1", "test2", "test3")
 
 
@@ -37,13 +40,13 @@ class Clip:
     valence: float | None = None
     error: str | None = None
     text_error: str | None = None
-    origin: str | None = None  # the clip an augmented copy was made from (`origin` CSV column)
+    origin: str | None = None  # the clip(s) an augmented copy was made from (`origin` CSV column)
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The clip's emotions: () when unlabelled, one for single-label corpora, several (SAMSEMO)
-        when `label` lists them joined by ';' (in the manifest's class order)."""
-        return tuple(self.label.split(LABEL_SEP)) if self.label else ()
+        """The clip's emotions: () when unlabelled or labelled NO_CLASS, one for single-label
+        corpora, several (SAMSEMO) when `label` lists them joined by ';' (in the manifest's class order)."""
+        return tuple(self.label.split(LABEL_SEP)) if self.label and self.label != NO_CLASS else ()
 
     def signature(self, needs=("audio", "frames", "text")) -> str:
         """A cheap fingerprint of the clip's input that a feature `needs` (media size and
@@ -122,8 +125,9 @@ class Manifest:
 
     @property
     def multi_label(self) -> bool:
-        """Whether any clip has more than one label (SAMSEMO); then every clip's target is a set."""
-        return any(len(c.labels) > 1 for c in self.clips)
+        """Whether any clip has more than one label or none of the classes (NO_CLASS: SAMSEMO); then
+        every clip's target is a set."""
+        return any(len(c.labels) > 1 or c.label == NO_CLASS for c in self.clips)
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]

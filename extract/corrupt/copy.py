@@ -23,39 +23,55 @@ import numpy as np
 
 from manifests.mediafile import write_clip
 from ..core.media import MediaError, decode_streams
-from .degrade import blur_frames, fit_length, mix_at_snr
+from .degrade import blur_frames, fit_range, mix_at_snr
 
 BABBLE_VOICES = 3  # other clips summed into one babble noise
+NOISE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".mp4"}  # what a noise folder's audio files end with
 
 
 @dataclass(frozen=True)
 class Draw:
-    """What a clip gets: an SNR (dB), a blur factor, the noise (file index or babble clip ids)
-    and where in the noise it starts (0..1 of its length)."""
+    """What a clip gets: an SNR (dB), a blur factor, and the babble voices (clip ids; empty when
+    the noise comes from noise files, drawn with the clip's length: work.noise_for)."""
 
     snr_db: float
     blur: int
-    noise: tuple
-    offset: float
+    voices: tuple
 
 
-def draw(clip_id: str, seed: int, snr_range: tuple[float, float], factors: list[int], n_noise: int,
+@dataclass(frozen=True)
+class SnrRange:
+    """SNRs drawn uniformly from low, low + step, ... up to high (main-corrupt.py: the integers
+    5..10); step 0: any value in [low, high]."""
+
+    low: float
+    high: float
+    step: float = 1.0
+
+    def draw(self, rng: np.random.Generator) -> float:
+        if not self.step:
+            return round(float(rng.uniform(self.low, self.high)), 4)
+        count = int(np.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        return round(self.low + self.step * int(rng.integers(count)), 4)
+
+
+def draw(clip_id: str, seed: int, snr_range: SnrRange, factors: list[int], noise_files: bool,
          others: list[str]) -> Draw:
     """The clip's corruption, from the seed and its id alone (independent of order and workers)."""
     rng = np.random.default_rng([seed, zlib.crc32(clip_id.encode())])
-    snr_db = float(rng.uniform(*snr_range))
+    snr_db = snr_range.draw(rng)
     blur = int(factors[rng.integers(len(factors))])
-    if n_noise:
-        noise = (int(rng.integers(n_noise)),)
-    else:
-        pool = [c for c in others if c != clip_id]
-        noise = tuple(pool[i] for i in rng.choice(len(pool), min(BABBLE_VOICES, len(pool)), replace=False))
-    return Draw(round(snr_db, 4), blur, noise, float(rng.random()))
+    if noise_files:
+        return Draw(snr_db, blur, ())
+    pool = [c for c in others if c != clip_id]
+    return Draw(snr_db, blur, tuple(pool[i] for i in rng.choice(len(pool), min(BABBLE_VOICES, len(pool)), replace=False)))
 
 
-def fit_length_noise(noise: np.ndarray, n: int, offset: float) -> np.ndarray:
-    """n samples of `noise` from `offset` (0..1 of its length), looped as needed."""
-    return fit_length(noise, n, int(offset * len(noise)))
+def noise_files_in(folder) -> list[Path]:
+    """The audio files under a noise folder (NOISE_SUFFIXES), sorted; its other files (MUSAN's
+    LICENSE, ANNOTATIONS, README) and hidden ones (a copy's `._x.wav` metadata) are not noise."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in NOISE_SUFFIXES and not p.name.startswith("."))
 
 
 def media_files(clip) -> list[Path]:
@@ -70,9 +86,10 @@ def read_audio(path: Path) -> np.ndarray:
 
 
 def corrupt_file(src: Path, dst: Path, d: Draw, noise_audio) -> None:
-    """Decode `src`, corrupt what it holds (audio: noise at d.snr_db; video: blur d.blur), write
-    `dst` atomically. `noise_audio(n)` gives the noise signal for n samples."""
-    rewrite_file(src, dst, lambda a: np.clip(mix_at_snr(a, noise_audio(len(a)), d.snr_db), -1, 1),
+    """Decode `src`, corrupt what it holds (audio: noise at d.snr_db, scaled down as a whole if it
+    would clip; video: blur d.blur), write `dst` atomically. `noise_audio(n)` gives the noise
+    signal for n samples."""
+    rewrite_file(src, dst, lambda a: fit_range(mix_at_snr(a, noise_audio(len(a)), d.snr_db)),
                  lambda f: blur_frames(f, d.blur))
 
 

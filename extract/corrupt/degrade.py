@@ -1,13 +1,16 @@
-"""The MER-NOISE corruptions (MER 2023 baseline, section 2.3): speech noise at a given SNR, and
-video blurred by down- and upsampling.
+"""The MER-NOISE corruptions (MER 2023 baseline, section 2.3), as the official main-corrupt.py
+makes them: speech noise at a given SNR, and video blurred down and up a Gaussian pyramid.
 
-    mixture = mix_at_snr(speech, noise, snr_db=7.5)   # float32 [n]; snr(speech, mixture) == 7.5
-    blurred = blur_frames(frames, factor=4)           # uint8 [T, H, W, 3], same size
+    files, start = noise_draw(n, len(noise_files), length_of, rng)   # noise files joined, where to start
+    mixture = fit_range(mix_at_snr(speech, noise, snr_db=7))          # float32 [n]; snr(speech, mixture) == 7
+    blurred = blur_frames(frames, factor=4)                           # uint8 [T, H, W, 3], same size
 """
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
-from PIL import Image
 
 
 def fit_length(noise: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
@@ -30,6 +33,27 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, offset: int
     return (speech + gain * noise).astype(np.float32)
 
 
+def noise_draw(n: int, n_files: int, length_of, rng: np.random.Generator) -> tuple[list[int], int]:
+    """main-corrupt.py's noise for a clip of n samples: files drawn at random (with replacement)
+    and joined until they are longer than the clip, then a start drawn uniformly in [0, joined - n].
+    `length_of(i)`: the samples of file i. -> (the files' indices in order, the start)."""
+    picks, total = [], 0
+    while total <= n:
+        picks.append(int(rng.integers(n_files)))
+        length = length_of(picks[-1])
+        if length == 0:  # (the joined noise would never grow)
+            raise ValueError(f"noise file number {picks[-1]} holds no audio")
+        total += length
+    return picks, int(rng.integers(total - n + 1))
+
+
+def fit_range(mixture: np.ndarray) -> np.ndarray:
+    """The mixture scaled down as a whole when it leaves [-1, 1] (main-corrupt.py: 'avoid clipping
+    noise'), so the SNR stays what was drawn; within range it is returned as it is."""
+    peak = float(np.max(np.abs(mixture))) if len(mixture) else 0.0
+    return (mixture / peak).astype(np.float32) if peak > 1 else mixture
+
+
 def snr(speech: np.ndarray, mixture: np.ndarray) -> float:
     """The SNR in dB of `mixture` against the clean `speech` it was made from."""
     speech = np.asarray(speech, np.float64)
@@ -50,11 +74,21 @@ def babble(others: list[np.ndarray], n: int, rng: np.random.Generator) -> np.nda
 
 
 def blur_frames(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Each frame downsampled by `factor` (area average) and upsampled back (bilinear): detail
-    above the new Nyquist frequency is gone. factor 1: unchanged. uint8 [T, H, W, 3]."""
-    if factor == 1:
-        return frames
-    h, w = frames.shape[1:3]
-    small = (max(1, w // factor), max(1, h // factor))
-    return np.stack([np.asarray(Image.fromarray(f).resize(small, Image.BOX).resize((w, h), Image.BILINEAR))
-                     for f in frames])
+    """Each frame down a Gaussian pyramid log2(factor) levels (OpenCV's pyrDown: 5x5 binomial
+    filter, every second row and column) and up again (pyrUp) to its size, as main-corrupt.py's
+    func_blur: detail above the new Nyquist frequency is gone. factor 1: unchanged; a power of two.
+    uint8 [T, H, W, 3]."""
+    levels = round(math.log2(factor))
+    if 2 ** levels != factor:
+        raise ValueError(f"blur factor {factor}: the Gaussian pyramid halves per level, give a power of two")
+    return np.stack([_down_and_up(f, levels) for f in frames]) if levels else frames
+
+
+def _down_and_up(frame: np.ndarray, levels: int) -> np.ndarray:
+    sizes = []
+    for _ in range(levels):
+        sizes.append((frame.shape[1], frame.shape[0]))
+        frame = cv2.pyrDown(frame)
+    for size in reversed(sizes):  # pyrUp to each size on the way down (odd sides: its default + 1, cropped)
+        frame = cv2.pyrUp(frame, dstsize=size)
+    return frame

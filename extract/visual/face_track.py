@@ -197,9 +197,15 @@ def to_gray(chips: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(chips.astype(np.float32) @ weights), 0, 255).astype(np.uint8)
 
 
-def sample_indices(frame_times: np.ndarray, fps: float, max_frames: int = 0) -> np.ndarray:
-    """Indices of decoded frames at most every 1/fps s, then at most `max_frames` evenly spread
-    over the clip (0: no limit). The runner may have decoded at a higher rate for another feature."""
+SAMPLINGS = ("spread", "first")  # which max_frames of the sampled frames: evenly spread, or the first ones
+
+
+def sample_indices(frame_times: np.ndarray, fps: float, max_frames: int = 0, sampling: str = "spread") -> np.ndarray:
+    """Indices of decoded frames at most every 1/fps s, then at most `max_frames` of them (0: no
+    limit): evenly spread over the clip, or the first ones (`sampling` "first", as SAMSEMO's
+    prep_video.py keeps its first 16). The runner may have decoded at a higher rate for another feature."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling {sampling!r}: choose one of {SAMPLINGS}")
     keep, next_time = [], 0.0
     for i, t in enumerate(frame_times):
         if t + 1e-6 >= next_time:
@@ -207,16 +213,18 @@ def sample_indices(frame_times: np.ndarray, fps: float, max_frames: int = 0) -> 
             next_time += 1.0 / fps  # the decoder's own grid: same fps keeps every frame
     keep = np.asarray(keep, np.int64)
     if max_frames and len(keep) > max_frames:
-        keep = keep[np.linspace(0, len(keep) - 1, max_frames).round().astype(int)]
+        spread = np.linspace(0, len(keep) - 1, max_frames).round().astype(int)
+        keep = keep[:max_frames] if sampling == "first" else keep[spread]
     return keep
 
 
-def clip_track(media, fps: float, max_frames: int, config: TrackConfig) -> tuple[np.ndarray, FaceTrack]:
+def clip_track(media, fps: float, max_frames: int, config: TrackConfig,
+               sampling: str = "spread") -> tuple[np.ndarray, FaceTrack]:
     """(sampled frame indices, their FaceTrack) of a decoded clip, computed once per clip and
     shared through `media.extras` by every face feature with the same sampling and detector."""
     if media.frames is None:
         raise ClipError("no frames decoded for this clip")
-    indices = sample_indices(media.frame_times, fps, max_frames)
+    indices = sample_indices(media.frame_times, fps, max_frames, sampling)
     key = ("face_track", config, tuple(indices.tolist()))
     if key not in media.extras:
         media.extras[key] = face_track(media.frames[indices], config)

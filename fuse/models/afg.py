@@ -2,7 +2,9 @@
 
 Every feature is a unit, and so is every chosen layer of a per-layer feature (HL(18), HL(19),
 HL(20) are three units; `--layer-weights` folds a feature's layers into one unit instead). Each
-unit is aligned to width H by its own encoder (the paper's DA-Mat), then gathered:
+unit is aligned to width H by its own dimension-align matrix (the paper's DA-Mat: one linear map,
+H = the last of `--hidden`, 128; earlier widths put Linear-ReLU-Dropout layers before it), its
+output through dropout, then gathered:
 
     gather(h_1..h_n) = sum_j alpha_j h_j,  alpha = softmax_j(h_j . W[:, j] + b_j)
 
@@ -24,13 +26,15 @@ import torch
 from torch import nn
 
 from . import FusionNet, NetConfig, register
-from .blocks import LayerPool, encoder
+from .blocks import Dropout, LayerPool, Linear, encoder
 
 STRUCTURES = ("1", "2", "3")
 
 
 @dataclass(frozen=True)
 class AFGConfig(NetConfig):
+    hidden: tuple[int, ...] = (128,)   # the aligned width H (the last), after Linear-ReLU-Dropout layers (the others)
+    decoder: str = "jdev"       # USTC Eq. 5-8, in every system of its Table 1 that it submitted
     loss: str = "uncertainty"   # USTC Eq. 9
     structure: str = "1"
 
@@ -46,6 +50,14 @@ class Gather(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         scores = torch.einsum("ebnh,ehn->ebn", states, self.weight) + self.bias.unsqueeze(1)
         return torch.einsum("ebnh,ebn->ebh", states, scores.softmax(dim=-1))
+
+
+def aligner(in_dim: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
+    """A unit [E, B, in_dim] -> [E, B, hidden[-1]]: Linear-ReLU-Dropout layers of hidden[:-1] (none
+    by default), then the dimension-align matrix (no bias) and dropout."""
+    *layers, width = hidden
+    return nn.Sequential(*encoder(in_dim, tuple(layers), dropout),
+                         Linear(layers[-1] if layers else in_dim, width, bias=False), Dropout(dropout))
 
 
 @register("afg")
@@ -65,7 +77,7 @@ class AFG(FusionNet):
             for layer in (range(shape[0]) if per_layer else [None]):
                 self.units.append((i, layer))
                 unit_modality.append(modality)
-        self.encoders = nn.ModuleList(encoder(int(shapes[i][-1]), config.hidden, config.dropout)
+        self.encoders = nn.ModuleList(aligner(int(shapes[i][-1]), config.hidden, config.dropout)
                                       for i, _ in self.units)
         width = config.hidden[-1]
         ref = "A" if "A" in unit_modality else unit_modality[0]

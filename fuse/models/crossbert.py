@@ -1,18 +1,26 @@
 """`crossbert`, `crossbert-interaction`: 3-Modal Cross-BERT and its multimodal-interaction variant
-(Sheveleva et al., III.B) on cached sequences.
+(Voloshina and Makhnytkina, III.B) on cached sequences.
 
 Inputs (fuse.specs defaults): text token vectors (the first 50, with their mask), an audio vector
 (MFCC statistics + eGeMAPS) and 64x64 gray face crops every 5th frame, the first 25, grouped in
 windows of 10 frames overlapping by 5 (a 3D convolution, normalisation and an LSTM over the
 windows). The paper fine-tunes BERT; here the token vectors are the cache's, frozen.
 
-crossbert: masked multimodal attention (CM-BERT's fusion). Each modality gives a [P, P] attention
-matrix over the anchor positions (the text tokens; without text the video windows, else the
-audio); W = sum_m w_m X_m X_m^T / sqrt(d), padded positions set to -inf before the softmax,
-Y = softmax(W) X_anchor, then a residual, layer norm and the mean over real positions. The
-paper's audio and video are not aligned to the tokens, so each gates the anchor: the audio vector
-every position alike (X_a = X_t * sigmoid(a W)), the video windows as read at each position by
-attention (X_v = X_t * sigmoid(attention(X_t, windows) W)).
+crossbert: CM-BERT's masked multimodal attention, as the authors' code computes it
+(T-Sh/3-Modal-Cross-Bert model/finetune.py, after thuiar/Cross-Modal-BERT). Over the anchor
+positions (the text tokens; without text the video windows; vectors alone: one position per
+modality) each modality gives X_m [P, d], and with H the anchor's states (the token vectors at their
+own width):
+
+    A = softmax(sum_m w_m ReLU(X_m X_m^T))     padded keys -inf, w_m starting at 1
+    Y = LayerNorm(Dense(dropout(A) H + H))     read at [CLS] (position 0); other anchors: the mean
+                                               over real positions
+    X_t = H W_t / sqrt(||H W_t||)              no bias; the norm over the clip's real tokens
+
+The paper's audio and video are not aligned to the tokens, so each gates the anchor: the audio
+vector every position alike (X_a = X_t * sigmoid(a W)), the video windows as read at each position
+by attention (X_v = X_t * sigmoid(attention(X_t, windows) W)). docs/sequence-models.md lists every
+difference from the published code.
 crossbert-interaction: per-modality summaries z_m, weighted (w_m z_m), plus one set per pair,
 the triplet and the union of the pairs, each a linear layer of its members with its own bias.
 """
@@ -35,12 +43,17 @@ WINDOW, STRIDE = 10, 5   # frames per video window, and the step between windows
 
 @dataclass(frozen=True)
 class CrossBertConfig:
-    width: int = 128                 # d: every modality is projected to it ("a convolutional layer")
+    width: int = 30                  # d: CM-BERT's projection width (text, audio; its video LSTM's)
     channels: tuple[int, ...] = (16,)   # 3D convolutions over a window of crops (the paper: one)
-    hidden: tuple[int, ...] = (128,)
-    dropout: float = 0.1
+    hidden: tuple[int, ...] = ()     # layers before the heads: none, the paper's one linear layer
+    dropout: float = 0.1             # BERT's hidden dropout: after the dense layer, before the heads
     decoder: str = "baseline"
     loss: str = "sum"
+
+
+@dataclass(frozen=True)
+class MaskedAttentionConfig(CrossBertConfig):
+    attention_dropout: float = 0.3   # CM-BERT's dropout on the fused attention matrix
 
 
 class _CrossBertBase(nn.Module):
@@ -50,8 +63,9 @@ class _CrossBertBase(nn.Module):
     # default features (fuse.specs.resolve)
     inputs = {"A": ["mfcc#stats", "egemaps"], "V": ["face-crops-crossbert#crops", "face-crops-crossbert#mask"],
               "L": ["{text}#tokens", "{text}#token_mask"]}
-    # CM-BERT trains with AdamW at 2e-6 because it fine-tunes BERT; the heads here start from
-    # random weights on frozen token vectors. Batch 24 and 80 epochs as the paper.
+    # the authors train at 2e-6 (Adam in their code, AdamW in the paper) because they fine-tune
+    # BERT; the heads here start from random weights on frozen token vectors. Batch 24 and 80
+    # epochs as the paper.
     training_defaults = {"lr": 1e-3, "batch_size": 24, "epochs": 80}
 
     standardized_blocks = staticmethod(vector_blocks)   # audio statistics, the sentence vector
@@ -82,28 +96,32 @@ class _CrossBertBase(nn.Module):
             width = sum(shapes[i][-1] for _, i, _ in vectors)
             return ("vector", [i for _, i, _ in vectors]), nn.ModuleDict({
                 "pools": nn.ModuleList(LayerPool(shapes[i][0] if len(shapes[i]) == 2 else 1, False) for _, i, _ in vectors),
-                "project": Linear(width, c.width)})
+                "project": Linear(width, c.width, bias=False)})
         kind, item, valid = sequences[0]
         if kind == "frames":  # token vectors
-            return ("tokens", item, valid), nn.ModuleDict({"project": Linear(shapes[item][-1], c.width)})
+            # CM-BERT's proj_t, a 1x1 convolution without bias
+            return ("tokens", item, valid), nn.ModuleDict({"project": Linear(shapes[item][-1], c.width, bias=False)})
         return ("crops", item, valid), WindowEncoder(shapes[item][1:], c.channels, c.width)
 
     def encode(self, blocks, rows=None):
-        """Per modality (kind, features, valid): tokens [E, B, K, d], windows [E, B, W, d] with their
-        validity, an audio vector [E, B, d] (valid None)."""
+        """Per modality (kind, features, valid, states): tokens projected to [E, B, K, d] with
+        their mask and their cached vectors [E, B, K, D], windows [E, B, W, d] with their validity,
+        an audio vector [E, B, d] (valid None)."""
         out = []
         for (kind, *where), group, branch in zip(self.kinds, self.groups, self.branches):
             x = [blocks[i] for i in group]
             if kind == "vector":
                 pooled = [pool(x[i]) for pool, i in zip(branch["pools"], where[0])]
-                out.append(("vector", branch["project"](join(pooled)), None))
+                projected = branch["project"](join(pooled))
+                out.append(("vector", projected, None, projected))
             elif kind == "tokens":
                 item, valid = where
                 mask = validity(x[item], x[valid] if valid is not None else None)
-                out.append(("tokens", branch["project"](x[item]) * mask.unsqueeze(-1), mask))
+                out.append(("tokens", branch["project"](x[item]) * mask.unsqueeze(-1), mask, x[item]))
             else:
                 item, valid = where
-                out.append(("crops", *branch(x[item], validity(x[item], x[valid] if valid is not None else None))))
+                states, window_valid = branch(x[item], validity(x[item], x[valid] if valid is not None else None))
+                out.append(("crops", states, window_valid, states))
         return out
 
     def combine_losses(self, loss_e, loss_v):
@@ -149,39 +167,62 @@ class WindowEncoder(nn.Module):
 
 @register("crossbert")
 class CrossBert(_CrossBertBase):
+    Config = MaskedAttentionConfig
+
     def __init__(self, config, shapes, modalities, n_classes, multi_label=False):
         super().__init__(config, shapes, modalities, n_classes, multi_label)
         c = config
+        tokens = next((i for i, k in enumerate(self.kinds) if k[0] == "tokens"), None)
+        width = shapes[self.groups[tokens][self.kinds[tokens][1]]][-1] if tokens is not None else c.width
         self.weights = nn.Parameter(torch.ones(1, len(self.groups)))   # w_m
-        self.norm = MemberLayerNorm(c.width)
         self.gates = nn.ModuleList(Linear(c.width, c.width) for _ in self.groups)
-        self.body = encoder(c.width, c.hidden, c.dropout)
-        self.decoder = Decoder(c.hidden[-1], n_classes, c.decoder, multi_label)
+        self.attention_drop = Dropout(c.attention_dropout)
+        self.dense, self.drop, self.norm = Linear(width, width), Dropout(c.dropout), MemberLayerNorm(width)
+        self.body = encoder(width, c.hidden, c.dropout)
+        self.decoder = Decoder(c.hidden[-1] if c.hidden else width, n_classes, c.decoder, multi_label)
 
     def forward(self, blocks, rows=None):
         enc = self.encode(blocks)
         anchor = next((e for e in enc if e[0] == "tokens"), None) or next((e for e in enc if e[0] == "crops"), None)
         if anchor is not None:
-            x, keep = anchor[1], anchor[2]
-        else:  # audio alone: one position
-            x = enc[0][1].unsqueeze(2)
+            x, keep, states = anchor[1], anchor[2], anchor[3]
+            if anchor[0] == "tokens":
+                x = x / text_scale(x, keep)
+        else:  # vectors alone: one position per modality
+            x = states = torch.stack([e[1] for e in enc], dim=2)
             keep = x.new_ones(x.shape[:3])
-        d = x.shape[-1]
-        scores = 0
-        for m, (kind, feats, valid) in enumerate(enc):
-            if feats is x:
-                view = x
-            elif kind == "vector":  # the audio vector gates every anchor position
-                view = x * torch.sigmoid(self.gates[m](feats)).unsqueeze(2)
-            else:  # a sequence, read at each anchor position by attention over its steps, gates it
-                att = torch.einsum("ebpd,ebqd->ebpq", x, feats) / d ** 0.5
-                att = att.masked_fill(~valid.bool().unsqueeze(2), float("-inf")).softmax(-1).nan_to_num()
-                view = x * torch.sigmoid(self.gates[m](torch.einsum("ebpq,ebqd->ebpd", att, feats)))
-            w = self.weights[:, m].view(-1, 1, 1, 1)
-            scores = scores + w * torch.einsum("ebpd,ebqd->ebpq", view, view) / d ** 0.5
-        scores = scores.masked_fill(~keep.bool().unsqueeze(2), float("-inf"))
-        y = self.norm(x + torch.einsum("ebpq,ebqd->ebpd", scores.softmax(-1), x))
-        return self.decoder(self.body(masked_mean(y, keep)))
+        scores = sum(self.weights[:, m].view(-1, 1, 1, 1) * F.relu(gram(self._view(m, e, x, anchor)))
+                     for m, e in enumerate(enc))
+        attention = scores.masked_fill(~keep.bool().unsqueeze(2), float("-inf")).softmax(-1)
+        fused = torch.einsum("ebpq,ebqd->ebpd", self.attention_drop(attention), states) + states
+        y = self.norm(self.drop(self.dense(fused)))
+        pooled = y[:, :, 0] if anchor is not None and anchor[0] == "tokens" else masked_mean(y, keep)
+        return self.decoder(self.body(self.drop(pooled)))
+
+    def _view(self, m, encoded, x, anchor):
+        """X_m at the anchor positions [E, B, P, d]: the anchor itself, or the anchor gated by the
+        modality (a vector every position alike; a sequence as read at each position by attention)."""
+        kind, feats, valid, _ = encoded
+        if anchor is not None and feats is anchor[1]:
+            return x
+        if kind == "vector":
+            return x * torch.sigmoid(self.gates[m](feats)).unsqueeze(2)
+        att = torch.einsum("ebpd,ebqd->ebpq", x, feats) / x.shape[-1] ** 0.5
+        att = att.masked_fill(~valid.bool().unsqueeze(2), float("-inf")).softmax(-1).nan_to_num()
+        return x * torch.sigmoid(self.gates[m](torch.einsum("ebpq,ebqd->ebpd", att, feats)))
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """X X^T per clip: [E, B, P, d] -> [E, B, P, P] (CM-BERT's unscaled attention matrix)."""
+    return torch.einsum("ebpd,ebqd->ebpq", x, x)
+
+
+def text_scale(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """sqrt of the Frobenius norm of each clip's projected real tokens, [E, B, 1, 1], held constant
+    in the backward pass: CM-BERT divides by that of the whole batch (a numpy value), which would
+    make a clip's output depend on its batch."""
+    norm = (x.detach() * keep.unsqueeze(-1)).flatten(2).norm(dim=-1)
+    return norm.clamp(min=1e-12).sqrt()[..., None, None]
 
 
 @register("crossbert-interaction")
@@ -196,11 +237,11 @@ class CrossBertInteraction(_CrossBertBase):
         self.union = Linear(len(self.pairs) * c.width, c.width) if len(self.pairs) > 1 else None
         self.drop = Dropout(c.dropout)
         self.body = encoder(c.width, c.hidden, c.dropout)
-        self.decoder = Decoder(c.hidden[-1], n_classes, c.decoder, multi_label)
+        self.decoder = Decoder(c.hidden[-1] if c.hidden else c.width, n_classes, c.decoder, multi_label)
 
     def forward(self, blocks, rows=None):
         z = []
-        for kind, feats, valid in self.encode(blocks):
+        for kind, feats, valid, _ in self.encode(blocks):
             if kind == "vector":
                 z.append(feats)
             elif kind == "tokens":

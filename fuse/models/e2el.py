@@ -47,8 +47,10 @@ class E2EL(nn.Module):
     inputs = {"A": ["e2el-spectrogram#pieces", "e2el-spectrogram#n_pieces"], "V": ["face-crops#crops", "face-crops#mask"],
               "L": ["{text}#first@-1"]}
     uses_row_mask = True       # fuse.ensemble passes which batch rows are real
-    standardize = False        # pixels and log-mels are normalised in the network, not per column
-    training_defaults = {"lr": 1e-4, "weight_decay": 1e-6, "batch_size": 16, "epochs": 50}
+    standardize = False        # as SAMSEMO's: pixels normalised in the network, spectrogram pieces as cached
+    # SAMSEMO's run.py: Adam, lr 1e-4, weight decay 1e-6, batch 16, at most 50 epochs, early stopping
+    # (Lightning's EarlyStopping default patience of 3 validation epochs)
+    training_defaults = {"lr": 1e-4, "weight_decay": 1e-6, "batch_size": 16, "epochs": 50, "patience": 3}
     eval_rows = 8              # clips per member per evaluation pass: CNN activations are ~20x the crops
 
     def __init__(self, config: E2ELConfig, shapes, modalities, n_classes: int, multi_label: bool = False):

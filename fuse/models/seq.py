@@ -125,7 +125,7 @@ class ItemCNN(nn.Module):
         x = F.max_pool2d(F.relu(self.stem_bn(self.stem_dropout(self.stem(x)), v)), 2)
         for block in self.blocks:
             x = block(x, v)
-        x = x.view(B * T, E, -1).transpose(0, 1)  # [E, B*T, C*h*w]
+        x = x.reshape(B * T, E, -1).transpose(0, 1)  # [E, B*T, C*h*w] (one member: channels-last strides)
         x = self.project[1](F.relu(self.project[0](x)))
         return x.view(E, B, T, -1)
 

@@ -17,6 +17,7 @@ from cache import ClipTable, clips_path, open_clips, open_feature, write_clips
 from cache.__main__ import main as cache_main
 from extract.__main__ import main as extract_main
 from manifests import MER_CLASSES, Clip, Manifest, load_manifest
+from manifests.table import NO_CLASS
 from tests.conftest import write_table
 from tests.media import write_clip
 
@@ -81,6 +82,33 @@ def test_an_unknown_class_is_an_error_naming_the_clip(tmp_path):
     assert t.labels(["ok1"]).tolist() == [MER_CLASSES.index("happy")]  # the others still serve
     with pytest.raises(ValueError, match=r"clip typo: label 'hapy' is not one of the classes"):
         t.labels()
+
+
+def test_none_of_the_classes_is_an_all_negative_multi_label_target(tmp_path):
+    """'(none)' (SAMSEMO's fear-only scenes): labelled, a zero row, trained and scored; a CSV may
+    write it; a single-label table cannot hold it and names the clip."""
+    for name in ("a", "b", "c", "d"):
+        write_clip(tmp_path / f"{name}.wav", np.zeros(4000, np.float32))
+    rows = [dict(id="a", path="a.wav", split="train", label="happy;sad"),
+            dict(id="b", path="b.wav", split="train", label=NO_CLASS),
+            dict(id="c", path="c.wav", split="test", label=""),
+            dict(id="d", path="d.wav", split="test", label="(none);sad")]
+    m = load_manifest("sams", clips=write_table(tmp_path / "clips.csv", rows))
+    assert m.classes == MER_CLASSES and m["b"].labels == ()  # (none) is no class
+    write_clips(m, root=tmp_path / "cache")
+    t = open_clips("sams", tmp_path / "cache")
+    assert t.multi_label and t.labelled(["a", "b", "c"]).tolist() == [True, True, False]
+    y = t.labels(["a", "b", "c"])
+    assert y[1].tolist() == [0] * 6 and np.isnan(y[2]).all() and y[0].sum() == 2
+    with pytest.raises(ValueError, match=r"clip d: label '\(none\);sad' is not one of the classes"):
+        t.labels(["d"])
+    out = CliRunner().invoke(cache_main, ["clips", "sams", "--cache", str(tmp_path / "cache")])
+    assert "happy 1, sad 2, worried 0, surprise 0, none of them 1" in out.output, out.output
+    single = ClipTable("mer", ["x", "y"], ["train", "train"], ["happy", NO_CLASS], [np.nan, np.nan],
+                       MER_CLASSES, False, "fp")
+    with pytest.raises(ValueError, match=r"clip y: label '\(none\)' \(none of the classes\) is an all-negative "
+                                         "target: only a multi-label table has one"):
+        single.labels()
 
 
 def test_a_missing_table_says_how_to_make_one(tmp_path):

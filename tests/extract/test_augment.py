@@ -1,14 +1,18 @@
 """Augmented copies: new ids linked to their origin, labels copied, each method changes what it
-should (measured), the same seed gives the same copies, and fuse.train can read the result."""
+should (measured), the same seed gives the same copies, and fuse.train can read the result. Speech
+noise: only a noise folder's audio files, a random crop of one; babble names the clips it holds."""
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy.signal import correlate
 
 from extract.augment import cutout, gaussian_noise, main, transform
 from extract.core.media import decode_streams
 from extract.corrupt.degrade import snr
 from manifests import load_manifest
+from tests.conftest import write_table
+from tests.media import write_clip
 
 
 def test_gaussian_noise_is_at_30_db(speech_16k):
@@ -91,3 +95,62 @@ def test_scene_folders_are_augmented_into_scene_folders(samsemo_release, tmp_pat
     assert abs(snr(clean, noisy) - 30.0) < 0.5
     cut = [np.asarray(Image.open(p).convert("RGB")) for _, p in frame_files(out / "media" / "ab12cd34ef_0~cutout")]
     assert len(cut) == 5 and all((frame.max(-1) < 8).sum() >= 0.9 * 24 * 24 for frame in cut)  # a 24x24 square
+
+
+def augment_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def noise_folder(tmp_path):
+    """A MUSAN-like noise folder: 8 s of white noise in speech/, and the corpus's text files."""
+    folder = tmp_path / "musan"
+    (folder / "speech").mkdir(parents=True)
+    for name in ("LICENSE", "ANNOTATIONS", "README"):
+        (folder / name).write_text(f"{name} of the corpus\n")
+    (folder / "speech" / "._n.wav").write_text("macOS metadata")  # a copy's hidden file, not audio
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 8 * 16000).astype(np.float32)
+    write_clip(folder / "speech" / "n.wav", noise, 16000)
+    return folder
+
+
+def test_noise_is_a_random_crop_of_an_audio_file_of_the_noise_folder(tmp_path, speech_16k, noise_folder):
+    for cid, shift in (("a", 0), ("b", 4000)):
+        write_clip(tmp_path / f"{cid}.wav", np.roll(speech_16k, shift), 16000)
+    rows = [dict(id="a", path="a.wav", split="train", label="happy"), dict(id="b", path="b.wav", split="train",
+                                                                             label="sad")]
+    corpus = write_table(tmp_path / "clips.csv", rows)
+    result = augment_cli("--dataset", "mine", "--clips", corpus, "--out", tmp_path / "aug", "--methods", "noise",
+                         "--noise-dir", noise_folder)
+    assert result.exit_code == 0, result.output
+    assert "2 augmented copies of 2 training clips, 0 failed" in result.output   # no text file drawn as noise
+    noise = decode_streams(noise_folder / "speech" / "n.wav", audio=True).audio
+    starts = []
+    for cid in ("a", "b"):
+        clean = decode_streams(tmp_path / f"{cid}.wav", audio=True).audio
+        residual = decode_streams(tmp_path / "aug" / "media" / f"{cid}~noise.wav", audio=True).audio - clean
+        fit = correlate(noise, residual, mode="valid", method="fft") / np.linalg.norm(residual)
+        energy = np.concatenate([[0], np.cumsum(noise.astype(np.float64) ** 2)])
+        fit /= np.sqrt(energy[len(residual):] - energy[:-len(residual)])  # of each window of the noise
+        starts.append(int(np.argmax(fit)))
+        assert fit.max() > 0.99, cid               # the residual is the noise file from that sample on
+    assert min(starts) > 0 and starts[0] != starts[1], starts
+    assert [c.origin for c in load_manifest("aug", clips=tmp_path / "aug" / "clips.csv")] == ["a", "b"]
+
+
+def test_a_noise_folder_without_audio_files_is_refused(tmp_path, folder_corpus, noise_folder):
+    (noise_folder / "speech" / "n.wav").unlink()
+    result = augment_cli("--dataset", "mine", "--clips", folder_corpus, "--out", tmp_path / "aug", "--methods",
+                         "noise", "--noise-dir", noise_folder)
+    assert result.exit_code == 2 and "no audio files" in result.output and not (tmp_path / "aug").exists()
+
+
+def test_babble_copies_name_every_clip_whose_speech_they_hold(folder_corpus, tmp_path):
+    """Without a noise folder a copy's noise is other training clips' speech; folds are formed only
+    when fuse.train runs, so the copy names them and fuse.train keeps it out of their validation folds."""
+    for _ in range(2):  # the second run finds the copies written and records the same clips
+        result = augment_cli("--dataset", "mine", "--clips", folder_corpus, "--out", tmp_path / "aug",
+                             "--methods", "noise")
+        assert result.exit_code == 0, result.output
+        copies = load_manifest("aug", clips=tmp_path / "aug" / "clips.csv")
+        assert {c.id: c.origin for c in copies} == {"a~noise": "a;b", "b~noise": "b;a"}   # c is a test clip

@@ -45,6 +45,7 @@ def test_e2el_runs_on_the_cached_sequences(demo_cache, tmp_path, modalities):
                 "T": {"text-minilm#first@-1": "L"}}
     assert m["config"]["features"] == {k: v for mod in modalities.split(",") for k, v in expected[mod].items()}
     assert m["config"]["train"]["lr"] == 1e-4 and m["config"]["train"]["batch_size"] == 16
+    assert m["config"]["train"]["patience"] == 3  # SAMSEMO's run.py: Lightning's EarlyStopping
     assert not any(json.loads((tmp_path / "run" / "model.json").read_text())["standardize"])  # normalised inside
     clips = open_clips("demo", demo_cache)
     if modalities == "V":  # crops stay uint8 in memory (4x smaller), made float32 per batch

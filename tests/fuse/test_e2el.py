@@ -71,6 +71,16 @@ def test_each_member_gets_the_gradient_it_would_get_alone():
     assert not torch.allclose(bn[0], bn[1])
 
 
+def test_one_member_takes_48_pixel_crops_as_cached():
+    """One member (E = 1: a run scored clip by clip, bench/samsemo_parity.py) on crops [T, 48, 48, 3]
+    as face-crops caches them: the CNN's output keeps the crops' channels-last strides there."""
+    torch.manual_seed(0)
+    net = build("e2el", make_config("e2el", **TINY), [(4, 48, 48, 3), (4,)], ["V", "V"], 4)
+    crops = torch.rand(1, 2, 4, 48, 48, 3) * 255
+    logits, valence = net([crops, torch.ones(1, 2, 4)])
+    assert logits.shape == (1, 2, 4) and torch.isfinite(logits).all()
+
+
 def test_a_feature_the_network_has_no_branch_for_is_refused():
     with pytest.raises(ValueError, match="cannot be the mask or count"):
         build("e2el", make_config("e2el", **TINY), [(5, 16, 16, 3), (4,)], ["V", "V"], 4)
@@ -122,10 +132,28 @@ def _train(cache, out, model, features, config=None, **options):
 
 @pytest.mark.usefixtures("no_plots")
 def test_e2el_learns_what_a_model_on_the_mean_image_cannot(shapes_cache, tmp_path):
-    e2el = _train(shapes_cache, tmp_path / "e2el", "e2el", {"V": ["crops", "crops-mask"]}, TINY, epochs=12, lr=3e-3)
+    # what it can learn in 12 epochs: without SAMSEMO's early stopping (patience 3, its default)
+    e2el = _train(shapes_cache, tmp_path / "e2el", "e2el", {"V": ["crops", "crops-mask"]}, TINY, epochs=12, lr=3e-3,
+                  patience=0)
     pooled = _train(shapes_cache, tmp_path / "mlp", "mlp", {"V": ["crops-mean"]}, epochs=25)
     assert e2el["cv"]["weighted_f1"]["mean"] > 0.9, e2el["cv"]
     assert e2el["test1"]["weighted_f1"]["mean"] > 0.9, e2el["test1"]
     assert pooled["cv"]["weighted_f1"]["mean"] < 0.7, pooled["cv"]
     config = e2el["config"]
     assert config["train"]["batch_size"] == 16 and config["train"]["weight_decay"] == 1e-6  # SAMSEMO's
+
+
+def test_samsemo_reads_multilingual_berts_cls_by_default():
+    """SAMSEMO's prep_text.py: the CLS vector of bert-base-multilingual-uncased's last layer, never the
+    Chinese-first preference list of other datasets, whatever else is cached."""
+    from fuse.models import MODELS
+    from fuse.specs import resolve
+
+    cached = ["chinese-macbert-large", "text-minilm", "bert-base-multilingual-uncased", "e2el-spectrogram",
+              "face-crops"]
+    e2el = resolve("samsemo", ["A", "L", "V"], {}, cached, MODELS["e2el"].inputs)
+    assert e2el == [("A", "e2el-spectrogram#pieces"), ("A", "e2el-spectrogram#n_pieces"),
+                    ("L", "bert-base-multilingual-uncased#first@-1"), ("V", "face-crops#crops"),
+                    ("V", "face-crops#mask")]
+    assert resolve("samsemo", ["L"], {}, cached) == [("L", "bert-base-multilingual-uncased#first@-1")]
+    assert resolve("other", ["L"], {}, cached) == [("L", "chinese-macbert-large@-4:")]

@@ -48,8 +48,35 @@ def test_each_network_learns_the_separable_problem(synth_run, tmp_path, model, f
     assert n_gathers == {"1": 1, "2": 4, "3": 2}.get(options.get("structure"), n_gathers)
 
 
-def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path):
+def test_afg_defaults_are_ustcs_da_mat_alignment_and_joint_decoding():
+    """USTC Fig. 2: each unit through its dimension-align matrix (linear, no bias: a combination of
+    inputs gives the same combination of aligned states) to width 128; more --hidden widths put
+    Linear-ReLU-Dropout layers before the matrix."""
+    from fuse.models import build, make_config
+
+    torch.manual_seed(0)
+    net = build("afg", make_config("afg"), [(2, 8), (5,)], ["A", "V"], 6).eval()
+    assert len(net.encoders) == 3   # two layers of the per-layer feature, one vector
+    for aligner, d in zip(net.encoders, (8, 8, 5)):
+        x, y = torch.randn(1, 4, d), torch.randn(1, 4, d)
+        assert aligner(x).shape == (1, 4, 128)
+        torch.testing.assert_close(aligner(2 * x - 3 * y), 2 * aligner(x) - 3 * aligner(y))
+    deeper = build("afg", make_config("afg", hidden=(16, 4)), [(5,)], ["A"], 6).eval().encoders[0]
+    x = torch.randn(1, 4, 5)
+    assert deeper(x).shape == (1, 4, 4) and not torch.allclose(deeper(-x), -deeper(x))
+    # decoded jointly (Eq. 5-8) with the uncertainty-weighted loss (Eq. 9), as the submitted systems
+    assert net.decoder.kind == "jdev" and net.task_weights.log_delta is not None
+
+
+def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path, monkeypatch):
+    from fuse import systems as fuse_systems
+
+    from .test_decision import nested_by_hand
+    from .test_train import truth
+
     cache, _ = synth_run
+    trained, real = [], fuse_systems._systems
+    monkeypatch.setattr(fuse_systems, "_systems", lambda *a: trained.append(real(*a)) or trained[-1])
     m = train(cache, tmp_path, "afg", AV, epochs=10, structure="all")
     assert_learns(m)
     systems = m["systems"]
@@ -57,10 +84,20 @@ def test_afg_all_structures_fused_at_decision_level(synth_run, tmp_path):
     weights = np.array([s["weight"] for s in systems.values()])
     assert weights.sum() == pytest.approx(1) and (weights >= 0).all()
     np.testing.assert_allclose(weights * 10, np.round(weights * 10), atol=1e-9)  # the 0.1 grid
-    # the weights maximise the CV combined score, so the fusion is at least as good as any one structure
-    assert m["cv"]["combined"]["mean"] >= max(s["cv"]["combined"]["mean"] for s in systems.values()) - 1e-9
+    # the test splits are fused with the weights chosen on every fold ...
     meta = json.loads((tmp_path / "model.json").read_text())
     assert [s["weight"] for s in meta["systems"]] == pytest.approx(weights.tolist())
+    assert m["decision_fusion"]["weights"] == pytest.approx(trained[0][1].tolist())
+    # ... and the CV figure is nested: each fold scored with the weights chosen on the other folds
+    fits = [s.fit for s in trained[0][0]]
+    cv = np.load(tmp_path / "scores" / "cv.npz")
+    labels, valence = truth(cv["ids"])
+    oofs, vals = [f.oof_probs for f in fits], [f.oof_valence for f in fits]
+    assert m["cv"]["combined"]["per_seed"] == pytest.approx(nested_by_hand(oofs, vals, labels, valence, cv["folds"]))
+    assert "nested over folds" in m["decision_fusion"]["cv"]
+    for k in range(5):  # scores/cv.npz: the nested out-of-fold predictions that figure scores
+        val, w = cv["folds"][0] == k, m["decision_fusion"]["fold_weights"][0][k]
+        np.testing.assert_allclose(cv["probs"][0, val], sum(x * o[0, val] for x, o in zip(w, oofs)), atol=1e-6)
     assert {p.name for p in (tmp_path / "weights").iterdir()} == set(systems)
 
 

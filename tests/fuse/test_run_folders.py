@@ -202,3 +202,28 @@ def test_predict_and_semi_replace_only_what_they_wrote(cache, tmp_path, no_plots
         result = semi("--out", tmp_path / "pseudo.csv")
         assert result.exit_code == 0, result.output
     assert (tmp_path / "pseudo.csv").read_text().startswith("id,split,label,score\n")
+
+
+def _write_reports(folder: str, tag: str, rounds: int, start):
+    start.wait()   # both writers at once
+    for i in range(rounds):
+        with folders.written(Path(folder), "sweep") as tmp:
+            (tmp / "leaderboard.csv").write_text(f"{tag},{i}\n" * 50)
+
+
+def test_processes_swapping_in_the_same_folder_at_once_leave_one_whole(tmp_path):
+    """The workers of a sweep array all write its report when they end."""
+    import multiprocessing
+
+    folder = tmp_path / "sweep-report"
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    writers = [context.Process(target=_write_reports, args=(str(folder), tag, 300, start)) for tag in "ab"]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in writers] == [0, 0]
+    lines = set((folder / "leaderboard.csv").read_text().splitlines())
+    assert len(lines) == 1 and folders.kind_of(folder) == "sweep"   # one writer's report, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep-report"]

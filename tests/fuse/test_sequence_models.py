@@ -15,7 +15,7 @@ from manifests.table import MER_CLASSES, Clip, Manifest
 
 from .conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing
 
-TINY = {"crossbert": dict(width=8, channels=(4,), hidden=(8,)),
+TINY = {"crossbert": dict(width=8, channels=(4,), attention_dropout=0.0),   # no hidden layer: the default
         "crossbert-interaction": dict(width=8, channels=(4,), hidden=(8,)),
         "coattention": dict(width=8, heads=2, feedforward=16, channels=(4, 4), hidden=(8,), projection=8)}
 # per modality: log-mel frames [T, 8] + count; token vectors [K, 6] + mask, a sentence vector [1, 6];
@@ -117,6 +117,47 @@ def test_supcon_matches_its_formula():
             total += -sum(z[0, i] @ z[0, p] / 0.5 - denominator for p in positives) / len(positives)
             anchors += 1
         torch.testing.assert_close(supcon(z, target, real, 0.5), torch.stack([total / anchors]))
+
+
+def cm_bert_logits(net, audio, tokens, mask):
+    """CM-BERT's fusion (thuiar/Cross-Modal-BERT BertFinetun, as 3-Modal Cross-BERT's
+    model/finetune.py runs it) written out clip by clip from the network's weights: the text
+    projected without bias and divided by the square root of its norm, ReLU of each modality's
+    X X^T, weighted sum, padded keys masked, softmax, A H + H, dense, layer norm, [CLS]."""
+    p = {k: v[0] for k, v in net.state_dict().items()}   # member 0
+    w_a, w_t = p["weights"]                                          # modalities in order A, L
+    out = []
+    for b in range(tokens.shape[1]):
+        n = int(mask[0, b].sum())
+        H = tokens[0, b]                                              # [K, D], padding included
+        X_t = H @ p["branches.1.project.weight"]
+        X_t = X_t / X_t[:n].norm().sqrt()
+        a = audio[0, b] @ p["branches.0.project.weight"]
+        X_a = X_t * torch.sigmoid(a @ p["gates.0.weight"] + p["gates.0.bias"])
+        W = w_t * torch.relu(X_t @ X_t.T) + w_a * torch.relu(X_a @ X_a.T)
+        W[:, n:] = float("-inf")
+        Y = torch.softmax(W, -1) @ H + H
+        Y = Y @ p["dense.weight"] + p["dense.bias"]
+        Y = torch.nn.functional.layer_norm(Y, Y.shape[-1:], p["norm.weight"], p["norm.bias"])
+        out.append(Y[0] @ p["decoder.emotion.weight"] + p["decoder.emotion.bias"])
+    return torch.stack(out)
+
+
+def test_crossbert_fuses_as_cm_bert():
+    torch.manual_seed(0)
+    net = build("crossbert", make_config("crossbert", width=5, dropout=0.0, attention_dropout=0.0),
+                [(4,), (7, 6), (7,)], ["A", "L", "L"], 3).eval()
+    with torch.no_grad():   # away from their starting values, so that each piece shows
+        net.weights.copy_(torch.tensor([[0.7, 1.6]]))
+        net.norm.weight.normal_(1, 0.3), net.norm.bias.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    audio, tokens = torch.randn(1, 4, 4, generator=g), torch.randn(1, 4, 7, 6, generator=g)
+    mask = torch.tensor([[[1.0] * k + [0.0] * (7 - k) for k in (7, 3, 5, 2)]])
+    logits, _ = net([audio, tokens, mask])
+    torch.testing.assert_close(logits[0], cm_bert_logits(net, audio, tokens, mask), atol=1e-5, rtol=1e-4)
+    # a clip's output does not depend on the other clips of its batch (CM-BERT's text norm is the batch's)
+    alone, _ = net([audio[:, 1:2], tokens[:, 1:2], mask[:, 1:2]])
+    torch.testing.assert_close(alone[0, 0], logits[0, 1], atol=1e-6, rtol=1e-5)
 
 
 def test_features_a_network_has_no_branch_for_are_refused():

@@ -1,16 +1,13 @@
 """fuse.sweep refuses, with exit 2 and one line before any work, a storage URL that cannot be opened
 (its password masked) and a --budget that is not a positive duration."""
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from fuse.sweep import main
+from tests.postgres import needs_postgres, postgres_server
 
 from .conftest import synthetic_corpus, write_cache
 
@@ -79,46 +76,20 @@ def test_a_budget_that_is_not_a_positive_duration_is_refused(cache, tmp_path, bu
                                      f"duration: 8h, 90m, 45s or 3600 (seconds)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(*command, check=True):
-    """A PostgreSQL server refuses to run as root: its commands run as the user postgres then."""
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run(prefix + [str(c) for c in command], capture_output=True, text=True, check=check, timeout=60)
-
-
-@pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")), reason="PostgreSQL (initdb, pg_ctl) "
-                    "is not installed")
+@needs_postgres
 def test_a_postgresql_database_that_does_not_exist_or_a_server_that_is_down_is_refused(cache, tmp_path):
     from fuse.study import check_storage
 
-    pytest.importorskip("psycopg", reason="psycopg, the PostgreSQL driver of `pip install -e .[test]`, is not "
-                                          "installed")
-    data = Path(tempfile.mkdtemp(prefix="pgdata-"))  # not under pytest's folder: user postgres cannot enter it
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres")
-    port = _free_port()
-    url = f"postgresql://postgres:s3cret@127.0.0.1:{port}"
-    try:
-        _as_postgres("initdb", "-D", data, "-A", "trust", "-U", "postgres")
-        # -l: the server's output goes to a file, not to the pipe this test reads until it closes
-        _as_postgres("pg_ctl", "-D", data, "-l", data / "server.log", "-o",
-                     f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "-w", "start")
-        check_storage(f"{url}/postgres")  # the server is up and reachable: the refusal below is the name's
-        assert_refused(sweep(cache, tmp_path, "--storage", f"{url}/nosuchdb"), tmp_path,
+    with postgres_server() as server:
+        port = server.port
+        check_storage(server.url())  # the server is up and reachable: the refusal below is the name's
+        assert_refused(sweep(cache, tmp_path, "--storage", server.url("nosuchdb")), tmp_path,
                        f"Error: --storage postgresql://postgres:***@127.0.0.1:{port}/nosuchdb: cannot connect "
                        f"(connection failed: connection to server at \"127.0.0.1\", port {port} failed: FATAL: "
                        f"database \"nosuchdb\" does not exist)", secret="s3cret")
-        _as_postgres("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        result = sweep(cache, tmp_path, "--storage", f"{url}/postgres")
+        server.stop()
+        result = sweep(cache, tmp_path, "--storage", server.url())
         assert_refused(result, tmp_path, f"Error: --storage postgresql://postgres:***@127.0.0.1:{port}/postgres: "
                                          f"cannot connect (connection failed: connection to server at \"127.0.0.1\", "
                                          f"port {port} failed: Connection refused Is the server running on that host "
                                          f"and accepting TCP/IP connections?)", secret="s3cret")
-    finally:
-        _as_postgres("pg_ctl", "-D", data, "-m", "immediate", "stop", check=False)  # stopped already if all went well
-        shutil.rmtree(data, ignore_errors=True)

@@ -257,3 +257,60 @@ def test_splits_are_reported_train_first_then_tests_in_order(tmp_path):
     problem = load_problem("synth", [("A", "acoustic")], root=cache)
     assert problem.split[0] == "test1" and problem.split[-1] == "train"  # the table's own order
     assert problem.splits == ["train", "test1", "test3"]
+
+
+def test_early_stopping_keeps_each_members_best_epoch_before_it_stops(tmp_path):
+    """--patience N (e2el: 3, Lightning's default in SAMSEMO's run.py): a member's best epoch is
+    chosen among its epochs up to N without improvement; training itself is what it is without."""
+    from fuse.loop import TrainConfig, fit
+    from fuse.models import make_config
+    from fuse.problem import load_problem
+
+    manifest, arrays = synthetic_corpus(noise=2.0)
+    cache = write_cache(tmp_path / "cache", "synth", manifest, arrays)
+    problem = load_problem("synth", [("A", "acoustic")], root=cache)
+    config = make_config("mlp")
+    full = fit(problem, "mlp", config, TrainConfig(folds=3, seeds=(0, 1), epochs=60, lr=3e-3), progress=False)
+    early = fit(problem, "mlp", config, TrainConfig(folds=3, seeds=(0, 1), epochs=60, lr=3e-3, patience=2), progress=False)
+    stops = []
+    for s in range(2):
+        for k in range(3):
+            history = early.history[s, k]
+            seen = np.flatnonzero(~np.isnan(history))
+            last = seen[-1]
+            assert seen.tolist() == list(range(last + 1))  # recorded up to its stop, nothing after
+            np.testing.assert_allclose(history[:last + 1], full.history[s, k, :last + 1])  # same training
+            best = early.best_epoch[s, k]
+            assert best == int(np.argmax(history[:last + 1]))
+            assert last == best + 2 or last == 59  # two epochs without a better score, or the last epoch
+            stops.append(last)
+    assert early.history.shape[-1] == max(stops) + 1 < 60  # the run ends once every member has stopped
+    assert (early.best_epoch <= full.best_epoch).all() and (early.best_epoch < full.best_epoch).any()
+
+
+def test_clips_with_none_of_the_classes_train_and_score_as_all_negative_rows(tmp_path, no_plots):
+    """SAMSEMO's fear-only scenes (label NO_CLASS): all-zero targets in the folds and in the test
+    scores, as its run.py trains and scores them, never left out as unlabelled."""
+    from dataclasses import replace
+
+    from manifests import Manifest
+    from manifests.table import NO_CLASS
+
+    manifest, arrays = synthetic_corpus(multi_label=True)
+    none = {c.id for c in manifest if c.split in ("train", "test1") and int(c.id[4:]) % 7 == 3}
+    clips = [replace(c, label=NO_CLASS) if c.id in none else c for c in manifest]
+    cache = write_cache(tmp_path / "cache", "synth", Manifest("synth", clips), arrays)
+    run = tmp_path / "run"
+    result = train_cli("--cache", cache, "--features", "A=acoustic;V=visual", "--epochs", "4", "--out", run, "--quiet")
+    assert result.exit_code == 0, result.output
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["clips"] == {"cv": 90, "test1": 24, "test3": 6}
+    cv, test = np.load(run / "scores" / "cv.npz"), np.load(run / "scores" / "test1.npz")
+    trained = [i for i, cid in enumerate(cv["ids"]) if cid in none]
+    assert len(trained) == sum(c.split == "train" for c in clips if c.id in none) > 0
+    assert (cv["labels"][trained] == 0).all() and cv["labels"].sum(1).min() == 0
+    labels, _ = truth(test["ids"], multi_label=True)
+    labels[[i for i, cid in enumerate(test["ids"]) if cid in none]] = 0
+    thresholds = np.array(json.loads((run / "model.json").read_text())["thresholds"])
+    assert m["test1"]["weighted_f1"]["mean"] == pytest.approx(
+        f1_score(labels, test["probs"][0] >= thresholds, average="weighted", zero_division=0))

@@ -124,3 +124,16 @@ def test_splits_are_summarised_and_ordered_as_read():
     assert ordered_splits(names) == ["train", "valid", "test", "test1", "test2", "alpha", "zeta"]
     clips = [Clip(f"c{i}", split, label="happy") for i, split in enumerate(["test2", "train", "test1", "train"])]
     assert Manifest("m", clips).summary() == "m: 4 clips (train 2, test1 1, test2 1); 0 with errors"
+
+
+def test_a_layout_without_a_folder_is_looked_for_in_data_datasets(mer_release, tmp_path_factory, monkeypatch):
+    work = tmp_path_factory.mktemp("work")
+    monkeypatch.chdir(work)   # `make extract DATASET=mer2023` as typed, without DATA=
+    with pytest.raises(ValueError) as err:
+        load_manifest("mer2023")
+    message = str(err.value)
+    assert "no corpus folder given, and none at data/datasets/mer2023" in message
+    assert "make extract: DATA=DIR" in message and "ROOT/train-label.csv" in message
+    (work / "data" / "datasets").mkdir(parents=True)
+    (work / "data" / "datasets" / "mer2023").symlink_to(mer_release)
+    assert load_manifest("mer2023").split("train")[0].id == "sample_01"

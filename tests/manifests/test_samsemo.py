@@ -11,6 +11,7 @@ from cache import open_clips, open_feature
 from extract.core.media import decode_streams
 from manifests import load_manifest
 from manifests.samsemo import CLASSES
+from manifests.table import NO_CLASS
 from tests.media import SCENE_SECONDS as SECONDS, write_scene
 
 META = {
@@ -51,12 +52,26 @@ def test_loader_reads_splits_labels_and_transcripts(corpus):
                                           "gh56ij78kl_3": "valid", "mn90op12qr_0": "test", "mn90op12qr_1": "test"}
     assert m["ab12cd34ef_0"].labels == ("anger+", "surprise")  # disgust merged into anger+
     assert m["ab12cd34ef_1"].label == "happiness"
-    assert m["gh56ij78kl_3"].label is None and m["gh56ij78kl_3"].error is None  # fear only: unlabelled, kept
+    assert m["gh56ij78kl_3"].label == NO_CLASS and m["gh56ij78kl_3"].error is None  # fear only: no class
+    assert m["gh56ij78kl_3"].labels == ()
     assert m["mn90op12qr_0"].labels == ("anger+", "neutral")
     assert m["mn90op12qr_1"].label == "sadness"  # fear dropped
     assert m["ab12cd34ef_0"].text == "That is revolting!" and m["mn90op12qr_0"].text == "Nie wiem."
     assert m["ab12cd34ef_0"].media == corpus / "segmented" / "combined" / "ab12cd34ef_0"
-    assert m.multi_label and any("fear alone" in w for w in m.warnings)
+    assert m.multi_label and any("fear alone" in w and "all-negative targets" in w for w in m.warnings)
+
+
+def test_an_all_zero_label_vector_is_an_all_negative_target(corpus):
+    """run.py's 0/1 vector with no emotion set (how a fear-only scene reads once fear is dropped) is
+    trained and scored as it is: NO_CLASS; an entry without a label stays unlabelled."""
+    meta = {**META, "ab12cd34ef_0": {"label": [0, 0, 0, 0, 0], "text": "Hm."},
+            "ab12cd34ef_1": {"label": "", "text": "What a day."}, "mn90op12qr_0": {"text": "Nie wiem."}}
+    with open(corpus / "meta_and_splits" / "meta.pkl", "wb") as f:
+        pickle.dump(meta, f)
+    m = load_manifest("samsemo", root=corpus)
+    assert m["ab12cd34ef_0"].label == NO_CLASS and m["gh56ij78kl_3"].label == NO_CLASS
+    assert m["ab12cd34ef_1"].label is None and m["mn90op12qr_0"].label is None
+    assert any(w.startswith("2 scene(s) with none of the 5 classes") for w in m.warnings), m.warnings
 
 
 def test_unusable_scenes_become_clip_errors(corpus):
@@ -112,13 +127,15 @@ def test_extract_end_to_end_writes_a_multi_label_clip_table(corpus, tmp_path):
         capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert result.returncode == 1, result.stderr  # two scenes fail, as recorded per clip
-    assert "warning: 1 scene(s) labelled fear alone (a dropped class): kept unlabelled" in result.stderr
-    assert "manifest: 1 scene(s) labelled fear alone" in (cache / "samsemo_t" / "extract.log").read_text()
+    assert ("warning: 1 scene(s) with none of the 5 classes (fear alone, a dropped class, or an all-zero label): "
+            "all-negative targets, as run.py trains and scores them") in result.stderr
+    assert "manifest: 1 scene(s) with none of the 5 classes" in (cache / "samsemo_t" / "extract.log").read_text()
     clips = open_clips("samsemo_t", cache)
     assert clips.multi_label and clips.classes == CLASSES
     assert clips.ids == sorted(META) and clips.split("valid") == ["gh56ij78kl_3"]
     y = clips.labels(["ab12cd34ef_0", "gh56ij78kl_3"])
-    assert y[0].tolist() == [1, 0, 0, 1, 0] and np.isnan(y[1]).all()
+    assert y[0].tolist() == [1, 0, 0, 1, 0] and y[1].tolist() == [0, 0, 0, 0, 0]  # fear only: all-negative
+    assert clips.labelled(["gh56ij78kl_3"]).tolist() == [True]
     for name in ("mfcc", "face-crops"):
         feat = open_feature("samsemo_t", name, cache)
         assert feat.ok_ids() == ["ab12cd34ef_0", "ab12cd34ef_1", "gh56ij78kl_3", "mn90op12qr_0"]

@@ -66,11 +66,12 @@ def test_linking_keeps_identities_apart():
     assert dominant_track(link_tracks(weak))[0][0].tolist() == b.tolist()
 
 
-@pytest.mark.parametrize("times, fps, max_frames, expected", [
-    (np.arange(50) / 25, 5, 0, list(range(0, 50, 5))),          # every 5th frame of 25 fps video
-    (np.arange(50) / 25, 5, 4, [0, 15, 30, 45]),                # then evenly spread
-    (np.arange(10) / 5, 5, 0, list(range(10))),                 # decoded at this rate: all kept
-    (np.arange(3) / 5, 5, 16, [0, 1, 2]),                       # short clip: fewer than max
+@pytest.mark.parametrize("times, fps, max_frames, sampling, expected", [
+    (np.arange(50) / 25, 5, 0, "spread", list(range(0, 50, 5))),  # every 5th frame of 25 fps video
+    (np.arange(50) / 25, 5, 4, "spread", [0, 15, 30, 45]),        # then evenly spread
+    (np.arange(50) / 25, 5, 4, "first", [0, 5, 10, 15]),          # or the first ones (SAMSEMO's)
+    (np.arange(10) / 5, 5, 0, "spread", list(range(10))),         # decoded at this rate: all kept
+    (np.arange(3) / 5, 5, 16, "first", [0, 1, 2]),                # short clip: fewer than max
 ])
-def test_frame_sampling(times, fps, max_frames, expected):
-    assert sample_indices(times, fps, max_frames).tolist() == expected
+def test_frame_sampling(times, fps, max_frames, sampling, expected):
+    assert sample_indices(times, fps, max_frames, sampling).tolist() == expected

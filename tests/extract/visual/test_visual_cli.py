@@ -60,6 +60,19 @@ def test_crops_have_preset_shapes_and_masks(cached):
     assert gray.sequence("face", "mask").tolist() == [1] * 6
 
 
+def test_first_frames_sampling_takes_the_clips_beginning(corpus, tmp_path):
+    """face-crops.sampling=first: SAMSEMO's first 16 frames (prep_video.py) instead of 16 spread."""
+    result = extract(corpus, tmp_path, "first=face-crops,spread=face-crops", "first.max_frames=4",
+                     "first.sampling=first", "spread.max_frames=4")
+    assert result.exit_code == 1, result.output  # noface and audio fail, as above
+    times = {name: open_feature("v", name, tmp_path).array("times", ids=["face"])[0] for name in ("first", "spread")}
+    np.testing.assert_allclose(times["first"], [0, 0.2, 0.4, 0.6], atol=1e-6)  # 6 frames at 5 fps: the first 4
+    np.testing.assert_allclose(times["spread"], [0, 0.4, 0.6, 1.0], atol=1e-6)
+    refused = extract(corpus, tmp_path / "other", "face-crops", "face-crops.sampling=last")
+    assert refused.exit_code == 2 and "sampling 'last': choose one of spread, first" in refused.output
+    assert not (tmp_path / "other").exists()
+
+
 def test_two_face_clip_crops_only_the_dominant_face(cached):
     crops = open_feature("v", "face-crops", cached)
     assert crops.array("mask", ids=["two"])[0][:6].tolist() == [2, 2, 1, 1, 1, 1]
