@@ -224,3 +224,25 @@ def test_saved_members_predict_the_same_in_groups(pooled_caches):
     for ens in (loaded, loop.MemberGroups(member, 10, 3, torch.device("cpu"))):
         for a, b in zip(together, loop.predict(ens, None, fit.norms, blocks, False)):
             assert a.shape[:2] == (10, len(test)) and np.array_equal(a, b)
+
+
+def test_members_that_stop_early_in_groups_stop_as_they_do_all_at_once(pooled_caches, monkeypatch):
+    """--patience within groups: each group trains until its own members stopped; every member's
+    history, best epoch and out-of-fold outputs are those of the run of all, and the history is as
+    long as the longest group's (the run of all trains until its last member stopped)."""
+    from fuse.problem import load_problem
+
+    problem = load_problem("synth", [("A", "acoustic")], root=pooled_caches[False])
+    cfg = loop.TrainConfig(folds=3, seeds=(0, 1), epochs=40, lr=3e-2, patience=1)
+    fits = {}
+    for size in (6, 2):
+        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: size)
+        fits[size] = loop.fit(problem, "mlp", make_config("mlp", hidden=(16,)), cfg, progress=False)
+    every, grouped = fits[6], fits[2]
+    stops = (~np.isnan(every.history)).sum(-1).ravel()
+    assert len(set(stops)) > 1 and stops.max() < 40  # members stop at different epochs, all before the end
+    np.testing.assert_array_equal(grouped.history, every.history)  # NaN after each stop, same length
+    np.testing.assert_array_equal(grouped.best_epoch, every.best_epoch)
+    np.testing.assert_array_equal(grouped.oof_probs, every.oof_probs)
+    for a, b in zip(grouped.states, every.states):
+        assert all(torch.equal(a[k], b[k]) for k in a)
