@@ -9,17 +9,19 @@ every member group trained for --steps steps of one epoch and one validation chu
 the published widths takes hours on a CPU). It reports the process's peak resident memory
 (VmHWM), the group size fuse.memory chose and its estimate per member, the seconds per training
 step and per validation chunk, and from them a full epoch: every group's steps and validation
-passes. The all-members run is measured only when fuse.memory's estimate of it fits the memory
+passes (`--groups N`: only the first N groups train, the epoch extrapolated to all; the peak is
+a group's, every group but the last being as large). The all-members run is measured only when fuse.memory's estimate of it fits the memory
 the machine has then; otherwise the table says so.
 
     python bench/sequence_memory.py --work DIR [--models e2el,crossbert,coattention] [--modalities V,A,T]
-        [--max-memory 6G] [--steps 3] [--out DIR]
+        [--max-memory 6G] [--steps 3] [--groups N] [--out DIR]
 """
 from __future__ import annotations
 
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -37,10 +39,15 @@ def peak_memory() -> int:
         return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) * 1024
 
 
+class Enough(Exception):
+    """The groups to measure have trained (--groups): the fit stops here."""
+
+
 def measure(cache: Path, model: str, modalities: list[str], max_memory: str | None, steps: int,
-            group: int | None) -> dict:
+            group: int | None, max_groups: int | None = None) -> dict:
     """One fit of `model` with every group cut to `steps` steps and one validation chunk (`group`:
-    members per group forced, e.g. all; else fuse.memory's plan within `max_memory`)."""
+    members per group forced, e.g. all; else fuse.memory's plan within `max_memory`); with
+    `max_groups`, only the first groups train and the epoch is extrapolated to all of them."""
     import torch
 
     from fuse import loop, memory
@@ -50,7 +57,8 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
                                         seeds=3, epochs=1, quiet=True, max_memory=max_memory)
     _, problem, _ = prepare(request)
     seen = {"loaded": memory.process_memory(torch.device("cpu")), "train": [], "validate": []}
-    order, validate, train, plan = loop._epoch_order, loop._validate, loop._train, loop.plan_groups
+    order, validate, train, plan, cost = loop._epoch_order, loop._validate, loop._train, loop.plan_groups, \
+        loop.member_cost
 
     def cut_order(rows, generator):
         every = order(rows, generator)
@@ -69,9 +77,12 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
         started = time.perf_counter()
         out = train(*args, **kwargs)
         seen["train"].append(time.perf_counter() - started)
+        if max_groups and len(seen["train"]) >= max_groups:
+            raise Enough
         return out
 
     def planned(*args):
+        seen["members"] = args[-1]
         seen["group"] = group or plan(*args)
         return seen["group"]
 
@@ -79,29 +90,34 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
         seen["cost"] = cost(*args, **kwargs)
         return seen["cost"]
 
-    cost = loop.member_cost
     loop._epoch_order, loop._validate, loop._train, loop.plan_groups = cut_order, one_chunk, timed_train, planned
     loop.member_cost = costed
-    loop.fit(problem, model, request.configs[0], request.train, progress=False)
+    try:
+        loop.fit(problem, model, request.configs[0], request.train, progress=False)
+    except Enough:
+        pass
+    groups = len(loop.member_groups(seen["members"], seen["group"]))
     step = [(t - v) / steps for t, v in zip(seen["train"], seen["validate"])]
-    groups = len(seen["train"])
-    epoch = sum(s * seen["steps_per_epoch"] + v * seen["val_chunks"] for s, v in zip(step, seen["validate"]))
+    measured = len(step)
+    per_group = sum(s * seen["steps_per_epoch"] + v * seen["val_chunks"] for s, v in zip(step, seen["validate"]))
     return {"model": model, "modalities": modalities, "max_memory": max_memory, "group": seen["group"],
-            "groups": groups, "estimate_per_member": seen["cost"].total if "cost" in seen else None,
-            "loaded": seen["loaded"],
-            "peak": peak_memory(), "step_seconds": sorted(step)[groups // 2], "steps_per_epoch": seen["steps_per_epoch"],
-            "val_chunk_seconds": sorted(seen["validate"])[groups // 2], "val_chunks": seen["val_chunks"],
-            "epoch_seconds": epoch, "threads": torch.get_num_threads()}
+            "groups": groups, "members": seen["members"], "groups_measured": measured,
+            "estimate_per_member": seen["cost"].total if "cost" in seen else None, "loaded": seen["loaded"],
+            "peak": peak_memory(), "step_seconds": sorted(step)[measured // 2],
+            "steps_per_epoch": seen["steps_per_epoch"], "val_chunk_seconds": sorted(seen["validate"])[measured // 2],
+            "val_chunks": seen["val_chunks"], "epoch_seconds": per_group / measured * groups,
+            "threads": torch.get_num_threads(), "load": os.getloadavg()[0]}
 
 
 def run_measure(work: Path, model: str, modalities: str, max_memory: str | None, steps: int,
-                group: int | None) -> dict:
+                group: int | None, max_groups: int | None) -> dict:
     """`measure` in a process of its own: its result, or {'error': the last line of its stderr}."""
     out = work / f"{model}-{modalities.replace(',', '')}-{max_memory or 'machine'}-{group or 'plan'}.json"
     args = [sys.executable, __file__, "measure", "--cache", str(work / "cache"), "--model", model,
             "--modalities", modalities, "--steps", str(steps), "--json", str(out)]
     args += ["--max-memory", max_memory] if max_memory else []
     args += ["--group", str(group)] if group else []
+    args += ["--groups", str(max_groups)] if max_groups else []
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     if proc.returncode:
         return {"model": model, "modalities": modalities, "max_memory": max_memory,
@@ -113,12 +129,17 @@ def gb(n: float) -> str:
     return f"{n / (1 << 30):.2f}"
 
 
+HEADER = ["| model | run | groups x members (measured) | peak RSS (GB) | after loading (GB) | estimate per member (GB) "
+          "| s per step | min per epoch (extrapolated) | load |", "| --- " * 9 + "|"]
+
+
 def row(r: dict, label: str) -> str:
     if "error" in r:
-        return f"| {r['model']} | {r['modalities']} | {label} | - | {r['error']} | | | | |"
-    return (f"| {r['model']} | {','.join(r['modalities'])} | {label} | {r['groups']} x {r['group']} | "
-            f"**{gb(r['peak'])}** | {gb(r['loaded'])} | {gb(r['estimate_per_member'] or 0) if r['estimate_per_member'] else '-'} | "
-            f"{r['step_seconds']:.2f} | {r['epoch_seconds'] / 60:.1f} |")
+        return f"| {r['model']} | {label} | - | {r['error']} | | | | | |"
+    shape = f"{r['groups']} x {r['group']}" + (f" ({r['groups_measured']})" if r["groups_measured"] < r["groups"] else "")
+    estimate = gb(r["estimate_per_member"]) if r["estimate_per_member"] else "-"
+    return (f"| {r['model']} | {label} | {shape} | **{gb(r['peak'])}** | {gb(r['loaded'])} | {estimate} | "
+            f"{r['step_seconds']:.2f} | {r['epoch_seconds'] / 60:.1f} | {r['load']:.1f} |")
 
 
 @click.group(invoke_without_command=True)
@@ -127,39 +148,30 @@ def row(r: dict, label: str) -> str:
 @click.option("--modalities", default="V,A,T", show_default=True, help="Modalities of every model.")
 @click.option("--max-memory", default="6G", show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=3, show_default=True, help="Training steps per group.")
+@click.option("--groups", "max_groups", type=click.IntRange(1),
+              help="Train only the first N groups, the epoch extrapolated to all [all].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write sequence_memory.md/json here.")
 @click.pass_context
-def main(ctx, work, models, modalities, max_memory, steps, out):
+def main(ctx, work, models, modalities, max_memory, steps, max_groups, out):
     """Measure every model in groups within --max-memory, then all at once where it fits."""
     if ctx.invoked_subcommand:
         return
     if work is None:
         raise click.UsageError("--work DIR is required")
-    from fuse import memory
     from mer_shaped import SUBSPACE, generate, write_sequence_cache
 
     if not (work / "cache" / DATASET / "_clips.h5").is_file():
         click.echo("writing the MER-shaped sequence cache (once)...", err=True)
         write_sequence_cache(generate(0, dim=SUBSPACE), work / "cache", DATASET)
-    lines = ["| model | modalities | run | groups x members | peak RSS (GB) | after loading (GB) | "
-             "estimate per member (GB) | s per step | min per epoch (extrapolated) |", "| --- " * 9 + "|"]
-    results = []
+    lines, results = list(HEADER), []
     for model in [m.strip() for m in models.split(",") if m.strip()]:
-        grouped = run_measure(work, model, modalities, max_memory, steps, None)
+        grouped = run_measure(work, model, modalities, max_memory, steps, None, max_groups)
         results.append(grouped)
         lines.append(row(grouped, f"--max-memory {max_memory}"))
         click.echo(lines[-1], err=True)
-        if "error" in grouped or grouped["group"] == grouped["groups"] * grouped["group"]:
+        if "error" in grouped or grouped["groups"] == 1:
             continue  # refused, or all members in one group already
-        members = grouped["groups"] * grouped["group"]
-        needed = grouped["loaded"] + members * grouped["estimate_per_member"]
-        available = memory.available_memory()
-        if needed > available:
-            lines.append(f"| {model} | {modalities} | all {members} at once | 1 x {members} | does not fit: "
-                         f"~{gb(needed)} GB estimated, {gb(available)} GB available | | | | |")
-        else:
-            results.append(run_measure(work, model, modalities, None, steps, members))
-            lines.append(row(results[-1], "all at once"))
+        lines.append(all_at_once(work, model, modalities, steps, grouped, results))
         click.echo(lines[-1], err=True)
     report = "\n".join(lines)
     click.echo(report)
@@ -169,6 +181,21 @@ def main(ctx, work, models, modalities, max_memory, steps, out):
         (out / "sequence_memory.json").write_text(json.dumps(results, indent=1))
 
 
+def all_at_once(work: Path, model: str, modalities: str, steps: int, grouped: dict, results: list) -> str:
+    """The table row of all members in one group: measured when fuse.memory's estimate of it fits
+    the memory the machine has now, else why not."""
+    from fuse import memory
+
+    members = grouped["members"]
+    needed = grouped["loaded"] + members * grouped["estimate_per_member"]
+    available = memory.available_memory()
+    if needed > available:
+        return (f"| {model} | all {members} at once | 1 x {members} | does not fit: ~{gb(needed)} GB estimated, "
+                f"{gb(available)} GB available | | | | | |")
+    results.append(run_measure(work, model, modalities, None, steps, members, None))
+    return row(results[-1], "all at once")
+
+
 @main.command("measure")
 @click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--model", required=True)
@@ -176,12 +203,13 @@ def main(ctx, work, models, modalities, max_memory, steps, out):
 @click.option("--max-memory")
 @click.option("--steps", type=click.IntRange(1), default=3)
 @click.option("--group", type=click.IntRange(1), help="Members per group, forced (e.g. all).")
+@click.option("--groups", "max_groups", type=click.IntRange(1), help="Train only the first N groups.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def measure_command(cache, model, modalities, max_memory, steps, group, json_path):
+def measure_command(cache, model, modalities, max_memory, steps, group, max_groups, json_path):
     """One measurement (run by the main command in a process of its own)."""
     from fuse.specs import parse_modalities
 
-    result = measure(cache, model, parse_modalities(modalities), max_memory, steps, group)
+    result = measure(cache, model, parse_modalities(modalities), max_memory, steps, group, max_groups)
     json_path.write_text(json.dumps(result))
 
 
