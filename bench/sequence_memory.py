@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "mershape-seq"
@@ -69,9 +70,10 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
         seen["val_chunks"] = math.ceil(data.val_padded.shape[1] / data.eval_rows)
         data.val_chunks = lambda chunks=data.val_chunks: itertools.islice(chunks(), 1)
         started = time.perf_counter()
-        out = validate(ens, data)
+        probs, valence = validate(ens, data)
         seen["validate"].append(time.perf_counter() - started)
-        return out
+        missing = data.val_padded.shape[1] - probs.shape[1]  # the chunks not run: the first's outputs repeated
+        return np.pad(probs, ((0, 0), (0, missing), (0, 0)), mode="wrap"), np.pad(valence, ((0, 0), (0, missing)), mode="wrap")
 
     def timed_train(*args, **kwargs):
         started = time.perf_counter()
@@ -211,6 +213,68 @@ def measure_command(cache, model, modalities, max_memory, steps, group, max_grou
 
     result = measure(cache, model, parse_modalities(modalities), max_memory, steps, group, max_groups)
     json_path.write_text(json.dumps(result))
+
+
+def clear_peak():
+    """Reset this process's peak resident memory (VmHWM) to what it holds now (Linux clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]) -> list[dict]:
+    """One member of `model` (default widths), one training step (forward, backward, Adam) on a
+    worst-case batch of each of `clips` clips (every frame, crop and token valid, as fuse.memory's
+    probe): the bytes autograd saves for the backward pass and the resident memory the step adds
+    at its peak over what the process held before it."""
+    import torch
+
+    from fuse import loop, memory
+    from fuse.ensemble import Ensemble
+    from fuse.training import TrainRequest, prepare
+
+    request = TrainRequest.from_options(model=model, dataset=DATASET, cache_dir=str(cache), modalities=modalities,
+                                        seeds=1, epochs=1, quiet=True)
+    _, problem, _ = prepare(request)
+    companions, _ = loop.sequence_lengths(problem, np.arange(1), torch.device("cpu"))
+    ens = Ensemble(lambda e: loop._member_net(problem, model, request.configs[0], 0), 1, torch.device("cpu"))
+    opt = ens.optimizer(request.train.lr, request.train.weight_decay)
+    out = []
+    for n in clips:
+        inputs = [x[:1] for x in memory.worst_case_batch(problem.shapes, companions, n, ens.device)]
+        labels, ones = torch.zeros(1, n, dtype=torch.long), torch.ones(1, n)
+        clear_peak()
+        before, loss = resident(), []
+        saved, _ = memory.saved_bytes(lambda: loss.append(ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)))
+        loss[0].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        out.append({"clips": n, "saved": saved, "step_peak": peak_memory() - before})
+        del loss, inputs
+    return out
+
+
+@main.command("floor")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--model", default="e2el", show_default=True)
+@click.option("--modalities", default="V,A,T", show_default=True)
+@click.option("--clips", default="1,2,4", show_default=True, help="Batch sizes, ascending.")
+def floor_command(work, model, modalities, clips):
+    """What one member's training step holds: saved bytes and peak memory per batch size, and the
+    saved bytes at the model's default batch (linear in the clips, as fuse.memory assumes)."""
+    from fuse.specs import parse_modalities
+
+    sizes = [int(c) for c in clips.split(",")]
+    rows = member_step(work / "cache", model, parse_modalities(modalities), sizes)
+    click.echo("| clips | saved by autograd (GB) | step's peak over before (GB) | peak / saved |")
+    click.echo("| --- | --- | --- | --- |")
+    for r in rows:
+        click.echo(f"| {r['clips']} | {gb(r['saved'])} | {gb(r['step_peak'])} | {r['step_peak'] / r['saved']:.2f} |")
+    (work / f"floor-{model}.json").write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":
