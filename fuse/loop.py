@@ -153,7 +153,7 @@ def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: in
                            eval_clips, cfg.batch_size, data.kept_bytes())
     del probe
     # beside what the process holds: every member's best weights, kept to the end
-    size = group_size(cost, n_members, budget, held, cost.weights * n_members, model)
+    size = group_size(cost, n_members, budget, held, cost.weights * n_members, model, given=bool(cfg.max_memory))
     if size < n_members:
         log.info("%s: %d members in groups of %d (one member ~%s; --max-memory %s)", model, n_members, size,
                  show_size(cost.total), show_size(budget))
@@ -638,6 +638,6 @@ def load_ensemble(problem_shapes, modalities, n_classes, multi_label, model, mod
             cost = member_cost(probe, problem_shapes, companions, n_classes, multi_label,
                                min(PREDICT_CHUNK, eval_rows(model)))
         del probe
-        size = group_size(cost, len(states), max_memory or machine_budget(device), held, 0, model)
+        size = group_size(cost, len(states), max_memory or machine_budget(device), held, 0, model, bool(max_memory))
     return Ensemble(make, size, device, precision) if size == len(states) else \
         MemberGroups(make, len(states), size, device, precision)

@@ -161,16 +161,17 @@ def member_cost(ens, shapes, companions, n_classes, multi_label, eval_clips: int
                       evaluation=linear(one[1], two[1], eval_clips) * EVAL_LIVE, weights=weights)
 
 
-def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserved: int, what: str) -> int:
+def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserved: int, what: str,
+               given: bool = True) -> int:
     """Members that run at once within `budget` bytes, beside `held` (what the process holds now)
     and `reserved` (what it will keep, e.g. every member's best weights); MemoryBudgetError when
-    not one fits."""
+    not one fits. given: the budget is the user's --max-memory (else what the machine has)."""
     room = budget - held - reserved
     fits = room // cost.total if cost.total else n_members
     if fits < 1:
         needed = held + reserved + cost.total
         raise MemoryBudgetError(
-            f"--max-memory {show_size(budget)}: one {what} member needs ~{show_size(cost.total)} (activations "
+            f"--max-memory {show_size(budget)}{'' if given else ' (what this machine has)'}: one {what} member needs ~{show_size(cost.total)} (activations "
             f"{show_size(max(cost.training, cost.evaluation))}, weights, optimizer and kept inputs "
             f"{show_size(cost.fixed)}) beside the {show_size(held + reserved)} the run holds; give at least "
             f"--max-memory {show_size(needed, up=True)}, or a smaller --batch-size or model (--channels, --width)")

@@ -160,6 +160,8 @@ def test_the_group_is_as_large_as_the_budget_holds():
     assert memory.group_size(cost, 15, 10 ** 12, held, reserved, "e2el") == 15
     with pytest.raises(memory.MemoryBudgetError, match=r"one e2el member needs ~1M"):
         memory.group_size(memory.MemberCost(0, 1 << 20, 0, 0), 15, held + reserved + 999, held, reserved, "e2el")
+    with pytest.raises(memory.MemoryBudgetError, match=r"--max-memory 5M \(what this machine has\): one e2el"):
+        memory.group_size(memory.MemberCost(0, 1 << 20, 0, 0), 15, 5 << 20, 5 << 20, 0, "e2el", given=False)
 
 
 def test_the_default_budget_is_what_the_machine_has():
