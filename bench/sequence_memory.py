@@ -15,6 +15,7 @@ the machine has then; otherwise the table says so.
 
     python bench/sequence_memory.py --work DIR [--models e2el,crossbert,coattention] [--modalities V,A,T]
         [--max-memory 6G] [--steps 3] [--groups N] [--out DIR]
+    python bench/sequence_memory.py floor --work DIR [--model e2el] [--clips 1,2,4]
 """
 from __future__ import annotations
 
