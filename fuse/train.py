@@ -13,6 +13,7 @@ import click
 from cache.cli import Refused, cache_options, corpus_options, damage_named, device_option, ends_cleanly
 from .inputs.specs import SpecError, parse_features, parse_modalities
 from .results.runs import run_training
+from .training.memory import parse_size
 from .training.request import TrainRequest
 
 
@@ -24,6 +25,14 @@ def _widths(text, option):
     if widths is not None and (not widths or min(widths) < 1):
         raise click.BadParameter(f"{text!r}: expected positive widths like 256,128", param_hint=option)
     return widths
+
+
+def _size(ctx, param, text):
+    """--max-memory '6G' -> bytes (None when not given)."""
+    try:
+        return parse_size(text) if text is not None else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,6 +66,8 @@ def _widths(text, option):
               help="coattention: SupCon temperature tau [1.0].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Compute precision [fp32].")
 @device_option()
+@click.option("--max-memory", callback=_size, help="Memory the run may hold at its peak, e.g. 6G: seeds x folds train "
+              "in groups that fit (the same numbers) [what the machine has: available RAM, or the GPU's memory].")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
 @click.option("--standardize/--no-standardize", default=True, show_default=True,
               help="Standardize features with training-fold statistics.")

@@ -9,7 +9,8 @@ subspace, plus Gaussian noise; the strengths differ per modality, so fusing beat
 test2 is noisier in the acoustic and visual features, as MER-NOISE is. Synthetic: no real clip.
 
 Writers: `write_official` (the MER 2023 baseline's .npy-per-clip layout and label-6way.npz) and
-`write_cache` (this project's HDF5 cache and clip table).
+`write_cache` (this project's HDF5 cache and clip table); `write_sequence_cache` writes the
+sequence models' frame-level inputs of the same clips, with MER 2023's clip lengths.
 """
 from __future__ import annotations
 
@@ -178,3 +179,73 @@ def write_cache(problem: MerShaped, cache_root: Path, dataset: str = "mershape")
         return ["clip table (cache.clips.write_clips is missing)"]
     write_clips(table, dataset=dataset, root=cache_root, source="bench/fuse/mer_shaped.py")
     return []
+
+
+# MER 2023's Train&Val holds 3:45:47 of video over 3373 clips (its Table 1): 4.0 s a clip, kept
+# between 2 and 16 s, "most samples last for 2~6 seconds" (its Figure 2)
+DURATION_MEDIAN, DURATION_SIGMA, DURATION_RANGE = 3.4, 0.5, (2.0, 16.0)
+TEXT_FEATURE, TEXT_LAYERS, TEXT_WIDTH = "chinese-macbert-large", 25, 1024  # MER 2023's lexical default
+# per second of a clip: log-mel frames (10 ms hop), spectrogram pieces (32 frames of 12.5 ms),
+# Cross-BERT crops (every 5th frame of 25 fps video), Chinese characters (tokens)
+FRAMES_PER_S, PIECES_PER_S, CROSSBERT_CROPS_PER_S, TOKENS_PER_S = 100, 2.5, 5, 4
+
+
+def durations(problem: MerShaped) -> np.ndarray:
+    """Seconds of each clip, log-normal in DURATION_RANGE (mean ~4.0 s), from the problem's seed."""
+    rng = np.random.default_rng([problem.seed, 1])
+    return np.clip(rng.lognormal(np.log(DURATION_MEDIAN), DURATION_SIGMA, len(problem.ids)), *DURATION_RANGE)
+
+
+def sequence_arrays(problem: MerShaped, i: int, seconds: float, rng) -> dict[str, tuple[dict, dict]]:
+    """The sequence models' cached inputs of clip i, shaped and typed as stage 1 writes them:
+    {feature: (arrays, ragged arrays)}. Noise with a faint class offset: for memory and time."""
+    y = int(problem.label[i])
+    pieces, frames = min(32, max(1, int(seconds * PIECES_PER_S))), int(seconds * FRAMES_PER_S)
+    crops_cb, tokens = int(seconds * CROSSBERT_CROPS_PER_S), min(50, 2 + int(seconds * TOKENS_PER_S))
+    spectrogram = np.zeros((32, 128, 32), np.float16)
+    spectrogram[:pieces] = rng.normal(-40 + y, 10, (pieces, 128, 32))
+    token_mask = (np.arange(50) < tokens).astype(np.uint8)
+    return {
+        "face-crops": ({"crops": rng.integers(0, 256, (16, 48, 48, 3), dtype=np.uint8) // (1 + y % 2),
+                        "mask": np.ones(16, np.uint8)}, {}),
+        "e2el-spectrogram": ({"pieces": spectrogram, "n_pieces": np.int32(pieces)}, {}),
+        "face-crops-crossbert": ({"face_fraction": np.ones(1, np.float32)},
+                                 {"crops": rng.integers(0, 256, (crops_cb, 64, 64), dtype=np.uint8),
+                                  "mask": np.ones(crops_cb, np.uint8)}),
+        "logmel": ({"stats": rng.normal(y, 1, 128).astype(np.float32)},
+                   {"frames": rng.normal(-40 + y, 10, (frames, 64)).astype(np.float32)}),
+        "mfcc": ({"stats": rng.normal(y, 1, 80).astype(np.float32)}, {}),
+        "egemaps": ({"functionals": rng.normal(y, 1, 88).astype(np.float32)}, {}),
+        TEXT_FEATURE: ({"first": rng.normal(y / 10, 1, (TEXT_LAYERS, TEXT_WIDTH)).astype(np.float16),
+                        "tokens": (rng.normal(0, 1, (50, TEXT_WIDTH)) * token_mask[:, None]).astype(np.float16),
+                        "token_mask": token_mask}, {}),
+    }
+
+
+def write_sequence_cache(problem: MerShaped, cache_root: Path, dataset: str = "mershape-seq"):
+    """The sequence models' inputs (sequence_arrays) of every clip of `problem`, with clip
+    lengths from `durations`, as cached features of `dataset` (face-crops, e2el-spectrogram,
+    face-crops-crossbert, logmel, mfcc, egemaps, the text encoder's CLS and token vectors) and its
+    clip table."""
+    from cache import FeatureWriter, library_versions
+    from cache.clips import write_clips
+
+    table = manifest(problem, dataset)
+    rng = np.random.default_rng([problem.seed, 2])
+    seconds = durations(problem)
+    writers = {}
+    for i, clip_id in enumerate(problem.ids):
+        for feature, (arrays, ragged) in sequence_arrays(problem, i, seconds[i], rng).items():
+            if feature not in writers:
+                provenance = {"extractor": "mer-shaped", "version": "1", "modality": feature,
+                              "config": {"seed": problem.seed, "sequence": feature},
+                              "fingerprint": problem.fingerprint(), "manifest_fingerprint": table.fingerprint(),
+                              "libraries": library_versions()}
+                fingerprint = hashlib.sha256(f"{problem.fingerprint()}:seq:{feature}".encode()).hexdigest()[:16]
+                writers[feature] = FeatureWriter(cache_root, dataset, feature, fingerprint, provenance,
+                                                 flush_every=256, primary=next(iter(arrays)))
+                writers[feature].remove()  # a scratch problem: always rewritten whole
+            writers[feature].put(clip_id, arrays, ragged or None)
+    for writer in writers.values():
+        writer.merge(expected_ids=problem.ids)
+    write_clips(table, dataset=dataset, root=cache_root, source="bench/fuse/mer_shaped.py")

@@ -46,24 +46,46 @@ class Dropout(nn.Module):
 
     The mask is made of the activations' dtype by integer operations on the draws (a bool mask
     would make the product, and its backward, a mixed-dtype operation: 3-12x slower on CPU, most
-    of all on bf16). Same values as x * keep * (1 / (1 - p)), bit for bit."""
+    of all on bf16). Same values as x * keep * (1 / (1 - p)), bit for bit.
 
-    def __init__(self, p: float):
+    `generators` (set by fuse.training.ensemble, one per member): each member's mask comes from its own
+    generator, in the order of its own elements, so a member draws the same masks whichever
+    members it is trained with (fuse.training.loop's member groups). The member dimension is
+    `member_dim` of x, whose size is a multiple of the members (E, or E * C for [N, E*C, H, W]).
+    Without generators, one draw from torch's global generator."""
+
+    def __init__(self, p: float, member_dim: int = 0):
         super().__init__()
-        self.p = p
+        self.p, self.member_dim = p, member_dim
         self.threshold = round(p * 65536) - 32768  # an int16 draw >= this is kept
+        self.generators = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
-        draws = bits.view(torch.int16)[:n]
+        draws = self._draws(x)
         keep = draws.clamp(self.threshold - 1, self.threshold).sub_(self.threshold - 1)  # 1 kept, 0 dropped
         ones = keep.mul_(BF16_ONE).view(torch.bfloat16).view(x.shape)  # 1.0 kept, 0.0 dropped
         if x.dtype == torch.float32:  # one product: x * float32(1 / (1 - p)) is what mul_ computes
             return x.mul(ones.float().mul_(1 / (1 - self.p)))
         return x.mul(ones.to(x.dtype)).mul_(1 / (1 - self.p))
+
+    def _draws(self, x: torch.Tensor) -> torch.Tensor:
+        """One int16 draw per element of x, flat, in x's element order."""
+        if self.generators is None:
+            n = x.numel()
+            return torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None).view(
+                torch.int16)[:n]
+        E = len(self.generators)
+        per_member = x.numel() // E
+        bits = torch.empty(E, (per_member + 3) // 4, dtype=torch.int64, device=x.device)
+        for row, generator in zip(bits, self.generators):
+            row.random_(-2 ** 63, None, generator=generator)
+        draws = bits.view(torch.int16)[:, :per_member]
+        outer = math.prod(x.shape[:self.member_dim])
+        if outer > 1:  # each member's elements lie in `outer` slices of x (x [N, E*C, ...]: N)
+            draws = draws.reshape(E, outer, per_member // outer).transpose(0, 1)
+        return draws.reshape(-1)
 
 
 class GroupLinear(nn.Module):

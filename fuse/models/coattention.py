@@ -55,6 +55,7 @@ class CoAttention(nn.Module):
     # VCEMO: Adam, lr 1e-5, weight decay 1e-3, batch 256, 50 epochs on 7,477 clips; a tenth of that
     # corpus per fold gets few steps at batch 256, so batch 32 and lr 1e-3 here (docs/sequence-models.md)
     training_defaults = {"lr": 1e-3, "weight_decay": 1e-3, "batch_size": 32, "epochs": 50}
+    eval_rows = 128            # clips per member per evaluation pass: its CNN and LSTM outputs are ~4 MB a clip
     uses_row_mask = True      # batch norm and SupCon see the real rows only
 
     standardized_blocks = staticmethod(vector_blocks)   # audio statistics, the sentence vector

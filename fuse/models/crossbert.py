@@ -67,6 +67,7 @@ class _CrossBertBase(nn.Module):
     # BERT; the heads here start from random weights on frozen token vectors. Batch 24 and 80
     # epochs as the paper.
     training_defaults = {"lr": 1e-3, "batch_size": 24, "epochs": 80}
+    eval_rows = 32             # clips per member per evaluation pass: the 3D convolutions' outputs are ~10 MB a clip
 
     standardized_blocks = staticmethod(vector_blocks)   # audio statistics, the sentence vector
 

@@ -2,11 +2,14 @@
 spectrogram pieces) and a transformer encoder over the items of a clip, both with masks.
 
 Every parameter carries the member dimension E first, as in fuse.models.blocks. Inside the CNN
-the items of all members travel as one grouped batch [N, E*C, H, W]: a grouped convolution
-(groups=E) gives each member its own filters. Padded items (a clip with 5 crops in a batch padded
+the items of all members travel as one batch [N, E*C, H, W], each member's channels convolved
+with its own filters (MemberConv). Padded items (a clip with 5 crops in a batch padded
 to 16) are masked: they enter no batch-norm statistics and no attention, so they change nothing.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +20,14 @@ from .blocks import Dropout, Linear
 
 class MemberConv(nn.Module):
     """A 'same'-padded convolution per member, 1D, 2D or 3D (`dims`): x [N, E*C_in, *size] ->
-    [N, E*C_out, *size / stride] (rounded up); weight [E, C_out, C_in, *kernel]. The members run
-    as one grouped convolution (groups=E). Initialised as nn.Conv1d / 2d / 3d."""
+    [N, E*C_out, *size / stride] (rounded up); weight [E, C_out, C_in, *kernel]. Initialised as
+    nn.Conv1d / 2d / 3d.
+
+    One convolution call per member, on a contiguous copy of its channels: a member's numbers are
+    then those it gets alone, whichever members run beside it (fuse.training.loop's member groups). A
+    grouped convolution (groups=E) is not: oneDNN picks its kernel and splits its weight-gradient
+    sums over threads by the number of groups (measured: other bits at 1 vs 2-5 groups, and at
+    2 vs 5 on two threads), and it is 2-10x slower for a member's 1-3 input channels."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel, stride=1, dims: int = 2):
         super().__init__()
@@ -31,7 +40,10 @@ class MemberConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         E = self.weight.shape[0]
-        return self.convolve(x, self.weight.flatten(0, 1), self.bias.flatten(), self.stride, self.padding, groups=E)
+        parts = x.split(x.shape[1] // E, dim=1)
+        out = [self.convolve(part.contiguous(), weight, bias, self.stride, self.padding)
+               for part, weight, bias in zip(parts, self.weight.unbind(0), self.bias.unbind(0))]
+        return out[0] if E == 1 else torch.cat(out, dim=1)
 
 
 class MaskedBatchNorm2d(nn.Module):
@@ -79,7 +91,7 @@ class VggBlock(nn.Module):
         super().__init__()
         self.conv1, self.bn1 = MemberConv(in_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
         self.conv2, self.bn2 = MemberConv(out_channels, out_channels, 3), MaskedBatchNorm2d(out_channels)
-        self.dropout, self.pool = Dropout(dropout), pool
+        self.dropout, self.pool = Dropout(dropout, member_dim=1), pool
 
     def forward(self, x, valid):
         x = F.relu(self.bn1(self.conv1(x), valid))
@@ -97,7 +109,7 @@ class ItemCNN(nn.Module):
                  dropout: float, stem_dropout: bool = False, hidden: int = 1024):
         super().__init__()
         self.stem, self.stem_bn = MemberConv(in_channels, channels[0], 5), MaskedBatchNorm2d(channels[0])
-        self.stem_dropout = Dropout(dropout if stem_dropout else 0.0)  # E2E-L's audio CNN has one here
+        self.stem_dropout = Dropout(dropout if stem_dropout else 0.0, member_dim=1)  # E2E-L's audio CNN has one here
         pools = [False] * (len(channels) - 1)
         pools[-3:] = [True] * min(3, len(pools))
         self.blocks = nn.ModuleList(VggBlock(a, b, dropout, p) for a, b, p in zip(channels, channels[1:], pools))
@@ -132,6 +144,16 @@ class MemberLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight.view(shape) + self.bias.view(shape)
 
 
+def attend(q, k, v, keep, dropout: Dropout):
+    """Scaled dot-product attention, q [E*B, h, L, d] over k, v [E*B, h, M, d], keep [E*B, 1, 1, M]
+    (True = attend). Training with dropout: written out, so that the attention weights go through
+    `dropout` (each member's own generator; torch's fused kernel draws from the global one)."""
+    if not (dropout.training and dropout.p > 0):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    return dropout(scores.masked_fill(~keep, float("-inf")).softmax(-1)) @ v
+
+
 class EncoderLayer(nn.Module):
     """nn.TransformerEncoderLayer's defaults (post-norm, ReLU, feed-forward 2048, dropout 0.1),
     per member: x [E, B, L, D], keep [E, B, L] (True = attend to this position)."""
@@ -141,15 +163,15 @@ class EncoderLayer(nn.Module):
         self.qkv, self.out = Linear(dim, 3 * dim), Linear(dim, dim)
         self.ff1, self.ff2 = Linear(dim, feedforward), Linear(feedforward, dim)
         self.norm1, self.norm2 = MemberLayerNorm(dim), MemberLayerNorm(dim)
-        self.heads, self.p = heads, dropout
+        self.heads = heads
         self.drop1, self.drop2, self.drop3 = Dropout(dropout), Dropout(dropout), Dropout(dropout)
+        self.drop_weights = Dropout(dropout)
 
     def forward(self, x, keep):
         E, B, L, D = x.shape
         q, k, v = (t.reshape(E * B, L, self.heads, D // self.heads).transpose(1, 2)
                    for t in self.qkv(x).chunk(3, dim=-1))
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.reshape(E * B, 1, 1, L),
-                                             dropout_p=self.p if self.training else 0.0)
+        att = attend(q, k, v, keep.reshape(E * B, 1, 1, L), self.drop_weights)
         x = self.norm1(x + self.drop1(self.out(att.transpose(1, 2).reshape(E, B, L, D))))
         return self.norm2(x + self.drop3(self.ff2(self.drop2(F.relu(self.ff1(x))))))
 
@@ -219,7 +241,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.1):
         super().__init__()
         self.q, self.kv, self.out = Linear(dim, dim), Linear(dim, 2 * dim), Linear(dim, dim)
-        self.heads, self.p = heads, dropout
+        self.heads, self.drop_weights = heads, Dropout(dropout)
 
     def forward(self, x, m, keep):
         E, B, L, D = x.shape
@@ -228,8 +250,7 @@ class Attention(nn.Module):
         keep = keep | ~keep.any(-1, keepdim=True)  # nothing to attend to (a filler row): attend to all
         q = self.q(x).reshape(E * B, L, h, D // h).transpose(1, 2)
         k, v = (t.reshape(E * B, M, h, D // h).transpose(1, 2) for t in self.kv(m).chunk(2, dim=-1))
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.reshape(E * B, 1, 1, M),
-                                             dropout_p=self.p if self.training else 0.0)
+        att = attend(q, k, v, keep.reshape(E * B, 1, 1, M), self.drop_weights)
         return self.out(att.transpose(1, 2).reshape(E, B, L, D))
 
 
@@ -297,9 +318,27 @@ def validity(items: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
     return (block > 0).to(items.dtype)
 
 
+# the steps to keep of a sequence block, by id() of its input tensor: set by fuse.training.loop to the
+# length over every member's rows of a step, so a member group keeps what all members would
+STEP_LENGTHS: ContextVar[dict | None] = ContextVar("step_lengths", default=None)
+
+
+@contextmanager
+def step_lengths(lengths: dict[int, int]):
+    """Within: trim() keeps lengths[id(x)] steps of an input block x found there (rounded up to its
+    multiple) instead of the batch's own last valid one."""
+    token = STEP_LENGTHS.set(lengths)
+    try:
+        yield
+    finally:
+        STEP_LENGTHS.reset(token)
+
+
 def trim(x: torch.Tensor, valid: torch.Tensor, multiple: int = 1):
     """Drop the steps after the batch's last valid one (rounded up to a multiple): (x, valid)."""
-    real = valid.flatten(0, 1).any(0).nonzero()
-    last = int(real.max()) + 1 if len(real) else 1
+    last = (STEP_LENGTHS.get() or {}).get(id(x))
+    if last is None:
+        real = valid.flatten(0, 1).any(0).nonzero()
+        last = int(real.max()) + 1 if len(real) else 1
     last = min(x.shape[2], -(-last // multiple) * multiple)
     return x[:, :, :last], valid[:, :, :last]

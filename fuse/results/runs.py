@@ -13,7 +13,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from cache.cli import Refused
 from fuse.models import MODELS
+from fuse.training.memory import MemoryBudgetError
 from fuse.training.request import TrainRequest, claim_out, default_folder, prepare
 from fuse.training.systems import train_systems
 from .run_folder import write_run
@@ -24,8 +26,16 @@ def run_training(request: TrainRequest):
     claim_out(request)
     dataset, problem, splits = prepare(request)
     folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)
-    systems = train_systems(problem, request)
+    systems = within_budget(train_systems, problem, request)
     return write_run(folder, request, problem, systems, decision_weights(problem, systems), splits)
+
+
+def within_budget(train, *args, **kwargs):
+    """train(*args, **kwargs), refused (exit 2, nothing trained) when not one member fits --max-memory."""
+    try:
+        return train(*args, **kwargs)
+    except MemoryBudgetError as err:
+        raise Refused(str(err)) from None
 
 
 def run_training_group(requests: list[TrainRequest]) -> list:
@@ -42,7 +52,7 @@ def run_training_group(requests: list[TrainRequest]) -> list:
     lrs = tuple(r.train.lr for r in requests)
     dataset, problem, splits = prepare(first)
     grouped = dataclasses.replace(first, train=dataclasses.replace(first.train, lr_grid=lrs))
-    per_rate = train_systems(problem, grouped, n_rates=len(lrs))
+    per_rate = within_budget(train_systems, problem, grouped, n_rates=len(lrs))
     results = []
     for request, systems in zip(requests, per_rate):
         folder = Path(request.out) if request.out else default_folder(request, dataset, problem, splits)

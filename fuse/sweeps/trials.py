@@ -7,7 +7,8 @@
         `;` between options, `,` between values (the layers of a hidden or channels value joined by
         `x`); any fuse.train hyper-parameter, named as on its command line (supcon_alpha). With
         --search random a value `low:high` is a range: log-uniform for lr and weight_decay, uniform
-        otherwise, integers for integer options.
+        otherwise, integers for integer options. `max_memory=6G` gives every trial fuse.train's
+        --max-memory (how its members are grouped, not what they compute: no part of its run id).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fuse.inputs.specs import ALIASES, MODALITIES, SpecError
+from fuse.training.memory import parse_size
 
 LOG_SCALE = {"lr", "weight_decay"}
 INTEGER = {"epochs", "batch_size", "folds", "width", "patience"}
@@ -27,8 +29,9 @@ WIDTHS = {"hidden": "layer widths like 256x128", "channels": "channel counts lik
 CHOICES = {"decoder": ("baseline", "jdev"), "loss": ("sum", "uncertainty"), "attention_scores": ("softmax", "raw"),
            "structure": ("1", "2", "3", "all"), "precision": ("fp32", "bf16")}
 TEXT = set(CHOICES)
+SIZES = {"max_memory"}  # not a hyper-parameter: each trial's memory budget (one value), no part of run ids
 # what a grid may vary: fuse.train's hyper-parameters (not its data, seeds, device or outputs)
-OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | set(WIDTHS)
+OPTIONS = INTEGER | FLOAT | FLAGS | TEXT | set(WIDTHS) | SIZES
 # the ranges fuse.train's command line accepts
 LIMITS = {"folds": (lambda x: x >= 2, "at least 2"), "epochs": (lambda x: x >= 1, "at least 1"),
           "patience": (lambda x: x >= 0, "at least 0"),
@@ -146,6 +149,12 @@ def _check(name: str, text: str, search: str):
         return
     if option in CHOICES and text not in CHOICES[option]:
         raise SpecError(f"--grid {name}={text}: choose from {', '.join(CHOICES[option])}")
+    if option in SIZES:
+        try:
+            parse_size(text)
+        except ValueError as err:
+            raise SpecError(f"--grid {name}={err}") from None
+        return
     try:
         parsed = value(option, text)
     except ValueError:

@@ -8,7 +8,9 @@ batching took a third of a MER-sized forward pass on CPU.
 """
 from __future__ import annotations
 
+import ctypes
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,29 @@ from torch import nn
 from torch.func import functional_call
 
 from . import bf16
+from fuse.models.blocks import Dropout
+
+
+MKL_CBWR_AUTO, MKL_CBWR_STRICT = 2, 0x10000  # mkl_cbwr.h
+
+
+def alignment_free_products() -> bool:
+    """Ask MKL (torch's BLAS on x86) for its strict reproducible mode: a matrix product's bits then
+    do not depend on where its matrices lie in memory. Without it MKL picks kernels by alignment,
+    and a member's products in a batch round otherwise at another position in it (measured: the
+    odd members of a batch of 7x128 by 128x6 products), so members trained in groups would not get
+    the bits of all members at once (fuse.training.loop). Only possible before MKL's first call in the
+    process (hence at import); no time measured on MER-sized products. False where not set."""
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        cbwr_set = lib.mkl_serv_cbwr_set
+    except (OSError, AttributeError):  # no MKL (another BLAS, another platform)
+        return False
+    cbwr_set.restype, cbwr_set.argtypes = ctypes.c_int, [ctypes.c_int]
+    return cbwr_set(MKL_CBWR_AUTO | MKL_CBWR_STRICT) == 0
+
+
+ALIGNMENT_FREE = alignment_free_products()
 
 
 def stack_members(members: list[nn.Module]) -> nn.Module:
@@ -34,11 +59,18 @@ def stack_members(members: list[nn.Module]) -> nn.Module:
 
 
 class Ensemble:
-    """E copies of a network; `make(e)` builds member e (seeded by the caller)."""
+    """E copies of a network; `make(e)` builds member e (seeded by the caller). `dropout_seeds`
+    (one per member): each member draws its dropout masks from its own generator so seeded, the
+    same masks whichever members it is trained with; without, from torch's global generator."""
 
-    def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32"):
+    def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32", dropout_seeds=None):
         self.net = stack_members([make(e) for e in range(n_members)]).to(device)
         self.n, self.device = n_members, device
+        if dropout_seeds is not None:
+            generators = [torch.Generator(device).manual_seed(int(seed)) for seed in dropout_seeds]
+            for module in self.net.modules():
+                if isinstance(module, Dropout):
+                    module.generators = generators
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else nullcontext())
         # bf16 on a CPU: the Linear weights live in bf16, their fp32 masters here (fuse.training.bf16)
@@ -64,8 +96,9 @@ class Ensemble:
             rows = {"rows": weight > 0} if getattr(self.net, "uses_row_mask", False) else {}
             logits, predicted = self.net(inputs, **rows)
         logits, predicted = logits.float(), predicted.float()
-        if labels.dim() == 3:  # multi-label: 0/1 targets, sigmoid outputs
-            per_clip = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+        if labels.dim() == 3:  # multi-label: 0/1 targets, sigmoid outputs, one member at a time (member_sigmoid)
+            per_clip = torch.stack([F.binary_cross_entropy_with_logits(x, y, reduction="none").mean(-1)
+                                    for x, y in zip(logits, labels)])
         else:
             per_clip = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
         loss_e = (per_clip * weight).sum(1) / weight.sum(1).clamp(min=1)
@@ -99,13 +132,14 @@ class Ensemble:
 
 class MemberAdam:
     """torch.optim.Adam (L2 weight decay, as the baseline) with one learning rate per member: lr [E].
-    Members of one rate are a contiguous slice of every parameter (dim 0), so each rate is one call
-    of torch's functional Adam on views of those slices (fused where torch fuses it): the same
-    kernels and memory traffic as one Adam over all members, and exactly what torch.optim.Adam
-    does to those members at that rate.
+    Each rate is one call of torch's functional Adam (fused where torch fuses it) on every
+    member's slice of every parameter as a tensor of its own: exactly what torch.optim.Adam does to
+    that member alone at that rate, bit for bit (its vectorized kernel rounds a tensor's last
+    elements otherwise, so slices of one stacked tensor would depend on the members beside them).
 
     `masters`: per parameter None, or the fp32 master of a parameter held in bf16 (fuse.training.bf16): Adam
-    then runs on the master, from the bf16 gradient, and writes the parameter (bf16.adam_step)."""
+    then runs on the master, from the bf16 gradient, and writes the parameter (bf16.adam_step), on
+    the slice of a rate's members."""
 
     def __init__(self, params: list[torch.Tensor], lr, weight_decay: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, masters=None):
@@ -122,8 +156,10 @@ class MemberAdam:
         self.exp_avg_sq = [torch.zeros_like(p if m is None else m) for p, m in zip(params, self.masters)]
         device = params[0].device
         self.fused = device.type in ("cpu", "cuda")
-        self.steps = [[torch.zeros((), dtype=torch.float32, device=device if self.fused else "cpu") for _ in params]
-                      for _ in self.groups]
+        step_device = device if self.fused else "cpu"
+        # per parameter: each member's slice of it and of its moments, and its step count
+        self.slices = [(p.detach().unbind(0), m.unbind(0), v.unbind(0)) for p, m, v in zip(params, self.exp_avg, self.exp_avg_sq)]
+        self.steps = [[torch.zeros((), dtype=torch.float32, device=step_device) for _ in range(len(lr))] for _ in params]
 
     def zero_grad(self, set_to_none: bool = True):
         for p in self.params:
@@ -135,18 +171,27 @@ class MemberAdam:
 
         live = [i for i, p in enumerate(self.params) if p.grad is not None and self.masters[i] is None]
         held = [i for i, p in enumerate(self.params) if p.grad is not None and self.masters[i] is not None]
-        for (a, b, rate), steps in zip(self.groups, self.steps):
+        grads = {i: self.params[i].grad.unbind(0) for i in live}
+        for a, b, rate in self.groups:
             for i in held:
-                steps[i] += 1
+                self.steps[i][a] += 1
                 bf16.adam_step(self.masters[i][a:b], self.params[i][a:b], self.params[i].grad[a:b],
-                               self.exp_avg[i][a:b], self.exp_avg_sq[i][a:b], int(steps[i]), rate, self.betas,
-                               self.eps, self.weight_decay)
+                               self.exp_avg[i][a:b], self.exp_avg_sq[i][a:b], int(self.steps[i][a]), rate,
+                               self.betas, self.eps, self.weight_decay)
             if live:
-                adam([self.params[i][a:b] for i in live], [self.params[i].grad[a:b] for i in live],
-                     [self.exp_avg[i][a:b] for i in live], [self.exp_avg_sq[i][a:b] for i in live], [],
-                     [steps[i] for i in live], foreach=not self.fused, fused=self.fused or None,
+                pick = [(i, e) for i in live for e in range(a, b)]
+                adam([self.slices[i][0][e] for i, e in pick], [grads[i][e] for i, e in pick],
+                     [self.slices[i][1][e] for i, e in pick], [self.slices[i][2][e] for i, e in pick], [],
+                     [self.steps[i][e] for i, e in pick], foreach=not self.fused, fused=self.fused or None,
                      amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=rate,
                      weight_decay=self.weight_decay, eps=self.eps, maximize=False)
+
+
+def member_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """x [E, ...].sigmoid(), one member at a time: torch computes a tensor's last elements that do not
+    fill a vector by a scalar path that rounds otherwise, so a member's values would depend on the
+    members after it in the tensor (fuse.training.loop's member groups)."""
+    return torch.stack([member.sigmoid() for member in x])
 
 
 def load_member(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -8,6 +8,7 @@ once with them. Standardization statistics come from each member's training clip
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import dataclasses
 import logging
@@ -23,7 +24,9 @@ from fuse import metrics
 from fuse.inputs.extras import NO_ORIGIN, TRAIN_ONLY, member_rows
 from fuse.inputs.folds import make_folds
 from fuse.models import MODELS, build
-from .ensemble import Ensemble, load_member
+from fuse.models.seq import roles, step_lengths
+from .ensemble import Ensemble, load_member, member_sigmoid
+from .memory import group_size, machine_budget, member_cost, process_memory, show_size
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class TrainConfig:
     lr_grid: tuple[float, ...] = ()   # several learning rates trained as one model (fit, split_fit)
     patience: int = 0             # a member stops choosing its best epoch after this many epochs
                                   # without a better validation score (0: never; see _train)
+    max_memory: int | None = None  # bytes the run may hold; None: what the machine has (fuse.training.memory)
 
 
 @dataclass
@@ -87,7 +91,8 @@ def bf16_warning(device: torch.device, precision: str, cpuinfo: str | None = Non
 def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = True) -> Fit:
     """Train `model` on the labelled training clips of `problem` with K-fold CV for every seed.
     With `cfg.lr_grid` (G rates), every seed x fold is trained once per rate, all as one model, and
-    the Fit holds G x S seeds, rate-major: split_fit gives one Fit per rate."""
+    the Fit holds G x S seeds, rate-major: split_fit gives one Fit per rate. Members train in
+    groups as large as `cfg.max_memory` holds (fuse.training.memory), the same numbers as all at once."""
     started = time.perf_counter()
     lrs = None
     if cfg.lr_grid:
@@ -105,20 +110,86 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     if device.type == "cpu":
         keep_freed_blocks()
         torch.set_num_threads(cfg.threads or step_threads(problem, len(members), cfg.batch_size, model_config))
-    torch.manual_seed(cfg.seeds[0])  # dropout masks
-    ens = Ensemble(lambda e: _member_net(problem, model, model_config, cfg.seeds[members[e][0]] * 1000 + members[e][1]),
-                   len(members), device, cfg.precision)
+    seeds = [cfg.seeds[s] * 1000 + k for s, k in members]  # each member's initialisation
+
+    def make(e):
+        return _member_net(problem, model, model_config, seeds[e])
+
     flags = standardized(model, problem.shapes, problem.modalities, cfg.standardize)
-    data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
     try:
+        data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
+        size = plan_groups(problem, model, make, data, cfg, len(members))
+        n_groups = -(-len(members) // size)
         title = f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds" if lrs is None else \
             f"{model}: {len(cfg.lr_grid)} learning rates x {len(cfg.seeds) // len(cfg.lr_grid)} seed(s) x {cfg.folds} folds"
-        result = _train(ens, data, cfg, problem, progress, title, lrs)
+        title += f", {n_groups} groups of {size}" if n_groups > 1 else ""
+        bar = Progress(cfg.epochs * n_groups, title, enabled=progress)
+        result = _train_groups(make, seeds, size, data, cfg, problem, bar, lrs)
     finally:
         torch.set_num_threads(threads)
     result.train_index, result.folds = tr, folds
     result.seconds = time.perf_counter() - started
     return result
+
+
+def dropout_seed(seed: int) -> int:
+    """The seed of a member's dropout generator, from its initialisation seed (another stream)."""
+    return int(np.random.SeedSequence([seed, DROPOUT_STREAM]).generate_state(1, np.uint64)[0] >> 1)
+
+
+DROPOUT_STREAM = 0xD20
+
+
+def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: int) -> int:
+    """Members per group: as many as `cfg.max_memory` (default: what the machine has) holds, from
+    a probe of two members (fuse.training.memory); MemoryBudgetError when not one fits."""
+    device = data.device
+    budget, held = cfg.max_memory or machine_budget(device), process_memory(device)
+    with torch.random.fork_rng(devices=[]):
+        probe = Ensemble(make, 2, device, cfg.precision)
+        eval_clips = min(data.eval_rows, max(data.val_padded.shape[1], PREDICT_CHUNK))
+        cost = member_cost(probe, problem.shapes, data.companions, len(problem.classes), problem.multi_label,
+                           eval_clips, cfg.batch_size, data.kept_bytes())
+    del probe
+    # beside what the process holds: every member's best weights, kept to the end
+    size = group_size(cost, n_members, budget, held, cost.weights * n_members, model, given=bool(cfg.max_memory))
+    if size < n_members:
+        log.info("%s: %d members in groups of %d (one member ~%s; --max-memory %s)", model, n_members, size,
+                 show_size(cost.total), show_size(budget))
+    return size
+
+
+def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None) -> Fit:
+    """Every member trained, `size` at a time; the Fit of all. One group keeps its ensemble for
+    the test pass; several are rebuilt from their best weights group by group (MemberGroups)."""
+    groups = member_groups(len(seeds), size)
+    trained, ensemble = [], None
+    for g, group in enumerate(groups):
+        ens = Ensemble(lambda i: make(group[i]), len(group), data.device, cfg.precision,
+                       dropout_seeds=[dropout_seed(seeds[e]) for e in group])
+        rates = [lrs[e] for e in group] if lrs is not None else cfg.lr
+        outcome = _train(ens, data.for_group(group), cfg, problem, rates, bar, g * cfg.epochs)
+        if len(groups) == 1:
+            ensemble = (ens, outcome.best_params)
+        outcome.best_params = None
+        trained.append(outcome)
+        del ens  # the next group's members take its place
+    bar.close()
+    fit = _collect(trained, data, len(seeds) // cfg.folds, cfg.folds)
+    if ensemble is not None:
+        fit._ensemble, fit._best_params = ensemble  # for the test pass in this process
+    else:
+        fit._ensemble, fit._best_params = MemberGroups(lambda e: load_member(make(e), fit.states[e]), len(seeds),
+                                                       size, data.device, cfg.precision), None
+    return fit
+
+
+def member_groups(n_members: int, size: int) -> list[list[int]]:
+    """Members 0..n-1 in groups of `size`; a member left alone beside groups of two or more runs
+    beside a copy of itself ([e, e]), whose results are dropped: torch computes some products of a
+    single member by other kernels (a batch of one matrix), which round otherwise."""
+    groups = [list(range(a, min(a + size, n_members))) for a in range(0, n_members, size)]
+    return [g * 2 if len(g) == 1 and size > 1 else g for g in groups]
 
 
 HEAP_BLOCKS = 256 << 20  # bytes: blocks up to this size stay in the heap when freed (glibc)
@@ -175,15 +246,20 @@ def training_only(problem) -> tuple[np.ndarray, np.ndarray]:
 
 class _Data:
     """Training tensors on the device and each member's train / validation rows (padded with -1).
-    Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.inputs.extras) follow."""
+    Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.inputs.extras) follow. Rows,
+    statistics and sequence lengths are every member's; the copies kept per member (standardized
+    inputs, validation inputs) only those of the members of `group` (for_group)."""
 
     def __init__(self, problem, tr, folds, members, device, flags, extra=None, eval_rows=4096):
         self.eval_rows = eval_rows  # clips per member in one validation pass
         extra_rows, extra_origin = extra if extra is not None else (np.zeros(0, int), np.zeros(0, int))
         rows = np.concatenate([tr, extra_rows]).astype(np.int64)
-        self.rows = rows  # problem row of each local row
+        self.rows, self.device = rows, device  # problem row of each local row
         local = {int(r): i for i, r in enumerate(rows)}
-        self.blocks = [torch.as_tensor(b[rows], device=device) for b in problem.blocks]
+        # on a CPU the problem's arrays themselves (no copy), read at the local rows' problem rows
+        on_cpu = device.type == "cpu"
+        self.blocks = [torch.as_tensor(b if on_cpu else b[rows], device=device) for b in problem.blocks]
+        self.index = torch.as_tensor(rows if on_cpu else np.arange(len(rows)), device=device)
         self.multi = problem.multi_label
         lab = problem.labels[rows]
         self.labels = torch.as_tensor(np.nan_to_num(lab) if self.multi else lab,
@@ -196,34 +272,50 @@ class _Data:
                                    for s, k in members], device)
         self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
         self.val_padded = _padded(self.val_rows, device)
-        self._val_inputs = None  # the validation passes' inputs, gathered once (val_chunks)
+        self.companions, self.lengths = sequence_lengths(problem, rows, device)
         self.norms = [self._norms(rows, flags) for rows in self.train_rows.cpu().numpy()] if any(flags) else None
         self.mean = [torch.stack([n[i][0] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
         self.std = [torch.stack([n[i][1] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
+        self.group, self.standardized, self._val_inputs = list(range(len(members))), None, None
+        self.picked = torch.arange(len(members), device=device)
+
+    def for_group(self, group: list[int]) -> "_Data":
+        """The data with the per-member copies of `group`'s members, who train together: its rows
+        [G, ...] from train_rows[group] and val_padded[group] (the padding widths every member's)."""
+        view = copy.copy(self)
+        view.group, view._val_inputs = group, None  # the validation passes' inputs, gathered once (val_chunks)
+        view.picked = torch.as_tensor(group, device=self.device)
         # row r of member e's standardized copy (below) is row e * n + r of its flattened block
-        self.member_offset = (torch.arange(len(members), device=device) * len(rows)).unsqueeze(1)
-        self.standardized = self._standardized_copies()
+        view.member_offset = (torch.arange(len(group), device=self.device) * len(self.rows)).unsqueeze(1)
+        view.standardized = view._standardized_copies()
+        return view
 
     def _norms(self, rows, flags):
         """Per block (mean, std) over the member's training rows, None where not standardized."""
-        rows = torch.as_tensor(rows[rows >= 0], device=self.blocks[0].device)
+        rows = self.index[torch.as_tensor(rows[rows >= 0], device=self.device)]
         out = []
         for b, flag in zip(self.blocks, flags):
             x = b[rows].float() if flag else None
             out.append((x.mean(0), x.std(0).clamp(min=1e-6)) if flag else None)
         return out
 
+    def kept_bytes(self) -> int:
+        """Bytes one member's kept copies can take: its standardized inputs and validation inputs."""
+        per_row = [int(np.prod(b.shape[1:])) * 4 for b in self.blocks]
+        copies = sum(n for n, m in zip(per_row, self.mean or [None] * len(per_row)) if m is not None)
+        return len(self.rows) * copies + self.val_padded.shape[1] * sum(per_row)
+
     def _standardized_copies(self):
-        """Per standardized block, every member's standardized copy of it [E, n, ...], made once
-        when they fit in INPUT_CACHE_BYTES: a step then only gathers rows (15 MER-sized members'
-        batch: 0.6 ms, against 1.7 ms to gather and standardize it each step). The same numbers
-        either way. None per block not standardized; None when they do not fit."""
+        """Per standardized block, every group member's standardized copy of it [G, n, ...], made
+        once when they fit in INPUT_CACHE_BYTES: a step then only gathers rows (15 MER-sized
+        members' batch: 0.6 ms, against 1.7 ms to gather and standardize it each step). The same
+        numbers either way. None per block not standardized; None when they do not fit."""
         if self.mean is None:
             return None
-        E = len(self.norms)
-        size = E * sum(b.numel() for b, m in zip(self.blocks, self.mean) if m is not None) * 4
+        G, n = len(self.group), len(self.rows)
+        size = G * n * sum(int(np.prod(b.shape[1:])) for b, m in zip(self.blocks, self.mean) if m is not None) * 4
         if size > INPUT_CACHE_BYTES:
             return None
         out = []
@@ -231,45 +323,87 @@ class _Data:
             if mean is None:
                 out.append(None)
                 continue
-            copies = torch.empty((E,) + tuple(b.shape), dtype=torch.float32, device=b.device)
-            x = b.float()
-            for e in range(E):  # one member at a time: no [E, n, ...] temporaries
-                copies[e] = standardize(x, mean[e], std[e])
-            out.append(copies.view(E * b.shape[0], *b.shape[1:]))
+            copies = torch.empty((G, n) + tuple(b.shape[1:]), dtype=torch.float32, device=b.device)
+            x = rows_of(b, self.index).float()
+            for i, e in enumerate(self.group):  # one member at a time: no [G, n, ...] temporaries
+                copies[i] = standardize(x, mean[e], std[e])
+            out.append(copies.view(G * n, *b.shape[1:]))
         return out
 
     def val_chunks(self):
-        """Inputs of each validation pass, [E, <= eval_rows, ...] per block. The same every epoch:
-        gathered and standardized once when they fit in VAL_CACHE_BYTES (a tenth of a 15-member
-        MER-sized step's epoch otherwise), else per pass."""
+        """Inputs of each validation pass of the group, [G, <= eval_rows, ...] per block, with their
+        sequence lengths (step_lengths). The same every epoch: gathered and standardized once when
+        they fit in VAL_CACHE_BYTES (a tenth of a 15-member MER-sized step's epoch otherwise)."""
         if self._val_inputs is not None:
             yield from self._val_inputs
             return
-        E, V = self.val_padded.shape
-        size = E * V * sum(int(np.prod(b.shape[1:])) for b in self.blocks) * 4
+        V = self.val_padded.shape[1]
+        size = len(self.group) * V * sum(int(np.prod(b.shape[1:])) for b in self.blocks) * 4
         chunks = []
         for start in range(0, V, self.eval_rows):
-            inputs = self.gather(self.val_padded[:, start:start + self.eval_rows])
+            every = self.val_padded[:, start:start + self.eval_rows]
+            inputs = self.gather(every[self.picked])
+            chunk = (inputs, self.step_lengths(inputs, every))
             if size <= VAL_CACHE_BYTES:
-                chunks.append(inputs)
-            yield inputs
+                chunks.append(chunk)
+            yield chunk
         if size <= VAL_CACHE_BYTES:
             self._val_inputs = chunks
 
     def gather(self, rows: torch.Tensor) -> list[torch.Tensor]:
-        """rows [E, B] (-1 = padding) -> inputs [E, B, ...] per block, standardized per member."""
+        """rows [G, B] of the group's members (-1 = padding) -> inputs [G, B, ...] per block,
+        standardized per member."""
         safe = rows.clamp(min=0)
+        at = self.index[safe]
         out = []
         for i, b in enumerate(self.blocks):
             if self.standardized is not None and self.standardized[i] is not None:
                 out.append(rows_of(self.standardized[i], safe + self.member_offset))
                 continue
-            x = rows_of(b, safe).float()  # uint8 / float16 blocks stay compact until here
+            x = rows_of(b, at).float()  # uint8 / float16 blocks stay compact until here
             if self.mean is not None and self.mean[i] is not None:
                 shape = (x.shape[0], 1) + x.shape[2:]
-                x = standardize(x, self.mean[i].view(shape), self.std[i].view(shape))
+                x = standardize(x, self.mean[i][self.picked].view(shape), self.std[i][self.picked].view(shape))
             out.append(x)
         return out
+
+    def step_lengths(self, inputs: list[torch.Tensor], every: torch.Tensor) -> dict[int, int]:
+        """{id(input): steps} for the sequence blocks among `inputs`: the steps up to the last valid
+        one of any clip of `every` [E, B] (every member's rows of this step or pass, -1 = padding),
+        so that each group keeps the steps all members would (fuse.models.seq.trim)."""
+        if not self.lengths:
+            return {}
+        real = every[every >= 0]
+        return {id(inputs[i]): max(1, int(n[real].max()) if len(real) else 1) for i, n in self.lengths.items()}
+
+
+def sequence_blocks(shapes, modalities) -> list[tuple[int, int]]:
+    """(sequence block, its validity block) of every [T, ...] block followed by its [T] mask or []
+    count in its modality (fuse.models.seq.roles)."""
+    out = []
+    for modality in dict.fromkeys(modalities):
+        group = [i for i, m in enumerate(modalities) if m == modality]
+        try:
+            found = roles([shapes[i] for i in group])
+        except ValueError:  # not a sequence model's inputs
+            continue
+        out += [(group[item], group[valid]) for kind, item, valid in found if kind != "vector" and valid is not None]
+    return out
+
+
+def sequence_lengths(problem, rows, device) -> tuple[dict[int, int], dict[int, torch.Tensor]]:
+    """({validity block: its sequence block}, {sequence block: steps of each of `rows` up to its
+    last valid one}) for the sequence blocks of `problem`."""
+    companions, lengths = {}, {}
+    for item, valid in sequence_blocks(problem.shapes, problem.modalities):
+        T, block = problem.shapes[item][0], np.asarray(problem.blocks[valid][rows], dtype=np.float64)
+        if block.ndim == 1:  # a count: steps t < count are valid
+            steps = np.ceil(np.clip(block, 0, T))
+        else:  # a mask: steps > 0 are valid
+            seen = block > 0
+            steps = np.where(seen.any(1), T - np.argmax(seen[:, ::-1], axis=1), 0)
+        companions[valid], lengths[item] = item, torch.as_tensor(steps.astype(np.int64), device=device)
+    return companions, lengths
 
 
 VAL_CACHE_BYTES = 1 << 30  # validation inputs kept between epochs up to this size (float32)
@@ -315,52 +449,74 @@ def split_fit(fit: Fit, n_rates: int) -> list[Fit]:
             for g in range(n_rates)]
 
 
-def _train(ens, data, cfg, problem, progress, title, lrs=None) -> Fit:
-    opt = ens.optimizer(lrs if lrs is not None else cfg.lr, cfg.weight_decay)
+@dataclass
+class _Trained:
+    """What training a group of members leaves, per member of the group."""
+
+    group: list[int]                       # its members (a lone member twice: member_groups)
+    best_epoch: np.ndarray                 # [G]
+    history: np.ndarray                    # [G, epochs] (NaN after a member stopped early)
+    val_best: list                         # [G] (probabilities [V, C], valence [V]) at the best epoch
+    states: list                           # [G] best weights (fuse.training.ensemble.Ensemble.member_state)
+    best_params: dict                      # the best weights, stacked (on the device)
+    epochs: int                            # epochs it trained (fewer when all its members stopped early)
+
+
+def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
+    """Train the members of data.group (the Ensemble `ens`) for cfg.epochs; `lr`: one rate or one
+    per member; `done`: epochs of earlier groups on the progress bar. Every step draws the same
+    batch order and keeps the same sequence steps as a run of all members (a group's members get
+    that run's numbers)."""
+    opt = ens.optimizer(lr, cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seeds[0])
-    E, S, K = ens.n, len(cfg.seeds), cfg.folds
-    best_score = np.full(E, -np.inf)
-    best_epoch = np.zeros(E, dtype=int)
-    history = np.full((E, cfg.epochs), np.nan)
+    group, G = data.group, ens.n
+    best_score = np.full(G, -np.inf)
+    best_epoch = np.zeros(G, dtype=int)
+    history = np.full((G, cfg.epochs), np.nan)
     best_params = {k: v.detach().clone() for k, v in ens.params.items()}
     n_classes = len(problem.classes)
-    val_best = [(np.zeros((len(r), n_classes)), np.zeros(len(r))) for r in data.val_rows]
+    val_best = [(np.zeros((len(data.val_rows[e]), n_classes)), np.zeros(len(data.val_rows[e]))) for e in group]
     # early stopping per member (Lightning's EarlyStopping, as SAMSEMO's run.py uses it): a member
-    # whose score has not improved for `patience` epochs keeps its best epoch; the batched model
-    # trains on until every member has stopped, their later epochs unused and unrecorded
-    stopped = np.zeros(E, dtype=bool)
-    bar = Progress(cfg.epochs, title, enabled=progress)
+    # whose score has not improved for `patience` epochs keeps its best epoch; the group trains on
+    # until every member of it has stopped, their later epochs unused and unrecorded
+    stopped = np.zeros(G, dtype=bool)
+    ran = cfg.epochs
     for epoch in range(cfg.epochs):
-        order = _epoch_order(data.train_rows, generator)
-        for start in range(0, order.shape[1], cfg.batch_size):
-            rows = order[:, start:start + cfg.batch_size]
-            keep = rows >= 0
+        every = _epoch_order(data.train_rows, generator)  # every member's: the group takes its own
+        for start in range(0, every.shape[1], cfg.batch_size):
+            step = every[:, start:start + cfg.batch_size]
+            rows = step[data.picked]
+            weight = (rows >= 0).float()
             rows = rows.clamp(min=0)
-            weight = keep.float()
+            inputs = data.gather(rows)
             opt.zero_grad(set_to_none=True)
-            loss = ens.loss(data.gather(rows), rows_of(data.labels, rows), rows_of(data.valence, rows), weight,
-                            weight * rows_of(data.has_valence, rows))
+            with step_lengths(data.step_lengths(inputs, step)):
+                loss = ens.loss(inputs, rows_of(data.labels, rows), rows_of(data.valence, rows), weight,
+                                weight * rows_of(data.has_valence, rows))
             loss.backward()
             opt.step()
         probs, predicted = _validate(ens, data)
-        improved = np.zeros(E, dtype=bool)
-        for e in np.flatnonzero(~stopped):
+        improved = np.zeros(G, dtype=bool)
+        for i in np.flatnonzero(~stopped):
+            e = group[i]
             n = len(data.val_rows[e])
-            score = _selection_score(problem, data, e, probs[e, :n], predicted[e, :n])
-            history[e, epoch] = score
-            if score > best_score[e]:
-                best_score[e], best_epoch[e] = score, epoch
-                val_best[e] = (probs[e, :n], predicted[e, :n])
-                improved[e] = True
+            score = _selection_score(problem, data, e, probs[i, :n], predicted[i, :n])
+            history[i, epoch] = score
+            if score > best_score[i]:
+                best_score[i], best_epoch[i] = score, epoch
+                val_best[i] = (probs[i, :n], predicted[i, :n])
+                improved[i] = True
         _keep_best(best_params, ens.params, improved)
-        bar.update(epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
+        bar.update(done + epoch + 1, f"val {np.nanmean(history[:, epoch]):.3f}")
         if cfg.patience:
             stopped |= epoch - best_epoch >= cfg.patience
             if stopped.all():
-                history = history[:, :epoch + 1]
+                ran = epoch + 1
+                bar.update(done + cfg.epochs, f"stopped at epoch {ran}")
                 break
-    bar.close()
-    return _collect(ens, data, best_params, best_epoch, history, val_best, S, K)
+    states = [ens.member_state(i, best_params) for i in range(G)]
+    n = len(dict.fromkeys(group))  # a lone member's copy left out
+    return _Trained(group[:n], best_epoch[:n], history[:n], val_best[:n], states[:n], best_params, ran)
 
 
 def eval_rows(model: str) -> int:
@@ -370,11 +526,14 @@ def eval_rows(model: str) -> int:
 
 
 def _validate(ens, data):
-    """Validation-fold probabilities [E, V, C] and valence [E, V] (numpy) of the current weights."""
-    outs = [ens.predict(inputs) for inputs in data.val_chunks()]
+    """Validation-fold probabilities [G, V, C] and valence [G, V] (numpy) of the current weights."""
+    outs = []
+    for inputs, lengths in data.val_chunks():
+        with step_lengths(lengths):
+            outs.append(ens.predict(inputs))
     logits = torch.cat([o[0] for o in outs], dim=1)
     valence = torch.cat([o[1] for o in outs], dim=1)
-    probs = logits.sigmoid() if data.multi else logits.softmax(-1)
+    probs = member_sigmoid(logits) if data.multi else logits.softmax(-1)
     return probs.cpu().numpy(), valence.cpu().numpy()
 
 
@@ -399,26 +558,47 @@ def _keep_best(best: dict, params: dict, improved: np.ndarray):
             best[name].index_copy_(0, index, value.detach().index_select(0, index))
 
 
-def _collect(ens, data, best_params, best_epoch, history, val_best, S, K) -> Fit:
-    n, C = len(data.labels_np), val_best[0][0].shape[1]
+def _collect(trained: list[_Trained], data, S: int, K: int) -> Fit:
+    """The Fit of every member (e = s * K + k) from its group's outcome."""
+    n, C = len(data.labels_np), trained[0].val_best[0][0].shape[1]
     oof_probs, oof_valence = np.zeros((S, n, C)), np.zeros((S, n))
-    for e, rows in enumerate(data.val_rows):
-        oof_probs[e // K, rows], oof_valence[e // K, rows] = val_best[e]
-    states = [ens.member_state(e, best_params) for e in range(ens.n)]
+    best_epoch = np.concatenate([t.best_epoch for t in trained])
+    # the epochs the longest group trained: what one group of all members would have trained
+    history = np.concatenate([t.history for t in trained])[:, :max(t.epochs for t in trained)]
+    for t in trained:
+        for e, best in zip(t.group, t.val_best):
+            oof_probs[e // K, data.val_rows[e]], oof_valence[e // K, data.val_rows[e]] = best
     norms = ([[(pair[0].cpu(), pair[1].cpu()) if pair is not None else None for pair in member] for member in data.norms]
-             if data.norms is not None else [None] * ens.n)
-    fit = Fit(train_index=None, folds=None, oof_probs=oof_probs, oof_valence=oof_valence,
-              best_epoch=best_epoch.reshape(S, K),
-              history=history.reshape(S, K, -1), states=states, norms=norms)
-    fit._ensemble, fit._best_params = ens, best_params  # for the test pass in this process
-    return fit
+             if data.norms is not None else [None] * S * K)
+    return Fit(train_index=None, folds=None, oof_probs=oof_probs, oof_valence=oof_valence,
+               best_epoch=best_epoch.reshape(S, K), history=history.reshape(S, K, -1),
+               states=[state for t in trained for state in t.states], norms=norms)
+
+
+class MemberGroups:
+    """Saved members evaluated group by group: `make(e)` builds member e with its weights; each
+    group (member_groups of `size`) is an Ensemble built when its turn comes (fuse.training.loop.predict)."""
+
+    def __init__(self, make, n: int, size: int, device, precision: str = "fp32"):
+        self.make, self.n, self.size, self.device, self.precision = make, n, size, device, precision
+
+    def __iter__(self):
+        for group in member_groups(self.n, self.size):
+            yield group, Ensemble(lambda i: self.make(group[i]), len(group), self.device, self.precision)
 
 
 @torch.no_grad()
-def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], multi_label: bool,
+def predict(ens, params: dict, norms: list, blocks: list[np.ndarray], multi_label: bool,
             chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Every member's outputs on the same clips: probabilities [E, n, C] and valence [E, n].
+    ens: an Ensemble (its weights, or `params`) or MemberGroups (one group at a time);
     blocks: [n, ...] per block; norms: per member None, or per block (mean, std) or None."""
+    if isinstance(ens, MemberGroups):
+        probs, valence = [], []
+        for group, part in ens:
+            p, v = predict(part, None, [norms[e] for e in group], blocks, multi_label, chunk)
+            probs.append(p[:len(set(group))]), valence.append(v[:len(set(group))])  # a lone member's copy left out
+        return np.concatenate(probs), np.concatenate(valence)
     device = ens.device
     probs, valence = [], []
     for start in range(0, len(blocks[0]), chunk):
@@ -432,14 +612,31 @@ def predict(ens: Ensemble, params: dict, norms: list, blocks: list[np.ndarray], 
                 x = standardize(x, mean, std)
             inputs.append(x)
         logits, val = ens.predict(inputs, params)
-        probs.append((logits.sigmoid() if multi_label else logits.softmax(-1)).cpu().numpy())
+        probs.append((member_sigmoid(logits) if multi_label else logits.softmax(-1)).cpu().numpy())
         valence.append(val.cpu().numpy())
     return np.concatenate(probs, axis=1), np.concatenate(valence, axis=1)
 
 
+PREDICT_CHUNK = 2048  # clips per evaluation pass of a run's members (at most the model's eval_rows)
+
+
 def load_ensemble(problem_shapes, modalities, n_classes, multi_label, model, model_config, states,
-                  device: str = "auto", precision: str = "fp32") -> Ensemble:
-    """An Ensemble holding saved member weights (for scoring another dataset with a run)."""
+                  device: str = "auto", precision: str = "fp32", max_memory: int | None = None):
+    """Saved member weights to score another dataset with: an Ensemble of all, or MemberGroups
+    when they do not fit `max_memory` together (default: what the machine has; fuse.training.memory)."""
+    device = resolve_device(device)
+
     def make(e):
         return load_member(build(model, model_config, problem_shapes, modalities, n_classes, multi_label), states[e])
-    return Ensemble(make, len(states), resolve_device(device), precision)
+
+    size, held = len(states), process_memory(device)
+    if len(states) > 1:
+        with torch.random.fork_rng(devices=[]):
+            probe = Ensemble(make, 2, device, precision)
+            companions = {valid: item for item, valid in sequence_blocks(problem_shapes, modalities)}
+            cost = member_cost(probe, problem_shapes, companions, n_classes, multi_label,
+                               min(PREDICT_CHUNK, eval_rows(model)))
+        del probe
+        size = group_size(cost, len(states), max_memory or machine_budget(device), held, 0, model, bool(max_memory))
+    return Ensemble(make, size, device, precision) if size == len(states) else \
+        MemberGroups(make, len(states), size, device, precision)

@@ -22,8 +22,11 @@ from fuse.inputs.problem import load_problem
 from fuse.inputs.pseudo import add_pseudo, members_path
 from fuse.models import MODELS, build, make_config
 from .loop import TrainConfig, resolve_device
+from .memory import parse_size
 
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay", "patience")
+# how a run is computed, not what it computes: the same results whatever their values
+NOT_IN_RUN_ID = ("device", "threads", "lr_grid", "max_memory")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
                "width", "alpha", "temperature")
 
@@ -48,8 +51,11 @@ class TrainRequest:
     def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
                      folds=5, seeds=1, device="auto", threads=None, standardize=True, test_splits=None, out=None,
                      layout=None, root=None, clips=None, quiet=False, lr=None, augment=None, pseudo=None,
-                     **options) -> "TrainRequest":
-        """Options as the command line names them; refuses (ValueError) those `model` cannot use."""
+                     max_memory=None, **options) -> "TrainRequest":
+        """Options as the command line names them; refuses (ValueError) those `model` cannot use.
+        max_memory: bytes, or a size such as '6G' (fuse.training.memory.parse_size)."""
+        if isinstance(max_memory, str):
+            max_memory = parse_size(max_memory)
         net = {k: options.pop(k, None) for k in NET_OPTIONS}
         training = {k: options.pop(k, None) for k in NEURAL_TRAINING}
         if options:
@@ -62,14 +68,14 @@ class TrainRequest:
                 raise ValueError(f"--model {model} is not trained by epochs and has no {', '.join(given)}")
             configs = [make_config(model, **({"learning_rate": lr} if lr else {}))]
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads)
+                                threads=threads, max_memory=max_memory)
         else:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
             given = {k: v for k, v in {**training, "lr": lr}.items() if v is not None}
             defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs, patience
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads, **{**defaults, **given})
+                                threads=threads, max_memory=max_memory, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
         resolve_device(device)
@@ -180,7 +186,7 @@ def run_id(request: TrainRequest, problem, splits, inputs: dict) -> str:
             **_training_only_identity(request, problem),
             "configs": [dataclasses.asdict(c) for c in request.configs],
             "train": {k: v for k, v in dataclasses.asdict(request.train).items()
-                      if k not in ("device", "threads", "lr_grid") and not (k == "patience" and not v)}}
+                      if k not in NOT_IN_RUN_ID and not (k == "patience" and not v)}}
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:10]
     structure = "-all" if len(request.configs) > 1 else ""
     return f"{request.model}{structure}-{''.join(dict.fromkeys(problem.modalities))}-{digest}"
