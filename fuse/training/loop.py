@@ -12,6 +12,7 @@ import copy
 import ctypes
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class TrainConfig:
     patience: int = 0             # a member stops choosing its best epoch after this many epochs
                                   # without a better validation score (0: never; see _train)
     max_memory: int | None = None  # bytes the run may hold; None: what the machine has (fuse.training.memory)
+    deterministic: bool = False   # torch's deterministic algorithms, no TF32 (bit-reproducible GPU runs)
 
 
 @dataclass
@@ -116,6 +118,7 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
         return _member_net(problem, model, model_config, seeds[e])
 
     flags = standardized(model, problem.shapes, problem.modalities, cfg.standardize)
+    settings = matmul_settings(device, cfg.deterministic)
     try:
         data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
         size = plan_groups(problem, model, make, data, cfg, len(members))
@@ -127,9 +130,32 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
         result = _train_groups(make, seeds, size, data, cfg, problem, bar, lrs)
     finally:
         torch.set_num_threads(threads)
+        settings()
     result.train_index, result.folds = tr, folds
     result.seconds = time.perf_counter() - started
     return result
+
+
+def matmul_settings(device: torch.device, deterministic: bool):
+    """Set the products of a run: on CUDA, fp32 products in TF32 (Ampere and later: inputs rounded to
+    a 10-bit mantissa, several times fp32's rate) unless `deterministic`, which turns on torch's
+    deterministic algorithms (and the cuBLAS workspace they need) for bit-reproducible GPU runs.
+    CPU products are unchanged (TF32 is a CUDA format). Returns a function that restores the
+    settings found."""
+    found = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic
+    tf32 = device.type == "cuda" and not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = False if deterministic else found[2]
+    torch.use_deterministic_algorithms(deterministic or found[3])
+
+    def restore():
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = found[:2]
+        torch.backends.cudnn.benchmark = found[2]
+        torch.use_deterministic_algorithms(found[3])
+    return restore
 
 
 def dropout_seed(seed: int) -> int:
