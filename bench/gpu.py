@@ -205,9 +205,12 @@ def resolve(device: str) -> str:
     cuda:N is refused (exit 2) before any work."""
     import torch
 
-    from cache.cli import check_device
+    from cache.cli import Refused, check_device
 
-    device = check_device(device)
+    try:
+        device = check_device(device)
+    except ValueError as error:
+        raise Refused(str(error)) from None
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 

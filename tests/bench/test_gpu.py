@@ -28,3 +28,12 @@ def test_cpu_mode_prints_every_section_and_names_what_cannot_run(tmp_path):
     assert "5 folds x 3 seeds" in fusion and "CV combined" in fusion and "not comparable" in fusion
     e2el = next(row for (section, _), row in by_run.items() if section == "e2el")
     assert "s per epoch" in e2el and "not measured (no CUDA on --device cpu)" in e2el and "extrapolated" in e2el
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "table.md"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--device", "cuda:7", "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--device cuda:7" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
