@@ -24,7 +24,7 @@ DEMO_CLIPS ?= 96
 DEMO_SWEEP ?= A=egemaps|random-tiny-hubert@-1;L=text-minilm@-1;V=face-fer2013|face-dlib
 DEMO_SWEEP_GRID ?= epochs=50
 
-.PHONY: setup test demo demo-corpus models extract train sweep dashboard bench bench-fuse bench-samsemo clean-cache
+.PHONY: setup test demo demo-corpus models extract train sweep dashboard bench bench-fuse bench-samsemo bench-gpu clean-cache
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,13 @@ bench-samsemo:
 	$(if $(SAMSEMO),,$(error SAMSEMO=path/to/samsemo is required))
 	$(PY) -m pip install --quiet lightning tabulate
 	$(PY) bench/fuse/samsemo_parity.py --samsemo $(SAMSEMO)
+
+# one table of a GPU box in under ten minutes, inputs built on the spot (after make setup TORCH=<CUDA build>):
+# extraction throughput, fuse.train at MER shape, e2el at published widths; DEVICE=cpu: tiny sizes, a check
+DEVICE   ?= auto
+bench-gpu:
+	mkdir -p data
+	$(PY) bench/gpu.py --device $(DEVICE) --out data/bench-gpu.md
 
 clean-cache:
 	rm -rf $(CACHE)
