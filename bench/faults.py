@@ -27,9 +27,10 @@ from pathlib import Path
 import click
 import h5py
 
-from cache.commit import machine
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # else bench/cache/ beside this script is found as a package named cache
+
+from cache.commit import machine  # noqa: E402
 TRAIN = ["fuse.train", "--dataset", "demo", "--cache", "data/cache", "--modalities", "A,L,V", "--epochs", "5",
          "--quiet"]
 

@@ -25,7 +25,9 @@ from pathlib import Path
 import click
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH / "extract"), str(BENCH / "fuse")]  # their helpers import by module name
+# the repository first: else bench/cache/, bench/fuse/ (folders beside this script) would be found as
+# namespace packages named cache and fuse; then the helpers of bench/extract/ and bench/fuse/ by name
+sys.path[:0] = [str(BENCH.parent), str(BENCH / "extract"), str(BENCH / "fuse")]
 
 import device_throughput as throughput  # noqa: E402
 from fuse_speed import run_ours as train_mer_shaped  # noqa: E402

@@ -22,14 +22,17 @@ from cache import LayerSelectionError, open_feature, parse_spec
 from cache.specs import parse_selector
 from .specs import DEFAULTS
 
-_SPEECH = ["ssl", "hubert-base", "hubert-large", "wav2vec2-base", "wav2vec2-large", "wavlm-base-plus", "wavlm-large"]
+_SPEECH = ["ssl", "hubert-base", "hubert-large", "wav2vec2-base", "wav2vec2-large", "wavlm-base-plus", "wavlm-large",
+           "whisper", "whisper-base", "whisper-large-v2", "whisper-large-v3"]
 _TEXT = ["text", "text-minilm", "bert-base-chinese", "bert-base-multilingual-uncased", "chinese-macbert-base",
-         "chinese-macbert-large", "chinese-roberta-wwm-ext", "chinese-roberta-wwm-ext-large"]
+         "chinese-macbert-large", "chinese-roberta-wwm-ext", "chinese-roberta-wwm-ext-large",
+         "llm", "llama-2-13b", "qwen2.5-7b"]
 # stage 1's extractor families (its registry names and `kind:` extractors) by the modality they describe
 FAMILIES = {**{name: "A" for name in ["is09", "is10", "egemaps", "compare2016", "mfcc", "logmel",
                                       "e2el-spectrogram", *_SPEECH]},
             **{name: "L" for name in [*_TEXT, "asr"]},
-            **{name: "V" for name in ["face-crops", "face-crops-crossbert", "face-dlib", "face-fer2013", "vision"]}}
+            **{name: "V" for name in ["face-crops", "face-crops-crossbert", "face-dlib", "face-fer2013", "vision",
+                                      "video", "videomae-base", "videomae-large"]}}
 # families whose clip array is no utterance vector: crops, spectrogram pieces, transcripts
 SEQUENCE_ONLY = {"e2el-spectrogram", "face-crops", "face-crops-crossbert", "asr"}
 LAYER_CHOICES = ("-1", "-4:")   # the last layer; the mean of the last four

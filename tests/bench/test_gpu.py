@@ -37,3 +37,11 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "--device cuda:7" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_the_fault_bench_starts_from_its_own_folder():
+    """bench/cache/ and bench/fuse/ beside a top-level bench script must not be found as the packages
+    cache and fuse (they were: an ImportError before any work)."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "faults.py"), "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "Usage: faults.py" in proc.stdout, proc.stderr[-2000:]
