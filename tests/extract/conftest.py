@@ -1,9 +1,11 @@
-"""Corpora shared by the stage-1 tests of this folder."""
+"""Corpora and stand-in models shared by the stage-1 tests of this folder."""
 import pickle
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from extract import stand_ins
 from tests.media import write_scene
 
 
@@ -27,3 +29,11 @@ def samsemo_release(tmp_path):
     with open(root / "meta_and_splits" / "meta.pkl", "wb") as f:
         pickle.dump(meta, f)
     return root
+
+
+def build_stand_in(tmp_path_factory, name: str) -> Path:
+    """Folder of the tiny random-initialised stand-in `name`, built as `make models` does."""
+    folder = tmp_path_factory.mktemp("models") / name
+    folder.mkdir()
+    stand_ins.STAND_INS[name](folder)
+    return folder

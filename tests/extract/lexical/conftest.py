@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from extract import stand_ins
 from extract.__main__ import main
 from extract.core import base
 from extract.lexical.text import resolve_source
+from tests.extract.conftest import build_stand_in
 from tests.media import write_clip
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,10 +29,7 @@ def minilm():
 @pytest.fixture(scope="session")
 def tiny_asr(tmp_path_factory):
     """Folder of the tiny random-initialised CTC stand-in, built as `make models` does."""
-    folder = tmp_path_factory.mktemp("models") / "tiny-asr-ctc"
-    folder.mkdir()
-    stand_ins.STAND_INS["tiny-asr-ctc"](folder)
-    return folder
+    return build_stand_in(tmp_path_factory, "tiny-asr-ctc")
 
 
 def reference_hidden_states(text: str) -> np.ndarray:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from extract import stand_ins
+from tests.extract.conftest import build_stand_in
 from extract.speech.encoders import SpeechModelFeatures
 from extract.speech.whisper import WhisperEncoderConfig, WhisperEncoderFeatures
 
@@ -15,10 +16,7 @@ LENGTHS = (0.31, 1.37, 2.0)  # seconds
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "tiny-whisper"
-    folder.mkdir()
-    stand_ins.STAND_INS["tiny-whisper"](folder)
-    return folder
+    return build_stand_in(tmp_path_factory, "tiny-whisper")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from extract import stand_ins
+from tests.extract.conftest import build_stand_in
 from extract.core.media import decode
 from extract.visual.video import VideoConfig, VideoLayers, uniform_frames
 from tests.media import face_frames, speech, write_clip
@@ -12,10 +12,7 @@ from tests.media import face_frames, speech, write_clip
 
 @pytest.fixture(scope="module")
 def tiny_videomae(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "tiny-videomae"
-    folder.mkdir()
-    stand_ins.STAND_INS["tiny-videomae"](folder)
-    return folder
+    return build_stand_in(tmp_path_factory, "tiny-videomae")
 
 
 @pytest.fixture(scope="module")
