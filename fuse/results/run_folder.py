@@ -32,6 +32,7 @@ from fuse.inputs.folds import fold_kind
 from fuse.metrics import mean_std, show_mean_std
 from fuse.training.loop import standardized
 from fuse.training.members import combine, config_dict, save_weights
+from fuse.training.saved_run import DamagedRun
 from . import plots
 from .submission import describe, write_submission
 from .scoring import NESTED, cv_scores, fused, nested_fusion, oof_thresholds, score
@@ -139,6 +140,21 @@ def _score_split(tmp, split, problem, systems, weights, meta, out, thresholds, r
     if not labelled.any() or problem.multi_label:
         return None
     return (split, problem.labels[rows[labelled]], ens_p[labelled].argmax(1))
+
+
+def read_metrics(folder) -> dict | None:
+    """A run folder's metrics.json as fuse.train wrote it; None when there is none (the run did not
+    finish); DamagedRun naming the file and the cause when it cannot be read as one."""
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict) or not isinstance(metrics["cv"]["combined"]["mean"], (int, float)):
+            raise ValueError("not the metrics fuse.train writes")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise DamagedRun(f"{path} is damaged ({' '.join(str(err).split())[:160] or type(err).__name__})") from None
+    return metrics
 
 
 def write_predictions(path: Path, ids, probs, valence, classes, multi_label, thresholds=None):

@@ -7,9 +7,10 @@ modality set (AL, AV, LV, ALV) first so that every set is covered once before an
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from fuse.results.run_folder import read_metrics
+from fuse.training.saved_run import DamagedRun
 from .trials import Trial
 
 
@@ -22,9 +23,12 @@ def unimodal_scores(trials: dict[str, Trial], runs: Path) -> dict[tuple, float]:
     """(modality, feature spec) -> the best CV combined score of its finished unimodal trials."""
     best: dict[tuple, float] = {}
     for run, trial in baselines(trials).items():
-        path = Path(runs) / run / "metrics.json"
-        if path.is_file():
-            score = json.loads(path.read_text())["cv"]["combined"]["mean"]
+        try:
+            metrics = read_metrics(Path(runs) / run)
+        except DamagedRun:  # named where the sweep reads its runs (run.finished_run)
+            metrics = None
+        if metrics is not None:
+            score = metrics["cv"]["combined"]["mean"]
             part = trial.features[0]
             best[part] = max(score, best.get(part, score))
     return best

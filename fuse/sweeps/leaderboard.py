@@ -3,14 +3,17 @@
 """
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from fuse.metrics import show_mean_std
+from fuse.results.run_folder import read_metrics
+from fuse.training.saved_run import DamagedRun
 from .trials import Trial
 
+log = logging.getLogger(__name__)
 SIZES = {1: "unimodal", 2: "bimodal", 3: "trimodal"}
 CV_NOTE = "CV nested: each fold scored with weights chosen on the other folds"  # the fusion row's CV
 
@@ -19,10 +22,13 @@ def rows(runs: dict[str, Trial], folder: Path) -> pd.DataFrame:
     """One row per finished trial (run id -> Trial; run folders under `folder`), best CV combined first."""
     out = []
     for run, trial in runs.items():
-        path = folder / run / "metrics.json"
-        if not path.is_file():
+        try:
+            m = read_metrics(folder / run)
+        except DamagedRun as err:
+            log.warning(f"{err}: left out of the leaderboard")
             continue
-        m = json.loads(path.read_text())
+        if m is None:
+            continue
         row = {"run": run, "model": trial.model, "modalities": trial.modalities, "n_modalities": len(trial.features),
                **{m_: spec for m_, spec in trial.features},
                "params": " ".join(trial.label().split(" ")[1 + len(trial.features):]), "seconds": m.get("seconds"),

@@ -6,6 +6,7 @@ study's user attributes, so a worker on another machine needs only the storage U
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import signal
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from fuse.models import MODELS
+from fuse.results.run_folder import read_metrics
 from fuse.results.runs import run_training_group
+from fuse.training.saved_run import DamagedRun
 from fuse.training.request import runs_root
 from . import study as studies
 from . import params as sweep_params
@@ -24,10 +27,17 @@ from .budget import baselines, ranked_combinations
 from .plan import Plan, request_for, trial_run_id
 from .trials import Trial
 
+log = logging.getLogger(__name__)
+
 
 def finished_run(runs: Path, run: str) -> bool:
-    """Whether trial `run` is finished: its run folder holds metrics.json (a folder appears whole)."""
-    return (Path(runs) / run / "metrics.json").is_file()
+    """Whether trial `run` is finished: its run folder holds a readable metrics.json (a folder
+    appears whole). A damaged one is named, and its trial counts as not finished: trained again."""
+    try:
+        return read_metrics(Path(runs) / run) is not None
+    except DamagedRun as err:
+        log.warning(f"{err}: its trial is trained again")
+        return False
 
 
 def sweeps_root(cache_dir=None) -> Path:
@@ -131,11 +141,11 @@ def run_trial(payload: str, cache_dir, runs: Path, threads=None) -> tuple[list[t
     run folder is finished are not trained again; the others of a group train together."""
     blob = json.loads(payload)
     items = blob.get("runs") or [{"run": blob["run"], "trial": blob["trial"]}]  # (a one-trial key of before)
-    pending = [item for item in items if not (runs / item["run"] / "metrics.json").is_file()]
+    pending = [item for item in items if not finished_run(runs, item["run"])]
     if pending:
         run_training_group([request_for(Trial.from_key(item["trial"]), blob["dataset"], cache_dir, blob["seeds"],
                                         out=str(runs / item["run"]), threads=threads) for item in pending])
-    results = [(item["run"], json.loads((runs / item["run"] / "metrics.json").read_text())) for item in items]
+    results = [(item["run"], read_metrics(runs / item["run"])) for item in items]
     return results, bool(pending)
 
 

@@ -117,6 +117,30 @@ def test_a_rerun_skips_finished_trials(cache, tmp_path, no_report_plots):
     assert len(study_trials(tmp_path / "runs")) == len(trials)   # nothing queued, nothing trained
 
 
+def test_a_damaged_metrics_json_is_named_and_only_its_trial_trained_again(cache, tmp_path, no_report_plots,
+                                                                          caplog):
+    """A run folder whose metrics.json was cut short is not a finished run to trust: the sweep names
+    the file, trains that trial again and leaves the others; the leaderboard never reads it."""
+    from fuse.sweeps import leaderboard
+
+    runs = tmp_path / "runs"
+    sweep_cli(*args_for(cache, tmp_path))
+    before = finished(runs)
+    victim = sorted(before)[0]
+    damaged = runs / victim / "metrics.json"
+    damaged.write_text(damaged.read_text()[:40])
+    trial = next(items_of(t)[0][1] for t in study_trials(runs) if run_of(t) == victim)
+    with caplog.at_level("WARNING"):
+        assert len(leaderboard.rows({victim: trial}, runs)) == 0
+        sweep_cli(*args_for(cache, tmp_path))
+    assert f"{damaged} is damaged" in caplog.text and "left out of the leaderboard" in caplog.text
+    assert "its trial is trained again" in caplog.text
+    after = finished(runs)
+    assert after[victim] != before[victim] and {r: after[r] for r in before if r != victim} == \
+        {r: before[r] for r in before if r != victim}
+    assert json.loads(damaged.read_text())["cv"]["combined"]["mean"] is not None
+
+
 def test_a_changed_feature_retrains_only_the_trials_that_use_it(cache, tmp_path, no_report_plots):
     sweep_cli(*args_for(cache, tmp_path))
     before = finished(tmp_path / "runs")
