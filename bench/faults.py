@@ -343,8 +343,10 @@ def interrupted(ws: Workspace) -> list[Row]:
     work = ws.fresh("ctrl-c-fuse")
     for what, args, ready in (
             ("fuse.train", [*TRAIN[:-3], "--epochs", "100000"], lambda log: "epoch" in log.read_text()),
-            ("fuse.sweep --workers 2", ["fuse.sweep", "--dataset", "demo", "--cache", "data/cache", "--modalities",
-                                        "A,L,V", "--grid", "epochs=300", "--workers", "2", "--top-k", "0"],
+            # one feature per modality: the 7 trials of A, L, V (a sweep's default is every cached one)
+            ("fuse.sweep --workers 2", ["fuse.sweep", "--dataset", "demo", "--cache", "data/cache", "--features",
+                                        "A=egemaps;L=text-minilm@-1;V=face-fer2013", "--grid", "epochs=300",
+                                        "--workers", "2", "--top-k", "0"],
              lambda log: len(list((work / "data" / "runs" / "demo").glob("*/metrics.json"))) >= 1)):
         log = work / f"{what.split()[0]}.log"
         proc = ws.start(work, args, log)
