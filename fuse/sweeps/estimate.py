@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuse.models import MODELS
+from fuse.results.run_folder import read_metrics
 from fuse.training.request import prepare
+from fuse.training.saved_run import DamagedRun
 from fuse.training.systems import train_systems
 from .plan import Plan, request_for
 
@@ -56,12 +58,12 @@ def finished_shapes(runs: Path) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for path in Path(runs).glob("*/metrics.json"):
         try:
-            metrics = json.loads(path.read_text())
+            metrics = read_metrics(path.parent)
             config, train = metrics["config"], metrics["config"]["train"]
             shape = _shape(config["model"], len(config["features"]), len(train["seeds"]),
                            [s["config"] for s in config["systems"]], train)
             out.setdefault(shape, []).append(_per_epoch(config["model"], float(metrics["seconds"]), train["epochs"]))
-        except (OSError, ValueError, KeyError, TypeError):  # not a finished run of ours: no evidence
+        except (DamagedRun, KeyError, TypeError, ValueError):  # not a finished run of ours: no evidence
             continue
     return out
 
