@@ -187,7 +187,7 @@ def main(ctx, work, models, modalities, max_memory, steps, max_groups, out):
 def all_at_once(work: Path, model: str, modalities: str, steps: int, grouped: dict, results: list) -> str:
     """The table row of all members in one group: measured when fuse.training.memory's estimate of it fits
     the memory the machine has now, else why not."""
-    from fuse import memory
+    from fuse.training import memory
 
     members = grouped["members"]
     needed = grouped["loaded"] + members * grouped["estimate_per_member"]
@@ -227,11 +227,12 @@ def resident() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]) -> list[dict]:
+def member_step(cache: Path, model: str, modalities: list[str], clips: list[int], recompute: bool = False) -> list[dict]:
     """One member of `model` (default widths), one training step (forward, backward, Adam) on a
     worst-case batch of each of `clips` clips (every frame, crop and token valid, as fuse.training.memory's
-    probe): the bytes autograd saves for the backward pass and the resident memory the step adds
-    at its peak over what the process held before it."""
+    probe): the bytes autograd saves for the backward pass (with `recompute`, fuse.training.memory's
+    figure of what recomputation keeps) and the resident memory the step adds at its peak over what
+    the process held before it (with `recompute`, activations recomputed)."""
     import torch
 
     from fuse.training import loop, memory
@@ -242,20 +243,24 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
                                         seeds=1, epochs=1, quiet=True)
     _, problem, _ = prepare(request)
     companions, _ = loop.sequence_lengths(problem, np.arange(1), torch.device("cpu"))
-    ens = Ensemble(lambda e: loop._member_net(problem, model, request.configs[0], 0), 1, torch.device("cpu"))
+    ens = Ensemble(lambda e: loop._member_net(problem, model, request.configs[0], 0), 1, torch.device("cpu"),
+                   recompute=recompute)
     opt = ens.optimizer(request.train.lr, request.train.weight_decay)
     out = []
     for n in clips:
         inputs = [x[:1] for x in memory.worst_case_batch(problem.shapes, companions, n, ens.device)]
         labels, ones = torch.zeros(1, n, dtype=torch.long), torch.ones(1, n)
         clear_peak()
-        before, loss = resident(), []
-        saved, _ = memory.saved_bytes(lambda: loss.append(ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)))
-        loss[0].backward()
+        before = resident()
+        loss = ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        out.append({"clips": n, "saved": saved, "step_peak": peak_memory() - before})
-        del loss, inputs
+        peak = peak_memory() - before
+        del loss
+        saved = memory.saved_bytes(lambda: ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones))
+        out.append({"clips": n, "saved": saved.recomputed if recompute else saved.total, "step_peak": peak})
+        del inputs
     return out
 
 
@@ -264,18 +269,19 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
 @click.option("--model", default="e2el", show_default=True)
 @click.option("--modalities", default="V,A,T", show_default=True)
 @click.option("--clips", default="1,2,4", show_default=True, help="Batch sizes, ascending.")
-def floor_command(work, model, modalities, clips):
+@click.option("--recompute", is_flag=True, help="Activations recomputed in the backward pass (fuse.train --recompute on).")
+def floor_command(work, model, modalities, clips, recompute):
     """What one member's training step holds: saved bytes and peak memory per batch size, and the
     saved bytes at the model's default batch (linear in the clips, as fuse.training.memory assumes)."""
     from fuse.inputs.specs import parse_modalities
 
     sizes = [int(c) for c in clips.split(",")]
-    rows = member_step(work / "cache", model, parse_modalities(modalities), sizes)
+    rows = member_step(work / "cache", model, parse_modalities(modalities), sizes, recompute)
     click.echo("| clips | saved by autograd (GB) | step's peak over before (GB) | peak / saved |")
     click.echo("| --- | --- | --- | --- |")
     for r in rows:
         click.echo(f"| {r['clips']} | {gb(r['saved'])} | {gb(r['step_peak'])} | {r['step_peak'] / r['saved']:.2f} |")
-    (work / f"floor-{model}.json").write_text(json.dumps(rows))
+    (work / f"floor-{model}{'-recomputed' if recompute else ''}.json").write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ per-layer feature (`hubert-large@18,19,20`); every parameter is [E, ...], E = 1 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 DECODERS = ("baseline", "jdev")
 LOSSES = ("sum", "uncertainty")
@@ -79,13 +82,76 @@ class Dropout(nn.Module):
         E = len(self.generators)
         per_member = x.numel() // E
         bits = torch.empty(E, (per_member + 3) // 4, dtype=torch.int64, device=x.device)
-        for row, generator in zip(bits, self.generators):
+        region = REGION.get()
+        replayed = region.generator_states(self.generators) if region is not None else None
+        for e, (row, generator) in enumerate(zip(bits, self.generators)):
+            if replayed is None:
+                row.random_(-2 ** 63, None, generator=generator)
+                continue
+            now = generator.get_state()  # the first pass's draws again, the generator left where it is
+            generator.set_state(replayed[e])
             row.random_(-2 ** 63, None, generator=generator)
+            generator.set_state(now)
         draws = bits.view(torch.int16)[:, :per_member]
         outer = math.prod(x.shape[:self.member_dim])
         if outer > 1:  # each member's elements lie in `outer` slices of x (x [N, E*C, ...]: N)
             draws = draws.reshape(E, outer, per_member // outer).transpose(0, 1)
         return draws.reshape(-1)
+
+
+class _Region:
+    """One recomputed region's first pass, for its second: the dropout generators' states, in the
+    order its Dropout layers drew (the global generator is torch's checkpoint's to restore)."""
+
+    def __init__(self):
+        self.states, self.replaying, self.next = [], False, 0
+
+    def generator_states(self, generators) -> list | None:
+        """Record the generators' states before a draw (first pass), or give those recorded then."""
+        if not self.replaying:
+            self.states.append([g.get_state() for g in generators])
+            return None
+        self.next += 1
+        return self.states[self.next - 1]
+
+    @contextmanager
+    def entered(self, replaying: bool):
+        self.replaying, self.next = replaying, 0
+        token = REGION.set(self)
+        try:
+            yield
+        finally:
+            REGION.reset(token)
+
+
+REGION: ContextVar[_Region | None] = ContextVar("recomputed_region", default=None)
+
+
+def recomputing() -> bool:
+    """Whether a recomputed region is running its forward a second time, for the backward pass:
+    state kept across steps (batch-norm running statistics) must not be updated again."""
+    region = REGION.get()
+    return region is not None and region.replaying
+
+
+# a probe of what recomputation saves (fuse.training.memory): where set, recomputed() runs its
+# region under probe.region(args) instead of checkpointing it
+PROBE: ContextVar = ContextVar("recompute_probe", default=None)
+
+
+def recomputed(fn, *args, enabled: bool = True):
+    """fn(*args), its activations recomputed in the backward pass instead of kept (activation
+    checkpointing: torch.utils.checkpoint, non-reentrant) when `enabled` and gradients are on. The
+    same numbers as without: the recompute draws the same dropout masks (the members' generators
+    replayed; torch restores the global one) and leaves batch-norm running statistics alone."""
+    if (probe := PROBE.get()) is not None:
+        with probe.region(args):
+            return fn(*args)
+    if not (enabled and torch.is_grad_enabled()):
+        return fn(*args)
+    region = _Region()
+    return checkpoint(fn, *args, use_reentrant=False,
+                      context_fn=lambda: (region.entered(False), region.entered(True)))
 
 
 class GroupLinear(nn.Module):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Dropout, Linear
+from .blocks import Dropout, Linear, recomputed, recomputing
 
 
 class MemberConv(nn.Module):
@@ -63,24 +63,29 @@ class MaskedBatchNorm2d(nn.Module):
         N, EC, H, W = x.shape
         E, C = self.weight.shape
         x = x.view(N, E, C, H, W)
-        if self.training:
+        if not self.training:
+            mean, var = self.running_mean, self.running_var
+        else:
             m = valid.view(N, E, 1, 1, W if valid.dim() == 3 else 1)
             per_item = valid.sum(-1) * H if valid.dim() == 3 else valid * H * W
             count = per_item.sum(0).clamp(min=1).unsqueeze(1)  # [E, 1]
             mean = (x * m).sum((0, 3, 4)) / count
             var = ((x - mean.view(1, E, C, 1, 1)) ** 2 * m).sum((0, 3, 4)) / count
-            with torch.no_grad():  # running variance unbiased, as nn.BatchNorm2d keeps it
-                seen = (per_item.sum(0) > 0).view(E, 1)
-                unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.copy_(torch.where(seen, torch.lerp(self.running_mean, mean, self.momentum),
-                                                    self.running_mean))
-                self.running_var.copy_(torch.where(seen, torch.lerp(self.running_var, unbiased, self.momentum),
-                                                   self.running_var))
-        else:
-            mean, var = self.running_mean, self.running_var
+            if not recomputing():  # a recomputed forward (blocks.recomputed) has updated them already
+                self._update_running(mean, var, count, per_item, E)
         scale = self.weight * torch.rsqrt(var + self.eps)
         y = x * scale.view(1, E, C, 1, 1) + (self.bias - mean * scale).view(1, E, C, 1, 1)
         return y.view(N, EC, H, W)
+
+    @torch.no_grad()
+    def _update_running(self, mean, var, count, per_item, E):
+        """Running variance unbiased, as nn.BatchNorm2d keeps it; a member with no valid item keeps its own."""
+        seen = (per_item.sum(0) > 0).view(E, 1)
+        unbiased = var * count / (count - 1).clamp(min=1)
+        self.running_mean.copy_(torch.where(seen, torch.lerp(self.running_mean, mean, self.momentum),
+                                            self.running_mean))
+        self.running_var.copy_(torch.where(seen, torch.lerp(self.running_var, unbiased, self.momentum),
+                                           self.running_var))
 
 
 class VggBlock(nn.Module):
@@ -103,7 +108,14 @@ class ItemCNN(nn.Module):
     """E2E-L's per-item CNN: conv 5x5 + BN + ReLU + max-pool, then VGG blocks of `channels[1:]`
     (the last three pooled), flattened and projected to `width` (Linear-ReLU-Linear).
 
-    forward(items [E, B, T, C, H, W], valid [E, B, T]) -> [E, B, T, width]."""
+    forward(items [E, B, T, C, H, W], valid [E, B, T]) -> [E, B, T, width].
+
+    `recompute` (set by fuse.training.loop when one member's activations do not fit its memory
+    budget otherwise): the stem and each VGG block recompute their activations in the backward
+    pass, keeping only their inputs (blocks.recomputed): the same numbers in less memory, for a
+    second forward pass of the CNN. (Regions of half a block keep twice the inputs: measured more.)"""
+
+    recompute = False
 
     def __init__(self, in_channels: int, size: tuple[int, int], channels: tuple[int, ...], width: int,
                  dropout: float, stem_dropout: bool = False, hidden: int = 1024):
@@ -122,12 +134,15 @@ class ItemCNN(nn.Module):
         E, B, T = items.shape[:3]
         x = items.permute(1, 2, 0, 3, 4, 5).reshape(B * T, E * items.shape[3], *items.shape[4:])
         v = valid.permute(1, 2, 0).reshape(B * T, E).to(x.dtype)
-        x = F.max_pool2d(F.relu(self.stem_bn(self.stem_dropout(self.stem(x)), v)), 2)
+        x = recomputed(self._stem, x, v, enabled=self.recompute)
         for block in self.blocks:
-            x = block(x, v)
+            x = recomputed(block, x, v, enabled=self.recompute)
         x = x.reshape(B * T, E, -1).transpose(0, 1)  # [E, B*T, C*h*w] (one member: channels-last strides)
         x = self.project[1](F.relu(self.project[0](x)))
         return x.view(E, B, T, -1)
+
+    def _stem(self, x, valid):
+        return F.max_pool2d(F.relu(self.stem_bn(self.stem_dropout(self.stem(x)), valid)), 2)
 
 
 class MemberLayerNorm(nn.Module):

@@ -61,11 +61,17 @@ def stack_members(members: list[nn.Module]) -> nn.Module:
 class Ensemble:
     """E copies of a network; `make(e)` builds member e (seeded by the caller). `dropout_seeds`
     (one per member): each member draws its dropout masks from its own generator so seeded, the
-    same masks whichever members it is trained with; without, from torch's global generator."""
+    same masks whichever members it is trained with; without, from torch's global generator.
+    `recompute`: the modules that can (a `recompute` attribute: e2el's CNN) recompute their
+    activations in the backward pass instead of keeping them (fuse.models.blocks.recomputed)."""
 
-    def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32", dropout_seeds=None):
+    def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32", dropout_seeds=None,
+                 recompute: bool = False):
         self.net = stack_members([make(e) for e in range(n_members)]).to(device)
         self.n, self.device = n_members, device
+        for module in self.net.modules():
+            if hasattr(module, "recompute"):
+                module.recompute = recompute
         if dropout_seeds is not None:
             generators = [torch.Generator(device).manual_seed(int(seed)) for seed in dropout_seeds]
             for module in self.net.modules():

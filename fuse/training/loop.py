@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -27,7 +28,7 @@ from fuse.inputs.folds import make_folds
 from fuse.models import MODELS, build
 from fuse.models.seq import roles, step_lengths
 from .ensemble import Ensemble, load_member, member_sigmoid
-from .memory import group_size, machine_budget, member_cost, process_memory, show_size
+from .memory import MemoryBudgetError, group_size, machine_budget, member_cost, process_memory, show_size
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class TrainConfig:
                                   # without a better validation score (0: never; see _train)
     max_memory: int | None = None  # bytes the run may hold; None: what the machine has (fuse.training.memory)
     deterministic: bool = False   # torch's deterministic algorithms, no TF32 (bit-reproducible GPU runs)
+    recompute: str = "auto"       # activations recomputed in the backward pass (e2el's CNN): auto (when one
+                                  # member does not fit max_memory otherwise) | on | off; the same numbers
 
 
 @dataclass
@@ -121,13 +124,14 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     settings = matmul_settings(device, cfg.deterministic)
     try:
         data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
-        size = plan_groups(problem, model, make, data, cfg, len(members))
+        size, recompute = plan_groups(problem, model, make, data, cfg, len(members))
         n_groups = -(-len(members) // size)
         title = f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds" if lrs is None else \
             f"{model}: {len(cfg.lr_grid)} learning rates x {len(cfg.seeds) // len(cfg.lr_grid)} seed(s) x {cfg.folds} folds"
         title += f", {n_groups} groups of {size}" if n_groups > 1 else ""
+        title += ", activations recomputed" if recompute else ""
         bar = Progress(cfg.epochs * n_groups, title, enabled=progress)
-        result = _train_groups(make, seeds, size, data, cfg, problem, bar, lrs)
+        result = _train_groups(make, seeds, size, data, cfg, problem, bar, lrs, recompute)
     finally:
         torch.set_num_threads(threads)
         settings()
@@ -166,9 +170,11 @@ def dropout_seed(seed: int) -> int:
 DROPOUT_STREAM = 0xD20
 
 
-def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: int) -> int:
-    """Members per group: as many as `cfg.max_memory` (default: what the machine has) holds, from
-    a probe of two members (fuse.training.memory); MemoryBudgetError when not one fits."""
+def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: int) -> tuple[int, bool]:
+    """(members per group, whether activations are recomputed): as many members as `cfg.max_memory`
+    (default: what the machine has) holds, from a probe of two members (fuse.training.memory);
+    recomputed when `cfg.recompute` is on, or auto and one member does not fit otherwise.
+    MemoryBudgetError when not one fits."""
     device = data.device
     budget, held = cfg.max_memory or machine_budget(device), process_memory(device)
     with torch.random.fork_rng(devices=[]):
@@ -177,22 +183,35 @@ def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: in
         cost = member_cost(probe, problem.shapes, data.companions, len(problem.classes), problem.multi_label,
                            eval_clips, cfg.batch_size, data.kept_bytes())
     del probe
+    can = cost.recomputed is not None and cfg.recompute != "off"
+    recompute = can and cfg.recompute == "on"
     # beside what the process holds: every member's best weights, kept to the end
-    size = group_size(cost, n_members, budget, held, cost.weights * n_members, model, given=bool(cfg.max_memory))
+    plan = functools.partial(group_size, n_members=n_members, budget=budget, held=held,
+                             reserved=cost.weights * n_members, given=bool(cfg.max_memory))
+    try:
+        size = plan(cost.recomputing() if recompute else cost, what=model, recomputed=recompute)
+    except MemoryBudgetError:
+        if recompute or not can:
+            raise
+        recompute = True
+        size = plan(cost.recomputing(), what=model, recomputed=True)
+        log.info("%s: one member needs ~%s, ~%s with its activations recomputed in the backward pass "
+                 "(the same numbers, ~1.3x its CNN's time)", model, show_size(cost.total),
+                 show_size(cost.recomputing().total))
     if size < n_members:
         log.info("%s: %d members in groups of %d (one member ~%s; --max-memory %s)", model, n_members, size,
-                 show_size(cost.total), show_size(budget))
-    return size
+                 show_size((cost.recomputing() if recompute else cost).total), show_size(budget))
+    return size, recompute
 
 
-def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None) -> Fit:
+def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None, recompute=False) -> Fit:
     """Every member trained, `size` at a time; the Fit of all. One group keeps its ensemble for
     the test pass; several are rebuilt from their best weights group by group (MemberGroups)."""
     groups = member_groups(len(seeds), size)
     trained, ensemble = [], None
     for g, group in enumerate(groups):
         ens = Ensemble(lambda i: make(group[i]), len(group), data.device, cfg.precision,
-                       dropout_seeds=[dropout_seed(seeds[e]) for e in group])
+                       dropout_seeds=[dropout_seed(seeds[e]) for e in group], recompute=recompute)
         rates = [lrs[e] for e in group] if lrs is not None else cfg.lr
         outcome = _train(ens, data.for_group(group), cfg, problem, rates, bar, g * cfg.epochs)
         if len(groups) == 1:

@@ -12,7 +12,10 @@ member then takes
           largest saved tensor at the clips of an evaluation pass x EVAL_LIVE)
 
 and a group of G members G times that, beside what the process holds already and the best
-weights of every member, kept to the end. BACKWARD covers the gradients and temporaries of the
+weights of every member, kept to the end. A model with recomputable regions (fuse.models.blocks.
+recomputed: e2el's CNN) has a second training figure, with those regions recomputed in the
+backward pass: the saved bytes outside them, their inputs, and the largest region's saved bytes,
+x RECOMPUTED_BACKWARD. BACKWARD covers the gradients and temporaries of the
 backward pass beside the saved tensors; an evaluation pass saves nothing and holds a few layers'
 outputs at once (EVAL_LIVE). Both factors are measured peaks over the estimate, with a margin
 (docs/BENCHMARKS.md, "Sequence models within a memory budget").
@@ -26,11 +29,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 
+from fuse.models.blocks import PROBE
+
 BACKWARD = 2.2          # a training step's peak / the bytes its forward pass saves (measured 1.3-2.0)
+RECOMPUTED_BACKWARD = 1.5  # the same with activations recomputed / the bytes recomputation keeps (measured 1.3)
 EVAL_LIVE = 4           # an evaluation pass's peak / the largest tensor a training pass saves
 PARAMETER_COPIES = 5    # weights, gradient, Adam's two moments, the best epoch's copy
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -99,26 +106,76 @@ class MemberCost:
     training: int
     evaluation: int
     weights: int
+    recomputed: int | None = None   # `training` with activations recomputed; None: nothing to recompute
 
     @property
     def total(self) -> int:
         return self.fixed + max(self.training, self.evaluation)
 
+    def recomputing(self) -> "MemberCost":
+        """The cost with activations recomputed in the backward pass."""
+        return replace(self, training=self.recomputed)
 
-def saved_bytes(run) -> tuple[int, int]:
-    """(all bytes, the largest tensor's) of the tensors autograd saves while `run()` runs (each
-    storage once, parameters not)."""
-    seen = {}
+
+@dataclass(frozen=True)
+class Saved:
+    """What autograd saves in a forward pass: all bytes, the largest tensor's, and the bytes
+    recomputation would keep at its peak (None where no region is recomputable)."""
+
+    total: int
+    largest: int
+    recomputed: int | None
+
+
+class RegionProbe:
+    """Set as fuse.models.blocks.PROBE: each recomputable region runs as usual, noted here (its
+    inputs, which recomputation keeps; `current`, the region the tensors saved now belong to)."""
+
+    def __init__(self):
+        self.current, self.regions, self.inputs = None, 0, {}
+
+    @contextmanager
+    def region(self, args):
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                self.inputs[a.untyped_storage().data_ptr()] = a.untyped_storage().nbytes()
+        previous, self.current = self.current, self.regions
+        self.regions += 1
+        try:
+            yield
+        finally:
+            self.current = previous
+
+
+def saved_bytes(run) -> Saved:
+    """What autograd saves while `run()` runs (each storage once, parameters not), and where
+    regions are recomputable, what it would keep with them recomputed: every storage saved outside
+    a region or given to one, and the largest region's own."""
+    region_of, size = {}, {}
+    probe = RegionProbe()
 
     def pack(t):
         if not isinstance(t, torch.nn.Parameter):
             storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
+            region_of.setdefault(storage.data_ptr(), probe.current)
+            size[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run()
-    return sum(seen.values()), max(seen.values(), default=0)
+    token = PROBE.set(probe)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            run()
+    finally:
+        PROBE.reset(token)
+    recomputed = None
+    if probe.regions:
+        kept = {p for p, r in region_of.items() if r is None} | set(probe.inputs)
+        per_region = {}
+        for p, r in region_of.items():
+            if p not in kept:
+                per_region[r] = per_region.get(r, 0) + size[p]
+        recomputed = sum(size.get(p, probe.inputs.get(p, 0)) for p in kept) + max(per_region.values(), default=0)
+    return Saved(sum(size.values()), max(size.values(), default=0), recomputed)
 
 
 def worst_case_batch(shapes, companions: dict[int, int], clips: int, device) -> list[torch.Tensor]:
@@ -133,15 +190,14 @@ def worst_case_batch(shapes, companions: dict[int, int], clips: int, device) -> 
     return out
 
 
-def activation_bytes(ens, shapes, companions, n_classes: int, multi_label: bool, clips: int) -> tuple[int, int]:
-    """(saved bytes, largest saved tensor) per member of a training step's forward pass on
-    `clips` worst-case clips (ens: 2 members)."""
+def activation_bytes(ens, shapes, companions, n_classes: int, multi_label: bool, clips: int) -> Saved:
+    """What a training step's forward pass saves per member on `clips` worst-case clips (ens: 2 members)."""
     inputs = worst_case_batch(shapes, companions, clips, ens.device)
     labels = torch.zeros(2, clips, n_classes, device=ens.device) if multi_label else \
         torch.zeros(2, clips, dtype=torch.long, device=ens.device)
     ones = torch.ones(2, clips, device=ens.device)
-    total, largest = saved_bytes(lambda: ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones))
-    return total // 2, largest // 2
+    saved = saved_bytes(lambda: ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones))
+    return Saved(saved.total // 2, saved.largest // 2, saved.recomputed // 2 if saved.recomputed is not None else None)
 
 
 def linear(one: int, two: int, clips: int) -> int:
@@ -156,22 +212,26 @@ def member_cost(ens, shapes, companions, n_classes, multi_label, eval_clips: int
     the loop keeps for it: standardized copies, validation inputs); without, evaluation alone."""
     one, two = (activation_bytes(ens, shapes, companions, n_classes, multi_label, n) for n in (1, 2))
     weights = sum(p.numel() * 4 for p in ens.params.values()) // 2
-    training = int(linear(one[0], two[0], batch_size) * BACKWARD) if batch_size else 0
+    training = int(linear(one.total, two.total, batch_size) * BACKWARD) if batch_size else 0
+    recomputed = int(linear(one.recomputed, two.recomputed, batch_size) * RECOMPUTED_BACKWARD) \
+        if batch_size and one.recomputed is not None else None
     return MemberCost(fixed=weights * (PARAMETER_COPIES if batch_size else 1) + kept_inputs, training=training,
-                      evaluation=linear(one[1], two[1], eval_clips) * EVAL_LIVE, weights=weights)
+                      evaluation=linear(one.largest, two.largest, eval_clips) * EVAL_LIVE, weights=weights,
+                      recomputed=recomputed)
 
 
 def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserved: int, what: str,
-               given: bool = True) -> int:
+               given: bool = True, recomputed: bool = False) -> int:
     """Members that run at once within `budget` bytes, beside `held` (what the process holds now)
     and `reserved` (what it will keep, e.g. every member's best weights); MemoryBudgetError when
-    not one fits. given: the budget is the user's --max-memory (else what the machine has)."""
+    not one fits. given: the budget is the user's --max-memory (else what the machine has);
+    recomputed: the cost is with activations recomputed."""
     room = budget - held - reserved
     fits = room // cost.total if cost.total else n_members
     if fits < 1:
         needed = held + reserved + cost.total
         raise MemoryBudgetError(
-            f"--max-memory {show_size(budget)}{'' if given else ' (what this machine has)'}: one {what} member needs ~{show_size(cost.total)} (activations "
+            f"--max-memory {show_size(budget)}{'' if given else ' (what this machine has)'}: one {what} member needs ~{show_size(cost.total)}{', its activations recomputed,' if recomputed else ''} (activations "
             f"{show_size(max(cost.training, cost.evaluation))}, weights, optimizer and kept inputs "
             f"{show_size(cost.fixed)}) beside the {show_size(held + reserved)} the run holds; give at least "
             f"--max-memory {show_size(needed, up=True)}, or a smaller --batch-size or model (--channels, --width)")

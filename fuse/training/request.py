@@ -26,7 +26,7 @@ from .memory import parse_size
 
 NEURAL_TRAINING = ("epochs", "batch_size", "precision", "weight_decay", "patience")
 # how a run is computed, not what it computes: the same results whatever their values
-NOT_IN_RUN_ID = ("device", "threads", "lr_grid", "max_memory", "deterministic")
+NOT_IN_RUN_ID = ("device", "threads", "lr_grid", "max_memory", "deterministic", "recompute")
 NET_OPTIONS = ("hidden", "dropout", "decoder", "loss", "layer_weights", "attention_scores", "structure", "channels",
                "width", "alpha", "temperature")
 
@@ -51,7 +51,7 @@ class TrainRequest:
     def from_options(cls, model="attention", modalities=None, features=None, dataset=None, cache_dir=None,
                      folds=5, seeds=1, device="auto", threads=None, standardize=True, test_splits=None, out=None,
                      layout=None, root=None, clips=None, quiet=False, lr=None, augment=None, pseudo=None,
-                     max_memory=None, deterministic=False, **options) -> "TrainRequest":
+                     max_memory=None, deterministic=False, recompute="auto", **options) -> "TrainRequest":
         """Options as the command line names them; refuses (ValueError) those `model` cannot use.
         max_memory: bytes, or a size such as '6G' (fuse.training.memory.parse_size)."""
         if isinstance(max_memory, str):
@@ -68,7 +68,8 @@ class TrainRequest:
                 raise ValueError(f"--model {model} is not trained by epochs and has no {', '.join(given)}")
             configs = [make_config(model, **({"learning_rate": lr} if lr else {}))]
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
-                                threads=threads, max_memory=max_memory, deterministic=deterministic)
+                                threads=threads, max_memory=max_memory, deterministic=deterministic,
+                                recompute=recompute)
         else:
             structures = ["1", "2", "3"] if net.get("structure") == "all" else [net.get("structure")]
             configs = [make_config(model, **{**net, "structure": s}) for s in structures]
@@ -76,7 +77,7 @@ class TrainRequest:
             defaults = getattr(MODELS[model], "training_defaults", {})  # e.g. e2el: SAMSEMO's lr, batch, epochs, patience
             train = TrainConfig(folds=folds, seeds=tuple(range(seeds)), device=device, standardize=standardize,
                                 threads=threads, max_memory=max_memory, deterministic=deterministic,
-                                **{**defaults, **given})
+                                recompute=recompute, **{**defaults, **given})
         if train.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision {train.precision!r}: choose fp32 or bf16")
         resolve_device(device)

@@ -111,10 +111,27 @@ def test_members_trained_in_groups_give_the_run_of_all_members_at_once(name, seq
     cache, dataset = (sequence_cache, "seq") if "vec" in str(features) else (pooled_caches["multi-label" in name], "synth")
     runs = {}
     for size in (10, 3, 4):
-        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: size)
+        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: (size, False))
         runs[size] = _run(cache, dataset, tmp_path / str(size), model, features, config, options)
     _same_run_folders(runs[10], runs[3])
     _same_run_folders(runs[10], runs[4])
+
+
+@pytest.mark.usefixtures("no_plots")
+def test_recomputed_activations_give_the_run_of_activations_kept(sequence_cache, tmp_path, monkeypatch):
+    """e2el's CNN recomputed in the backward pass (each conv + batch norm + ReLU keeping only its
+    input), all members at once and in groups of 3: the run folder of activations kept, byte for
+    byte. The recompute must draw each member's dropout masks again and leave the batch-norm
+    running statistics (saved with the weights) as one forward pass leaves them."""
+    model, features, config, options = RUNS["e2el"]
+    config = {**config, "dropout": 0.3}
+    runs = {}
+    for size, recompute in ((10, False), (10, True), (3, True)):
+        monkeypatch.setattr(loop, "plan_groups", lambda *args, plan=(size, recompute): plan)
+        runs[size, recompute] = _run(sequence_cache, "seq", tmp_path / f"{size}-{recompute}", model, features,
+                                     config, options)
+    _same_run_folders(runs[10, False], runs[10, True])
+    _same_run_folders(runs[10, False], runs[3, True])
 
 
 def test_member_groups_pair_a_lone_member_with_a_copy_of_itself():
@@ -239,7 +256,7 @@ def test_members_that_stop_early_in_groups_stop_as_they_do_all_at_once(pooled_ca
     cfg = loop.TrainConfig(folds=3, seeds=(0, 1), epochs=40, lr=3e-2, patience=1)
     fits = {}
     for size in (6, 2):
-        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: size)
+        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: (size, False))
         fits[size] = loop.fit(problem, "mlp", make_config("mlp", hidden=(16,)), cfg, progress=False)
     every, grouped = fits[6], fits[2]
     stops = (~np.isnan(every.history)).sum(-1).ravel()
