@@ -86,8 +86,10 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
 
     def planned(*args):
         seen["members"] = args[-1]
-        seen["group"] = group or plan(*args)
-        return seen["group"]
+        chosen = plan(*args)
+        chosen = chosen._replace(size=group) if group else chosen
+        seen["group"], seen["recompute"] = chosen.size, chosen.recompute
+        return chosen
 
     def costed(*args, **kwargs):
         seen["cost"] = cost(*args, **kwargs)
@@ -104,8 +106,10 @@ def measure(cache: Path, model: str, modalities: list[str], max_memory: str | No
     measured = len(step)
     per_group = sum(s * seen["steps_per_epoch"] + v * seen["val_chunks"] for s, v in zip(step, seen["validate"]))
     return {"model": model, "modalities": modalities, "max_memory": max_memory, "group": seen["group"],
+            "recompute": seen["recompute"],
             "groups": groups, "members": seen["members"], "groups_measured": measured,
-            "estimate_per_member": seen["cost"].total if "cost" in seen else None, "loaded": seen["loaded"],
+            "estimate_per_member": (seen["cost"].recomputing() if seen["recompute"] else seen["cost"]).total
+            if "cost" in seen else None, "loaded": seen["loaded"],
             "peak": peak_memory(), "step_seconds": sorted(step)[measured // 2],
             "steps_per_epoch": seen["steps_per_epoch"], "val_chunk_seconds": sorted(seen["validate"])[measured // 2],
             "val_chunks": seen["val_chunks"], "epoch_seconds": per_group / measured * groups,
@@ -140,6 +144,7 @@ def row(r: dict, label: str) -> str:
     if "error" in r:
         return f"| {r['model']} | {label} | - | {r['error']} | | | | | |"
     shape = f"{r['groups']} x {r['group']}" + (f" ({r['groups_measured']})" if r["groups_measured"] < r["groups"] else "")
+    shape += ", recomputed" if r.get("recompute") else ""
     estimate = gb(r["estimate_per_member"]) if r["estimate_per_member"] else "-"
     return (f"| {r['model']} | {label} | {shape} | **{gb(r['peak'])}** | {gb(r['loaded'])} | {estimate} | "
             f"{r['step_seconds']:.2f} | {r['epoch_seconds'] / 60:.1f} | {r['load']:.1f} |")

@@ -88,6 +88,28 @@ class MaskedBatchNorm2d(nn.Module):
                                            self.running_var))
 
 
+class _MaxPool2(torch.autograd.Function):
+    """F.max_pool2d(x, 2) whose backward finds the maxima again from x instead of keeping their
+    int64 indices (half the bytes of x): x is kept anyway where it is a ReLU's output. The same
+    gradient, bit for bit (the same kernel finds the same maxima)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.max_pool2d(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        _, index = F.max_pool2d(x, 2, return_indices=True)
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+
+
+def max_pool2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pooling, stride 2 (_MaxPool2 when a gradient is needed)."""
+    return _MaxPool2.apply(x) if x.requires_grad else F.max_pool2d(x, 2)
+
+
 class VggBlock(nn.Module):
     """Two 3x3 conv + batch norm + ReLU (SAMSEMO's VggBasicBlock), then dropout and an optional 2x2
     max-pool, as E2E-L's CNN orders them."""
@@ -101,7 +123,7 @@ class VggBlock(nn.Module):
     def forward(self, x, valid):
         x = F.relu(self.bn1(self.conv1(x), valid))
         x = self.dropout(F.relu(self.bn2(self.conv2(x), valid)))
-        return F.max_pool2d(x, 2) if self.pool else x
+        return max_pool2(x) if self.pool else x
 
 
 class ItemCNN(nn.Module):
@@ -142,7 +164,7 @@ class ItemCNN(nn.Module):
         return x.view(E, B, T, -1)
 
     def _stem(self, x, valid):
-        return F.max_pool2d(F.relu(self.stem_bn(self.stem_dropout(self.stem(x)), valid)), 2)
+        return max_pool2(F.relu(self.stem_bn(self.stem_dropout(self.stem(x)), valid)))
 
 
 class MemberLayerNorm(nn.Module):

@@ -65,6 +65,8 @@ class Ensemble:
     `recompute`: the modules that can (a `recompute` attribute: e2el's CNN) recompute their
     activations in the backward pass instead of keeping them (fuse.models.blocks.recomputed)."""
 
+    eval_rows = None  # clips per member in an evaluation pass, where planned (fuse.training.memory.evaluation_rows)
+
     def __init__(self, make, n_members: int, device: torch.device, precision: str = "fp32", dropout_seeds=None,
                  recompute: bool = False):
         self.net = stack_members([make(e) for e in range(n_members)]).to(device)

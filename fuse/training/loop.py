@@ -14,9 +14,11 @@ import dataclasses
 import functools
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ from fuse.inputs.folds import make_folds
 from fuse.models import MODELS, build
 from fuse.models.seq import roles, step_lengths
 from .ensemble import Ensemble, load_member, member_sigmoid
-from .memory import MemoryBudgetError, group_size, machine_budget, member_cost, process_memory, show_size
+from .memory import (MemoryBudgetError, evaluation_rows, group_size, machine_budget, member_cost, process_memory,
+                     show_size)
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -113,7 +116,6 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
         log.warning(warning)
     threads = torch.get_num_threads()
     if device.type == "cpu":
-        keep_freed_blocks()
         torch.set_num_threads(cfg.threads or step_threads(problem, len(members), cfg.batch_size, model_config))
     seeds = [cfg.seeds[s] * 1000 + k for s, k in members]  # each member's initialisation
 
@@ -124,7 +126,10 @@ def fit(problem, model: str, model_config, cfg: TrainConfig, progress: bool = Tr
     settings = matmul_settings(device, cfg.deterministic)
     try:
         data = _Data(problem, tr, folds, members, device, flags, training_only(problem), eval_rows(model))
-        size, recompute = plan_groups(problem, model, make, data, cfg, len(members))
+        size, recompute, data.eval_rows = plan_groups(problem, model, make, data, cfg, len(members))
+        data.cache_val = not recompute  # memory too tight to keep a member's activations: nor its validation inputs
+        if device.type == "cpu":  # ... nor freed blocks in the heap
+            return_freed_blocks() if recompute else keep_freed_blocks()
         n_groups = -(-len(members) // size)
         title = f"{model}: {len(cfg.seeds)} seed(s) x {cfg.folds} folds" if lrs is None else \
             f"{model}: {len(cfg.lr_grid)} learning rates x {len(cfg.seeds) // len(cfg.lr_grid)} seed(s) x {cfg.folds} folds"
@@ -170,38 +175,49 @@ def dropout_seed(seed: int) -> int:
 DROPOUT_STREAM = 0xD20
 
 
-def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: int) -> tuple[int, bool]:
-    """(members per group, whether activations are recomputed): as many members as `cfg.max_memory`
-    (default: what the machine has) holds, from a probe of two members (fuse.training.memory);
-    recomputed when `cfg.recompute` is on, or auto and one member does not fit otherwise.
-    MemoryBudgetError when not one fits."""
+class Plan(NamedTuple):
+    """How a run's members train: `size` at a time, activations `recompute`d or kept, `eval_rows`
+    clips per member in a validation pass (fuse.training.memory)."""
+
+    size: int
+    recompute: bool
+    eval_rows: int
+
+
+def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: int) -> Plan:
+    """As many members per group as `cfg.max_memory` (default: what the machine has) holds, from a
+    probe of two members (fuse.training.memory); activations recomputed when `cfg.recompute` is on,
+    or auto and one member does not fit otherwise. MemoryBudgetError when not one fits."""
     device = data.device
     budget, held = cfg.max_memory or machine_budget(device), process_memory(device)
     with torch.random.fork_rng(devices=[]):
         probe = Ensemble(make, 2, device, cfg.precision)
-        eval_clips = min(data.eval_rows, max(data.val_padded.shape[1], PREDICT_CHUNK))
         cost = member_cost(probe, problem.shapes, data.companions, len(problem.classes), problem.multi_label,
-                           eval_clips, cfg.batch_size, data.kept_bytes())
+                           min(data.eval_rows, data.val_padded.shape[1]), cfg.batch_size, data.kept_bytes())
     del probe
     can = cost.recomputed is not None and cfg.recompute != "off"
     recompute = can and cfg.recompute == "on"
-    # beside what the process holds: every member's best weights, kept to the end
-    plan = functools.partial(group_size, n_members=n_members, budget=budget, held=held,
-                             reserved=cost.weights * n_members, given=bool(cfg.max_memory))
+    # beside what the process holds: every member's best weights, kept to the end (recomputing:
+    # on disk until every group has trained, _Spilled)
+    reserved = cost.weights * n_members
+    plan = functools.partial(group_size, n_members=n_members, budget=budget, held=held, given=bool(cfg.max_memory))
     try:
-        size = plan(cost.recomputing() if recompute else cost, what=model, recomputed=recompute)
+        size = plan(cost.recomputing() if recompute else cost, reserved=0 if recompute else reserved, what=model,
+                    recomputed=recompute)
     except MemoryBudgetError:
         if recompute or not can:
             raise
         recompute = True
-        size = plan(cost.recomputing(), what=model, recomputed=True)
+        size = plan(cost.recomputing(), reserved=0, what=model, recomputed=True)
         log.info("%s: one member needs ~%s, ~%s with its activations recomputed in the backward pass "
-                 "(the same numbers, ~1.3x its CNN's time)", model, show_size(cost.total),
+                 "(the same numbers, a second forward pass of its CNN)", model, show_size(cost.total),
                  show_size(cost.recomputing().total))
     if size < n_members:
         log.info("%s: %d members in groups of %d (one member ~%s; --max-memory %s)", model, n_members, size,
                  show_size((cost.recomputing() if recompute else cost).total), show_size(budget))
-    return size, recompute
+    rows = evaluation_rows(cost, size, budget - held - (0 if recompute else reserved), device, data.eval_rows,
+                           data.val_padded.shape[1])
+    return Plan(size, recompute, rows)
 
 
 def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None, recompute=False) -> Fit:
@@ -216,6 +232,8 @@ def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None, recomput
         outcome = _train(ens, data.for_group(group), cfg, problem, rates, bar, g * cfg.epochs)
         if len(groups) == 1:
             ensemble = (ens, outcome.best_params)
+        elif recompute:  # memory is tight: the finished members' weights wait on disk
+            outcome.states = _Spilled(outcome.states)
         outcome.best_params = None
         trained.append(outcome)
         del ens  # the next group's members take its place
@@ -226,7 +244,24 @@ def _train_groups(make, seeds, size, data, cfg, problem, bar, lrs=None, recomput
     else:
         fit._ensemble, fit._best_params = MemberGroups(lambda e: load_member(make(e), fit.states[e]), len(seeds),
                                                        size, data.device, cfg.precision), None
+    fit._ensemble.eval_rows = data.eval_rows
     return fit
+
+
+class _Spilled:
+    """A finished group's best weights in an unnamed temporary file until every group has trained
+    (then read back, once, by iterating): where one member's activations barely fit, the members
+    trained before it need not hold memory (15 MER-sized e2el members: 1.5 GB)."""
+
+    def __init__(self, states: list[dict]):
+        self.file = tempfile.TemporaryFile()
+        torch.save(states, self.file)
+
+    def __iter__(self):
+        self.file.seek(0)
+        states = torch.load(self.file, weights_only=True)
+        self.file.close()
+        return iter(states)
 
 
 def member_groups(n_members: int, size: int) -> list[list[int]]:
@@ -252,6 +287,21 @@ def keep_freed_blocks() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_mmap_threshold, HEAP_BLOCKS)) and bool(libc.mallopt(m_trim_threshold, 2 * HEAP_BLOCKS))
+
+
+def return_freed_blocks() -> bool:
+    """Undo keep_freed_blocks: glibc's default thresholds (128 KiB), and the heap's free memory
+    returned now. Where memory is tight (activations recomputed), blocks kept free in the heap
+    fragment it: a recomputed e2el step on MER-sized inputs peaked at 9.1 GB over its start with
+    them kept, 4.1 GB without (measured). False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold, default = -1, -3, 128 << 10
+    done = bool(libc.mallopt(m_mmap_threshold, default)) and bool(libc.mallopt(m_trim_threshold, default))
+    libc.malloc_trim(0)
+    return done
 
 
 SMALL_STEP = 1e8  # multiply-adds of a step's first layers below which a second thread costs more than it gives
@@ -297,6 +347,7 @@ class _Data:
 
     def __init__(self, problem, tr, folds, members, device, flags, extra=None, eval_rows=4096):
         self.eval_rows = eval_rows  # clips per member in one validation pass
+        self.cache_val = True       # validation inputs kept between epochs (up to VAL_CACHE_BYTES)
         extra_rows, extra_origin = extra if extra is not None else (np.zeros(0, int), np.zeros(0, int))
         rows = np.concatenate([tr, extra_rows]).astype(np.int64)
         self.rows, self.device = rows, device  # problem row of each local row
@@ -378,21 +429,23 @@ class _Data:
     def val_chunks(self):
         """Inputs of each validation pass of the group, [G, <= eval_rows, ...] per block, with their
         sequence lengths (step_lengths). The same every epoch: gathered and standardized once when
-        they fit in VAL_CACHE_BYTES (a tenth of a 15-member MER-sized step's epoch otherwise)."""
+        they fit in VAL_CACHE_BYTES (a tenth of a 15-member MER-sized step's epoch otherwise) and
+        memory is not tight (cache_val)."""
         if self._val_inputs is not None:
             yield from self._val_inputs
             return
         V = self.val_padded.shape[1]
         size = len(self.group) * V * sum(int(np.prod(b.shape[1:])) for b in self.blocks) * 4
+        keep = self.cache_val and size <= VAL_CACHE_BYTES
         chunks = []
         for start in range(0, V, self.eval_rows):
             every = self.val_padded[:, start:start + self.eval_rows]
             inputs = self.gather(every[self.picked])
             chunk = (inputs, self.step_lengths(inputs, every))
-            if size <= VAL_CACHE_BYTES:
+            if keep:
                 chunks.append(chunk)
             yield chunk
-        if size <= VAL_CACHE_BYTES:
+        if keep:
             self._val_inputs = chunks
 
     def gather(self, rows: torch.Tensor) -> list[torch.Tensor]:
@@ -624,6 +677,8 @@ class MemberGroups:
     """Saved members evaluated group by group: `make(e)` builds member e with its weights; each
     group (member_groups of `size`) is an Ensemble built when its turn comes (fuse.training.loop.predict)."""
 
+    eval_rows = None  # clips per member in an evaluation pass, where planned (fuse.training.memory.evaluation_rows)
+
     def __init__(self, make, n: int, size: int, device, precision: str = "fp32"):
         self.make, self.n, self.size, self.device, self.precision = make, n, size, device, precision
 
@@ -674,14 +729,17 @@ def load_ensemble(problem_shapes, modalities, n_classes, multi_label, model, mod
     def make(e):
         return load_member(build(model, model_config, problem_shapes, modalities, n_classes, multi_label), states[e])
 
-    size, held = len(states), process_memory(device)
+    size, held, rows = len(states), process_memory(device), min(PREDICT_CHUNK, eval_rows(model))
     if len(states) > 1:
         with torch.random.fork_rng(devices=[]):
             probe = Ensemble(make, 2, device, precision)
             companions = {valid: item for item, valid in sequence_blocks(problem_shapes, modalities)}
-            cost = member_cost(probe, problem_shapes, companions, n_classes, multi_label,
-                               min(PREDICT_CHUNK, eval_rows(model)))
+            cost = member_cost(probe, problem_shapes, companions, n_classes, multi_label, rows)
         del probe
-        size = group_size(cost, len(states), max_memory or machine_budget(device), held, 0, model, bool(max_memory))
-    return Ensemble(make, size, device, precision) if size == len(states) else \
+        budget = max_memory or machine_budget(device)
+        size = group_size(cost, len(states), budget, held, 0, model, bool(max_memory))
+        rows = evaluation_rows(cost, size, budget - held, device, rows, PREDICT_CHUNK)
+    ens = Ensemble(make, size, device, precision) if size == len(states) else \
         MemberGroups(make, len(states), size, device, precision)
+    ens.eval_rows = rows
+    return ens

@@ -15,7 +15,7 @@ import torch
 
 from fuse.models import MODELS
 from .estimators import predict_estimators
-from .loop import Fit, eval_rows, load_ensemble, predict
+from .loop import PREDICT_CHUNK, Fit, eval_rows, load_ensemble, predict
 
 
 @dataclass
@@ -41,7 +41,8 @@ class System:
             ens = load_ensemble(shapes, modalities, len(classes), multi_label, self.model, self.config,
                                 self.fit.states, device, precision)
         norms = self.fit.norms if self.fit.norms and self.fit.norms[0] is not None else [None] * ens.n
-        return predict(ens, params, norms, blocks, multi_label, chunk=min(2048, eval_rows(self.model)))
+        return predict(ens, params, norms, blocks, multi_label,
+                       chunk=ens.eval_rows or min(PREDICT_CHUNK, eval_rows(self.model)))
 
 
 def combine(systems: list[System], weights, blocks, meta: dict, device="auto", precision="fp32"):

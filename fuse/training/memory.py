@@ -107,6 +107,7 @@ class MemberCost:
     evaluation: int
     weights: int
     recomputed: int | None = None   # `training` with activations recomputed; None: nothing to recompute
+    eval_per_clip: int = 0          # `evaluation`'s bytes per clip of a pass
 
     @property
     def total(self) -> int:
@@ -217,7 +218,21 @@ def member_cost(ens, shapes, companions, n_classes, multi_label, eval_clips: int
         if batch_size and one.recomputed is not None else None
     return MemberCost(fixed=weights * (PARAMETER_COPIES if batch_size else 1) + kept_inputs, training=training,
                       evaluation=linear(one.largest, two.largest, eval_clips) * EVAL_LIVE, weights=weights,
-                      recomputed=recomputed)
+                      recomputed=recomputed, eval_per_clip=max(two.largest - one.largest, 0) * EVAL_LIVE)
+
+
+def evaluation_rows(cost: MemberCost, size: int, room: int, device: torch.device, rows: int, most: int) -> int:
+    """Clips per member in one evaluation pass of a group of `size` with `room` bytes beside what
+    the run holds. On a CPU `rows` (the model's figure, tuned there): a run's numbers then never
+    depend on the memory it was given (products round by their shapes). On a GPU as many as the
+    group's share of the room holds beside its fixed bytes (the model's figure keeps a GPU idle):
+    at least `rows`, at most `most` (every clip)."""
+    rows = min(rows, most)
+    if device.type == "cpu" or not cost.eval_per_clip:
+        return rows
+    base = max(cost.evaluation - cost.eval_per_clip * rows, 0)  # what a pass holds beside its clips
+    fits = (room // size - cost.fixed - base) // cost.eval_per_clip
+    return int(min(most, max(rows, fits)))
 
 
 def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserved: int, what: str,

@@ -127,9 +127,11 @@ def test_grouped_encoders_are_separate_linear_layers():
 
 FAULTS = """
 import resource, sys, torch
-from fuse.training.loop import keep_freed_blocks
-if sys.argv[1] == "keep" and not keep_freed_blocks():
+from fuse.training.loop import keep_freed_blocks, return_freed_blocks
+if sys.argv[1] != "default" and not keep_freed_blocks():
     print("no glibc"); sys.exit()
+if sys.argv[1] == "returned":
+    return_freed_blocks()
 def faults():  # 40 MB written and freed, as a large gradient each step (glibc maps > 32 MB afresh)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.empty(10 << 20).fill_(1.0)
@@ -157,6 +159,7 @@ def test_large_freed_blocks_are_reused_without_page_faults():
         if kept[-1] == "no glibc":
             pytest.skip("glibc only")
     assert min(int(k) for k in kept) < 100 and int(faults("default")) > 5000
+    assert int(faults("returned")) > 5000  # return_freed_blocks (where memory is tight): as by default
 
 
 def test_member_adam_is_torch_adam_at_each_members_learning_rate():

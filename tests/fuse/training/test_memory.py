@@ -81,6 +81,11 @@ RUNS = {
 }
 
 
+def planned(size: int, recompute: bool = False):
+    """A stand-in for loop.plan_groups: groups of `size`, the model's evaluation passes."""
+    return lambda problem, model, make, data, cfg, n: loop.Plan(size, recompute, data.eval_rows)
+
+
 def _run(cache, dataset, out, model, features, config, options):
     request = TrainRequest.from_options(model=model, dataset=dataset, features=features, cache_dir=str(cache),
                                         out=str(out), quiet=True, seeds=2, epochs=2, **options)
@@ -111,7 +116,7 @@ def test_members_trained_in_groups_give_the_run_of_all_members_at_once(name, seq
     cache, dataset = (sequence_cache, "seq") if "vec" in str(features) else (pooled_caches["multi-label" in name], "synth")
     runs = {}
     for size in (10, 3, 4):
-        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: (size, False))
+        monkeypatch.setattr(loop, "plan_groups", planned(size))
         runs[size] = _run(cache, dataset, tmp_path / str(size), model, features, config, options)
     _same_run_folders(runs[10], runs[3])
     _same_run_folders(runs[10], runs[4])
@@ -122,16 +127,20 @@ def test_recomputed_activations_give_the_run_of_activations_kept(sequence_cache,
     """e2el's CNN recomputed in the backward pass (each conv + batch norm + ReLU keeping only its
     input), all members at once and in groups of 3: the run folder of activations kept, byte for
     byte. The recompute must draw each member's dropout masks again and leave the batch-norm
-    running statistics (saved with the weights) as one forward pass leaves them."""
+    running statistics (saved with the weights) as one forward pass leaves them; the groups'
+    weights, kept on disk until all have trained, must come back whole and in order."""
     model, features, config, options = RUNS["e2el"]
     config = {**config, "dropout": 0.3}
+    spilled, real = [], loop._Spilled
+    monkeypatch.setattr(loop, "_Spilled", lambda states: spilled.append(len(states)) or real(states))
     runs = {}
     for size, recompute in ((10, False), (10, True), (3, True)):
-        monkeypatch.setattr(loop, "plan_groups", lambda *args, plan=(size, recompute): plan)
+        monkeypatch.setattr(loop, "plan_groups", planned(size, recompute))
         runs[size, recompute] = _run(sequence_cache, "seq", tmp_path / f"{size}-{recompute}", model, features,
                                      config, options)
     _same_run_folders(runs[10, False], runs[10, True])
     _same_run_folders(runs[10, False], runs[3, True])
+    assert spilled == [3, 3, 3, 1]  # groups of 3, recomputing: each group's weights wait on disk
 
 
 def test_member_groups_pair_a_lone_member_with_a_copy_of_itself():
@@ -256,7 +265,7 @@ def test_members_that_stop_early_in_groups_stop_as_they_do_all_at_once(pooled_ca
     cfg = loop.TrainConfig(folds=3, seeds=(0, 1), epochs=40, lr=3e-2, patience=1)
     fits = {}
     for size in (6, 2):
-        monkeypatch.setattr(loop, "plan_groups", lambda *args, size=size: (size, False))
+        monkeypatch.setattr(loop, "plan_groups", planned(size))
         fits[size] = loop.fit(problem, "mlp", make_config("mlp", hidden=(16,)), cfg, progress=False)
     every, grouped = fits[6], fits[2]
     stops = (~np.isnan(every.history)).sum(-1).ravel()
@@ -266,3 +275,70 @@ def test_members_that_stop_early_in_groups_stop_as_they_do_all_at_once(pooled_ca
     np.testing.assert_array_equal(grouped.oof_probs, every.oof_probs)
     for a, b in zip(grouped.states, every.states):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Planned(Exception):
+    """Raised by a stand-in for loop._train_groups: the plan, before any training."""
+
+
+def _plan(cache, monkeypatch, **options):
+    """fuse.training.loop's plan for the small e2el of RUNS (10 members) and its cost per member,
+    the process's own memory taken as 0 (so that the budgets below mean the same on any machine)."""
+    from fuse.training.request import prepare
+
+    model, features, config, run_options = RUNS["e2el"]
+    request = TrainRequest.from_options(model=model, dataset="seq", features=features, cache_dir=str(cache),
+                                        quiet=True, seeds=2, epochs=1, **run_options, **options)
+    _, problem, _ = prepare(request)
+    costs, real = [], loop.member_cost
+    monkeypatch.setattr(loop, "process_memory", lambda device: 0)
+    monkeypatch.setattr(loop, "member_cost", lambda *a, **k: costs.append(real(*a, **k)) or costs[-1])
+
+    def stop(make, seeds, size, data, cfg, problem, bar, lrs=None, recompute=False):
+        raise Planned(size, recompute)
+
+    monkeypatch.setattr(loop, "_train_groups", stop)
+    with pytest.raises(Planned) as planned_:
+        loop.fit(problem, model, make_config(model, **config), request.train, progress=False)
+    return planned_.value.args, costs[0]
+
+
+def test_recomputing_is_chosen_when_one_member_does_not_fit_otherwise(sequence_cache, monkeypatch):
+    (size, recompute), cost = _plan(sequence_cache, monkeypatch)
+    assert (size, recompute) == (10, False)  # what this machine has holds all, activations kept
+    assert cost.recomputed is not None and cost.recomputed < cost.training / 2
+    reserved = 10 * cost.weights
+    between = reserved + (cost.total + cost.recomputing().total) // 2
+    fits = (between - reserved) // cost.recomputing().total
+    assert 1 <= fits < 10
+    assert _plan(sequence_cache, monkeypatch, max_memory=between)[0] == (fits, True)
+    assert _plan(sequence_cache, monkeypatch, max_memory=between, recompute="on")[0] == (fits, True)
+    three = reserved + 3 * cost.recomputing().total
+    assert _plan(sequence_cache, monkeypatch, max_memory=three, recompute="on")[0] == (3, True)
+    with pytest.raises(memory.MemoryBudgetError, match=r"one e2el member needs ~[0-9.]+[MG] \(activations"):
+        _plan(sequence_cache, monkeypatch, max_memory=between, recompute="off")
+    with pytest.raises(memory.MemoryBudgetError, match="member needs ~[0-9.]+[MG], its activations recomputed,"):
+        _plan(sequence_cache, monkeypatch, max_memory=reserved + cost.recomputing().total // 2)
+
+
+def test_models_without_a_cnn_have_nothing_to_recompute(pooled_caches):
+    from fuse.inputs.problem import load_problem
+
+    problem = load_problem("synth", [("A", "acoustic"), ("V", "visual")], root=pooled_caches[False])
+    probe = loop.Ensemble(lambda e: loop._member_net(problem, "attention", make_config("attention"), e), 2,
+                          torch.device("cpu"))
+    cost = memory.member_cost(probe, problem.shapes, {}, len(problem.classes), False, 64, 32)
+    assert cost.recomputed is None and cost.training > 0
+
+
+def test_evaluation_passes_are_the_models_own_on_a_cpu_and_fill_a_gpus_memory():
+    """On a CPU the model's figure whatever the budget (products round by their shapes: a run's
+    numbers must not depend on the memory it had); on a GPU as many clips as the group's share
+    holds beside its fixed bytes, never fewer than the model's figure nor more than every clip."""
+    cost = memory.MemberCost(fixed=1000, training=5000, evaluation=8 * 100 + 50, weights=10, eval_per_clip=100)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert memory.evaluation_rows(cost, 3, 10 ** 9, cpu, 8, 700) == 8
+    assert memory.evaluation_rows(cost, 3, 10 ** 9, gpu, 8, 700) == 700
+    assert memory.evaluation_rows(cost, 3, 3 * (1000 + 50 + 100 * 40), gpu, 8, 700) == 40
+    assert memory.evaluation_rows(cost, 3, 3 * 1000, gpu, 8, 700) == 8
+    assert memory.evaluation_rows(cost, 3, 10 ** 9, gpu, 8, 5) == 5
