@@ -46,6 +46,45 @@ class MemberConv(nn.Module):
         return out[0] if E == 1 else torch.cat(out, dim=1)
 
 
+class _MaskedNorm(torch.autograd.Function):
+    """Batch normalisation over the valid items, training: x [N, E, C, H, W], m [N, E, 1, 1, W or 1]
+    (1 = valid), count [E, 1] valid values per channel, weight and bias [E, C] ->
+    y = (x - mean) * weight / sqrt(var + eps) + bias, and the batch mean and (biased) var [E, C].
+
+    The backward pass is written out: it keeps x alone (autograd's, through the composite, also
+    keeps x - mean) and holds three x-sized temporaries at once instead of about six, which is
+    most of what a recomputed e2el stem needs (fuse.models.blocks.recomputed)."""
+
+    @staticmethod
+    def forward(ctx, x, m, count, weight, bias, eps):
+        E, C = weight.shape
+        mean = (x * m).sum((0, 3, 4)) / count
+        var = ((x - mean.view(1, E, C, 1, 1)) ** 2 * m).sum((0, 3, 4)) / count
+        scale = weight * torch.rsqrt(var + eps)
+        y = x * scale.view(1, E, C, 1, 1) + (bias - mean * scale).view(1, E, C, 1, 1)
+        ctx.save_for_backward(x, m, count, weight, mean, var)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, g, _mean, _var):
+        x, m, count, weight, mean, var = ctx.saved_tensors
+        shape = (1,) + weight.shape + (1, 1)
+        invstd = torch.rsqrt(var + ctx.eps)
+        scale = weight * invstd
+        d = x - mean.view(shape)
+        g_bias = g.sum((0, 3, 4))
+        g_d = (g * d).sum((0, 3, 4))                       # dL/dscale
+        g_var = g_d * scale * invstd ** 2 * -0.5           # through scale = weight (var + eps)^-1/2
+        # mean: in y's shift, and in var's deviations (whose valid sum is ~0, but not exactly)
+        g_mean = -g_bias * scale - 2 * g_var * (d * m).sum((0, 3, 4)) / count
+        g_x = g * scale.view(shape)
+        g_x += m * (g_mean / count).view(shape)
+        g_x += d.mul_(m).mul_((2 * g_var / count).view(shape))
+        return g_x, None, None, g_d * invstd, g_bias, None
+
+
 class MaskedBatchNorm2d(nn.Module):
     """BatchNorm2d per member whose statistics come from the valid items only:
     x [N, E*C, H, W], valid [N, E] (1 = a real item of that member's batch, 0 = padding)."""
@@ -69,10 +108,10 @@ class MaskedBatchNorm2d(nn.Module):
             m = valid.view(N, E, 1, 1, W if valid.dim() == 3 else 1)
             per_item = valid.sum(-1) * H if valid.dim() == 3 else valid * H * W
             count = per_item.sum(0).clamp(min=1).unsqueeze(1)  # [E, 1]
-            mean = (x * m).sum((0, 3, 4)) / count
-            var = ((x - mean.view(1, E, C, 1, 1)) ** 2 * m).sum((0, 3, 4)) / count
+            y, mean, var = _MaskedNorm.apply(x, m, count, self.weight, self.bias, self.eps)
             if not recomputing():  # a recomputed forward (blocks.recomputed) has updated them already
                 self._update_running(mean, var, count, per_item, E)
+            return y.view(N, EC, H, W)
         scale = self.weight * torch.rsqrt(var + self.eps)
         y = x * scale.view(1, E, C, 1, 1) + (self.bias - mean * scale).view(1, E, C, 1, 1)
         return y.view(N, EC, H, W)
