@@ -193,7 +193,7 @@ def plan_groups(problem, model: str, make, data, cfg: TrainConfig, n_members: in
     with torch.random.fork_rng(devices=[]):
         probe = Ensemble(make, 2, device, cfg.precision)
         cost = member_cost(probe, problem.shapes, data.companions, len(problem.classes), problem.multi_label,
-                           min(data.eval_rows, data.val_padded.shape[1]), cfg.batch_size, data.kept_bytes())
+                           min(data.eval_rows, data.val_padded.shape[1]), cfg.batch_size, *data.kept_bytes())
     del probe
     can = cost.recomputed is not None and cfg.recompute != "off"
     recompute = can and cfg.recompute == "on"
@@ -397,11 +397,11 @@ class _Data:
             out.append((x.mean(0), x.std(0).clamp(min=1e-6)) if flag else None)
         return out
 
-    def kept_bytes(self) -> int:
-        """Bytes one member's kept copies can take: its standardized inputs and validation inputs."""
+    def kept_bytes(self) -> tuple[int, int]:
+        """Bytes one member's kept copies can take: (its standardized inputs, its validation inputs)."""
         per_row = [int(np.prod(b.shape[1:])) * 4 for b in self.blocks]
         copies = sum(n for n, m in zip(per_row, self.mean or [None] * len(per_row)) if m is not None)
-        return len(self.rows) * copies + self.val_padded.shape[1] * sum(per_row)
+        return len(self.rows) * copies, self.val_padded.shape[1] * sum(per_row)
 
     def _standardized_copies(self):
         """Per standardized block, every group member's standardized copy of it [G, n, ...], made

@@ -37,7 +37,7 @@ import torch
 from fuse.models.blocks import PROBE
 
 BACKWARD = 2.2          # a training step's peak / the bytes its forward pass saves (measured 1.3-2.0)
-RECOMPUTED_BACKWARD = 1.5  # the same with activations recomputed / the bytes recomputation keeps (measured 1.3)
+RECOMPUTED_BACKWARD = 1.25  # the same with activations recomputed / the bytes recomputation keeps (measured 1.1)
 EVAL_LIVE = 4           # an evaluation pass's peak / the largest tensor a training pass saves
 PARAMETER_COPIES = 5    # weights, gradient, Adam's two moments, the best epoch's copy
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -108,14 +108,16 @@ class MemberCost:
     weights: int
     recomputed: int | None = None   # `training` with activations recomputed; None: nothing to recompute
     eval_per_clip: int = 0          # `evaluation`'s bytes per clip of a pass
+    val_inputs: int = 0             # its validation inputs, kept between epochs
 
     @property
     def total(self) -> int:
-        return self.fixed + max(self.training, self.evaluation)
+        return self.fixed + self.val_inputs + max(self.training, self.evaluation)
 
     def recomputing(self) -> "MemberCost":
-        """The cost with activations recomputed in the backward pass."""
-        return replace(self, training=self.recomputed)
+        """The cost with activations recomputed in the backward pass (and, memory being that tight,
+        validation inputs gathered afresh each epoch: fuse.training.loop)."""
+        return replace(self, training=self.recomputed, val_inputs=0)
 
 
 @dataclass(frozen=True)
@@ -207,16 +209,18 @@ def linear(one: int, two: int, clips: int) -> int:
 
 
 def member_cost(ens, shapes, companions, n_classes, multi_label, eval_clips: int, batch_size: int = 0,
-                kept_inputs: int = 0) -> MemberCost:
+                kept_inputs: int = 0, val_inputs: int = 0) -> MemberCost:
     """What one member of `ens` (a probe of 2 members) takes in evaluation passes of `eval_clips`
-    clips and, with a `batch_size`, in training (its weights' copies, `kept_inputs` bytes of inputs
-    the loop keeps for it: standardized copies, validation inputs); without, evaluation alone."""
+    clips and, with a `batch_size`, in training (its weights' copies, the inputs the loop keeps for
+    it: `kept_inputs` bytes of standardized copies, `val_inputs` of validation inputs); without,
+    evaluation alone."""
     one, two = (activation_bytes(ens, shapes, companions, n_classes, multi_label, n) for n in (1, 2))
     weights = sum(p.numel() * 4 for p in ens.params.values()) // 2
     training = int(linear(one.total, two.total, batch_size) * BACKWARD) if batch_size else 0
     recomputed = int(linear(one.recomputed, two.recomputed, batch_size) * RECOMPUTED_BACKWARD) \
         if batch_size and one.recomputed is not None else None
-    return MemberCost(fixed=weights * (PARAMETER_COPIES if batch_size else 1) + kept_inputs, training=training,
+    return MemberCost(fixed=weights * (PARAMETER_COPIES if batch_size else 1) + kept_inputs, val_inputs=val_inputs,
+                      training=training,
                       evaluation=linear(one.largest, two.largest, eval_clips) * EVAL_LIVE, weights=weights,
                       recomputed=recomputed, eval_per_clip=max(two.largest - one.largest, 0) * EVAL_LIVE)
 
@@ -231,7 +235,7 @@ def evaluation_rows(cost: MemberCost, size: int, room: int, device: torch.device
     if device.type == "cpu" or not cost.eval_per_clip:
         return rows
     base = max(cost.evaluation - cost.eval_per_clip * rows, 0)  # what a pass holds beside its clips
-    fits = (room // size - cost.fixed - base) // cost.eval_per_clip
+    fits = (room // size - cost.fixed - cost.val_inputs - base) // cost.eval_per_clip
     return int(min(most, max(rows, fits)))
 
 
@@ -248,6 +252,6 @@ def group_size(cost: MemberCost, n_members: int, budget: int, held: int, reserve
         raise MemoryBudgetError(
             f"--max-memory {show_size(budget)}{'' if given else ' (what this machine has)'}: one {what} member needs ~{show_size(cost.total)}{', its activations recomputed,' if recomputed else ''} (activations "
             f"{show_size(max(cost.training, cost.evaluation))}, weights, optimizer and kept inputs "
-            f"{show_size(cost.fixed)}) beside the {show_size(held + reserved)} the run holds; give at least "
+            f"{show_size(cost.fixed + cost.val_inputs)}) beside the {show_size(held + reserved)} the run holds; give at least "
             f"--max-memory {show_size(needed, up=True)}, or a smaller --batch-size or model (--channels, --width)")
     return int(min(fits, n_members))
