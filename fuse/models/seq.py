@@ -333,15 +333,16 @@ def validity(items: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
     return (block > 0).to(items.dtype)
 
 
-# the steps to keep of a sequence block, by id() of its input tensor: set by fuse.training.loop to the
-# length over every member's rows of a step, so a member group keeps what all members would
+# the steps to keep of a sequence block, by id() of its input tensor: set by fuse.training.loop from the
+# clips' lengths it holds on the host (read from the device, a length would wait for the GPU every
+# step), over every member's rows of a step, so a member group keeps what all members would
 STEP_LENGTHS: ContextVar[dict | None] = ContextVar("step_lengths", default=None)
 
 
 @contextmanager
 def step_lengths(lengths: dict[int, int]):
     """Within: trim() keeps lengths[id(x)] steps of an input block x found there (rounded up to its
-    multiple) instead of the batch's own last valid one."""
+    multiple)."""
     token = STEP_LENGTHS.set(lengths)
     try:
         yield
@@ -350,10 +351,11 @@ def step_lengths(lengths: dict[int, int]):
 
 
 def trim(x: torch.Tensor, valid: torch.Tensor, multiple: int = 1):
-    """Drop the steps after the batch's last valid one (rounded up to a multiple): (x, valid)."""
+    """Drop the steps after the batch's last valid one (rounded up to a multiple), as step_lengths
+    gives it: (x, valid). Without a length for x every step is kept: padded steps change nothing
+    but time, and measuring them here would wait for the device."""
     last = (STEP_LENGTHS.get() or {}).get(id(x))
     if last is None:
-        real = valid.flatten(0, 1).any(0).nonzero()
-        last = int(real.max()) + 1 if len(real) else 1
+        return x, valid
     last = min(x.shape[2], -(-last // multiple) * multiple)
     return x[:, :, :last], valid[:, :, :last]

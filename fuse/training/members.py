@@ -41,7 +41,8 @@ class System:
             ens = load_ensemble(shapes, modalities, len(classes), multi_label, self.model, self.config,
                                 self.fit.states, device, precision)
         norms = self.fit.norms if self.fit.norms and self.fit.norms[0] is not None else [None] * ens.n
-        return predict(ens, params, norms, blocks, multi_label, chunk=min(2048, eval_rows(self.model)))
+        return predict(ens, params, norms, blocks, multi_label, chunk=min(2048, eval_rows(self.model)),
+                       modalities=modalities)
 
 
 def combine(systems: list[System], weights, blocks, meta: dict, device="auto", precision="fp32"):

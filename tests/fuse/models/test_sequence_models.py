@@ -10,6 +10,7 @@ from cache import FeatureWriter, write_clips
 from fuse.models import build, make_config
 from fuse.models.coattention import supcon
 from fuse.models.crossbert import STRIDE, WINDOW, WindowEncoder
+from fuse.models.seq import step_lengths, trim
 from fuse.inputs.problem import load_problem
 from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
@@ -160,6 +161,18 @@ def test_crossbert_fuses_as_cm_bert():
     # a clip's output does not depend on the other clips of its batch (CM-BERT's text norm is the batch's)
     alone, _ = net([audio[:, 1:2], tokens[:, 1:2], mask[:, 1:2]])
     torch.testing.assert_close(alone[0, 0], logits[0, 1], atol=1e-6, rtol=1e-5)
+
+
+def test_a_block_keeps_the_steps_its_length_says_and_without_one_every_step():
+    """trim keeps the length the training loop read on the host (rounded up to a multiple), and
+    without one every step: measuring the last valid one there would wait for the device."""
+    x, valid = torch.randn(2, 3, 12, 4), torch.zeros(2, 3, 12)
+    valid[0, 1, :5] = 1
+    with NoHostReads():
+        assert trim(x, valid)[0].shape[2] == 12
+        with step_lengths({id(x): 5}):
+            kept, kept_valid = trim(x, valid, multiple=4)
+    assert kept.shape[2] == kept_valid.shape[2] == 8 and torch.equal(kept, x[:, :, :8])
 
 
 @pytest.mark.parametrize("frames, last", [(12, [12, 9, 3, 0]), (25, [25, 24, 10, 15]), (7, [7, 2, 5, 0])])
