@@ -228,8 +228,9 @@ class MemberLSTM(nn.Module):
         gates_x = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(E, B * T, -1), self.w_ih).view(E, B, T, 4 * D)
         h, c = x.new_zeros(E, B, D), x.new_zeros(E, B, D)
         out = []
-        for t in range(T):
-            i, f, g, o = (gates_x[:, :, t] + torch.bmm(h, self.w_hh)).chunk(4, dim=-1)
+        # unbind, not a slice per step: the backward of each slice makes a zero tensor of all T steps
+        for step in gates_x.unbind(2):
+            i, f, g, o = (step + torch.bmm(h, self.w_hh)).chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             out.append(h)
