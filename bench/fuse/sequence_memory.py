@@ -247,7 +247,7 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
     request = TrainRequest.from_options(model=model, dataset=DATASET, cache_dir=str(cache), modalities=modalities,
                                         seeds=1, epochs=1, quiet=True)
     _, problem, _ = prepare(request)
-    companions, _ = loop.sequence_lengths(problem, np.arange(1), torch.device("cpu"))
+    companions, _ = loop.sequence_lengths(problem, np.arange(1))
     ens = Ensemble(lambda e: loop._member_net(problem, model, request.configs[0], 0), 1, torch.device("cpu"),
                    recompute=recompute)
     opt = ens.optimizer(request.train.lr, request.train.weight_decay)

@@ -161,7 +161,7 @@ class WindowEncoder(nn.Module):
         y = y.mean((2, 3, 4)).view(B, n, E, -1).permute(2, 0, 1, 3)  # [E, B, n, channels]
         states = self.lstm(self.project(self.norm(y)))
         length = valid.flip(-1).cumsum(-1).flip(-1).gt(0).sum(-1)  # last real frame + 1
-        ends = torch.tensor([s + WINDOW for s in starts], device=crops.device)
+        ends = torch.arange(WINDOW, x.shape[2] + 1, STRIDE, device=crops.device)  # starts + WINDOW, made on the device
         window_valid = (ends <= length.clamp(min=WINDOW).unsqueeze(-1)).to(crops.dtype)
         return states, window_valid
 

@@ -14,6 +14,7 @@ Without a mask or count every item is real.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -112,10 +113,18 @@ class E2EL(nn.Module):
 
 def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
     """[..., C, H, W] 0-255 pixels -> SAMSEMO's normalised values (C = 3 RGB or 1 gray)."""
-    mean, std = torch.tensor(PIXEL_MEAN, device=x.device), torch.tensor(PIXEL_STD, device=x.device)
-    if x.shape[-3] == 1:
+    mean, std = pixel_scale(x.device, x.shape[-3])
+    return (x - mean) / std
+
+
+@functools.cache
+def pixel_scale(device: torch.device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """PIXEL_MEAN and PIXEL_STD as float32 [C, 1, 1] on `device`, made once per device: made per
+    forward, each would be a copy from the host that waits for the GPU."""
+    mean, std = torch.tensor(PIXEL_MEAN), torch.tensor(PIXEL_STD)
+    if channels == 1:
         mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
-    return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+    return mean.view(-1, 1, 1).to(device), std.view(-1, 1, 1).to(device)
 
 
 def _roles(shapes: list[tuple], modality: str) -> tuple[str, int, int | None]:

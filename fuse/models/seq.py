@@ -271,10 +271,17 @@ class SequenceEncoder(nn.Module):
 
 
 
+# devices on which MemberLSTM runs torch's fused LSTM, one call per member (cuDNN on CUDA) rather than
+# stepping through time in Python (~8 kernel launches a step). Not on a CPU: there torch's LSTM rounds
+# otherwise than the loop (its cell kernel), and the loop is what runs trained on a CPU have been
+FUSED_LSTM_DEVICES = frozenset({"cuda"})
+
+
 class MemberLSTM(nn.Module):
     """A one-layer LSTM per member (nn.LSTM's gates and initialisation): x [E, B, T, D_in] ->
     hidden states [E, B, T, D]. Left to right, so padding after a clip's last frame never reaches
-    its real steps."""
+    its real steps. On a device of FUSED_LSTM_DEVICES, torch's fused LSTM per member (`fused`),
+    else a loop over the steps (`stepped`): the same LSTM, within float32 rounding."""
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
@@ -284,17 +291,46 @@ class MemberLSTM(nn.Module):
         self.bias = nn.Parameter(torch.empty(1, 4 * dim).uniform_(-bound, bound))  # b_ih + b_hh in one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused(x) if x.device.type in FUSED_LSTM_DEVICES else self.stepped(x)
+
+    def stepped(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member at once, one step at a time: gates (i, f, g, o) = x w_ih + h w_hh + bias."""
         E, B, T, _ = x.shape
         D = self.w_hh.shape[1]
         gates_x = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(E, B * T, -1), self.w_ih).view(E, B, T, 4 * D)
         h, c = x.new_zeros(E, B, D), x.new_zeros(E, B, D)
         out = []
-        for t in range(T):
-            i, f, g, o = (gates_x[:, :, t] + torch.bmm(h, self.w_hh)).chunk(4, dim=-1)
+        # unbind, not a slice per step: the backward of each slice makes a zero tensor of all T steps
+        for step in gates_x.unbind(2):
+            i, f, g, o = (step + torch.bmm(h, self.w_hh)).chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             out.append(h)
         return torch.stack(out, dim=2)
+
+    def fused(self, x: torch.Tensor) -> torch.Tensor:
+        """One call of torch's LSTM (aten lstm: cuDNN on CUDA) per member, so that a member gets the
+        numbers it gets alone (fuse.training.loop's member groups). In float32, autocast off: under
+        autocast torch runs a cuDNN LSTM in float16 whatever the dtype asked. nn.LSTM's weights
+        are these transposed, its gates in the same order; the one bias is its b_ih, b_hh zero.
+        A member's weights lie in one buffer as nn.LSTM's flattened ones do (w_ih, w_hh, b_ih,
+        b_hh), which cuDNN reads in place."""
+        E, B, T, in_dim = x.shape
+        D = self.w_hh.shape[1]
+        sizes = (4 * D * in_dim, 4 * D * D, 4 * D, 4 * D)
+        with torch.autocast(x.device.type, enabled=False):
+            x, zeros = x.float(), x.new_zeros(4 * D, dtype=torch.float32)
+            h0 = x.new_zeros(1, B, D)
+            out = []
+            for e in range(E):
+                flat = torch.cat([self.w_ih[e].float().t().reshape(-1), self.w_hh[e].float().t().reshape(-1),
+                                  self.bias[e].float(), zeros])
+                w_ih, w_hh, b_ih, b_hh = flat.split(sizes)
+                params = [w_ih.view(4 * D, in_dim), w_hh.view(4 * D, D), b_ih, b_hh]
+                # has_biases, 1 layer, no dropout, keep what the backward needs, one direction, batch first
+                states, _, _ = torch.lstm(x[e], (h0, h0), params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+                out.append(states)
+        return torch.stack(out)
 
 
 def last_valid(states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -394,15 +430,16 @@ def validity(items: torch.Tensor, block: torch.Tensor | None) -> torch.Tensor:
     return (block > 0).to(items.dtype)
 
 
-# the steps to keep of a sequence block, by id() of its input tensor: set by fuse.training.loop to the
-# length over every member's rows of a step, so a member group keeps what all members would
+# the steps to keep of a sequence block, by id() of its input tensor: set by fuse.training.loop from the
+# clips' lengths it holds on the host (read from the device, a length would wait for the GPU every
+# step), over every member's rows of a step, so a member group keeps what all members would
 STEP_LENGTHS: ContextVar[dict | None] = ContextVar("step_lengths", default=None)
 
 
 @contextmanager
 def step_lengths(lengths: dict[int, int]):
     """Within: trim() keeps lengths[id(x)] steps of an input block x found there (rounded up to its
-    multiple) instead of the batch's own last valid one."""
+    multiple)."""
     token = STEP_LENGTHS.set(lengths)
     try:
         yield
@@ -411,10 +448,11 @@ def step_lengths(lengths: dict[int, int]):
 
 
 def trim(x: torch.Tensor, valid: torch.Tensor, multiple: int = 1):
-    """Drop the steps after the batch's last valid one (rounded up to a multiple): (x, valid)."""
+    """Drop the steps after the batch's last valid one (rounded up to a multiple), as step_lengths
+    gives it: (x, valid). Without a length for x every step is kept: padded steps change nothing
+    but time, and measuring them here would wait for the device."""
     last = (STEP_LENGTHS.get() or {}).get(id(x))
     if last is None:
-        real = valid.flatten(0, 1).any(0).nonzero()
-        last = int(real.max()) + 1 if len(real) else 1
+        return x, valid
     last = min(x.shape[2], -(-last // multiple) * multiple)
     return x[:, :, :last], valid[:, :, :last]

@@ -343,7 +343,9 @@ class _Data:
     """Training tensors on the device and each member's train / validation rows (padded with -1).
     Local row i < len(tr) is training clip tr[i]; training-only clips (fuse.inputs.extras) follow. Rows,
     statistics and sequence lengths are every member's; the copies kept per member (standardized
-    inputs, validation inputs) only those of the members of `group` (for_group)."""
+    inputs, validation inputs) only those of the members of `group` (for_group). The training rows
+    and the clips' sequence lengths stay on the host, where each step's lengths are read without
+    waiting for the device (step_lengths)."""
 
     def __init__(self, problem, tr, folds, members, device, flags, extra=None, eval_rows=4096):
         self.eval_rows = eval_rows  # clips per member in one validation pass
@@ -364,12 +366,13 @@ class _Data:
         self.has_valence = torch.as_tensor(~np.isnan(val), dtype=torch.float32, device=device)
         self.valence = torch.as_tensor(np.nan_to_num(val), dtype=torch.float32, device=device)
         self.labels_np, self.valence_np = lab[:len(tr)], val[:len(tr)]
-        self.train_rows = _padded([np.array([local[int(r)] for r in member_rows(tr, folds[s], k, extra_rows, extra_origin)])
-                                   for s, k in members], device)
+        self.train_rows = torch.as_tensor(_padded([np.array([local[int(r)] for r in member_rows(
+            tr, folds[s], k, extra_rows, extra_origin)]) for s, k in members]))  # on the host: _train
         self.val_rows = [np.flatnonzero(folds[s] == k) for s, k in members]
-        self.val_padded = _padded(self.val_rows, device)
-        self.companions, self.lengths = sequence_lengths(problem, rows, device)
-        self.norms = [self._norms(rows, flags) for rows in self.train_rows.cpu().numpy()] if any(flags) else None
+        self.val_host = _padded(self.val_rows)
+        self.val_padded = torch.as_tensor(self.val_host, device=device)
+        self.companions, self.lengths = sequence_lengths(problem, rows)
+        self.norms = [self._norms(rows, flags) for rows in self.train_rows.numpy()] if any(flags) else None
         self.mean = [torch.stack([n[i][0] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
             if any(flags) else None
         self.std = [torch.stack([n[i][1] for n in self.norms]) if flag else None for i, flag in enumerate(flags)] \
@@ -441,7 +444,7 @@ class _Data:
         for start in range(0, V, self.eval_rows):
             every = self.val_padded[:, start:start + self.eval_rows]
             inputs = self.gather(every[self.picked])
-            chunk = (inputs, self.step_lengths(inputs, every))
+            chunk = (inputs, self.step_lengths(inputs, self.val_host[:, start:start + self.eval_rows]))
             if keep:
                 chunks.append(chunk)
             yield chunk
@@ -465,14 +468,12 @@ class _Data:
             out.append(x)
         return out
 
-    def step_lengths(self, inputs: list[torch.Tensor], every: torch.Tensor) -> dict[int, int]:
+    def step_lengths(self, inputs: list[torch.Tensor], every: np.ndarray) -> dict[int, int]:
         """{id(input): steps} for the sequence blocks among `inputs`: the steps up to the last valid
-        one of any clip of `every` [E, B] (every member's rows of this step or pass, -1 = padding),
-        so that each group keeps the steps all members would (fuse.models.seq.trim)."""
-        if not self.lengths:
-            return {}
+        one of any clip of `every` [E, B] (every member's rows of this step or pass, -1 = padding;
+        on the host), so that each group keeps the steps all members would (fuse.models.seq.trim)."""
         real = every[every >= 0]
-        return {id(inputs[i]): max(1, int(n[real].max()) if len(real) else 1) for i, n in self.lengths.items()}
+        return {id(inputs[i]): longest(n[real]) for i, n in self.lengths.items()}
 
 
 def sequence_blocks(shapes, modalities) -> list[tuple[int, int]]:
@@ -489,19 +490,29 @@ def sequence_blocks(shapes, modalities) -> list[tuple[int, int]]:
     return out
 
 
-def sequence_lengths(problem, rows, device) -> tuple[dict[int, int], dict[int, torch.Tensor]]:
+def sequence_lengths(problem, rows) -> tuple[dict[int, int], dict[int, np.ndarray]]:
     """({validity block: its sequence block}, {sequence block: steps of each of `rows` up to its
-    last valid one}) for the sequence blocks of `problem`."""
+    last valid one [n] int64}) for the sequence blocks of `problem`."""
     companions, lengths = {}, {}
     for item, valid in sequence_blocks(problem.shapes, problem.modalities):
-        T, block = problem.shapes[item][0], np.asarray(problem.blocks[valid][rows], dtype=np.float64)
-        if block.ndim == 1:  # a count: steps t < count are valid
-            steps = np.ceil(np.clip(block, 0, T))
-        else:  # a mask: steps > 0 are valid
-            seen = block > 0
-            steps = np.where(seen.any(1), T - np.argmax(seen[:, ::-1], axis=1), 0)
-        companions[valid], lengths[item] = item, torch.as_tensor(steps.astype(np.int64), device=device)
+        companions[valid], lengths[item] = item, valid_steps(problem.blocks[valid][rows], problem.shapes[item][0])
     return companions, lengths
+
+
+def valid_steps(validity: np.ndarray, T: int) -> np.ndarray:
+    """Steps of each clip up to its last valid one, [n] int64, from its validity block (host
+    values, as fuse.models.seq.validity reads them on the device): a count [n] (steps t < count
+    are valid) or a mask [n, T] (steps > 0 are valid)."""
+    block = np.asarray(validity, dtype=np.float64)
+    if block.ndim == 1:
+        return np.ceil(np.clip(block, 0, T)).astype(np.int64)
+    seen = block > 0
+    return np.where(seen.any(1), T - np.argmax(seen[:, ::-1], axis=1), 0).astype(np.int64)
+
+
+def longest(steps: np.ndarray) -> int:
+    """The steps a batch keeps: its longest clip's, at least one (fuse.models.seq.trim)."""
+    return max(1, int(steps.max(initial=0)))
 
 
 VAL_CACHE_BYTES = 1 << 30  # validation inputs kept between epochs up to this size (float32)
@@ -520,17 +531,17 @@ def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     return ((x - mean) / std).clamp(-OUTLIER_CLIP, OUTLIER_CLIP)
 
 
-def _padded(rows: list[np.ndarray], device) -> torch.Tensor:
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
     out = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
     for e, r in enumerate(rows):
         out[e, :len(r)] = r
-    return torch.as_tensor(out, device=device)
+    return out
 
 
 def _epoch_order(train_rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each member's training rows in a fresh random order, padding (-1) last: [E, n_max]."""
-    keys = torch.rand(train_rows.shape, generator=generator, device="cpu").to(train_rows.device)
-    keys = keys.masked_fill(train_rows < 0, 2.0)
+    """Each member's training rows in a fresh random order, padding (-1) last: [E, n_max], on the
+    host as train_rows are."""
+    keys = torch.rand(train_rows.shape, generator=generator).masked_fill(train_rows < 0, 2.0)
     return train_rows.gather(1, keys.argsort(dim=1))
 
 
@@ -580,7 +591,8 @@ def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
     stopped = np.zeros(G, dtype=bool)
     ran = cfg.epochs
     for epoch in range(cfg.epochs):
-        every = _epoch_order(data.train_rows, generator)  # every member's: the group takes its own
+        order = _epoch_order(data.train_rows, generator)  # every member's: the group takes its own
+        every = order.to(data.device)  # one copy an epoch; each step's lengths are read from `order`
         for start in range(0, every.shape[1], cfg.batch_size):
             step = every[:, start:start + cfg.batch_size]
             rows = step[data.picked]
@@ -588,7 +600,7 @@ def _train(ens, data, cfg, problem, lr, bar, done: int = 0) -> _Trained:
             rows = rows.clamp(min=0)
             inputs = data.gather(rows)
             opt.zero_grad(set_to_none=True)
-            with step_lengths(data.step_lengths(inputs, step)):
+            with step_lengths(data.step_lengths(inputs, order[:, start:start + cfg.batch_size].numpy())):
                 loss = ens.loss(inputs, rows_of(data.labels, rows), rows_of(data.valence, rows), weight,
                                 weight * rows_of(data.has_valence, rows))
             loss.backward()
@@ -689,32 +701,42 @@ class MemberGroups:
 
 @torch.no_grad()
 def predict(ens, params: dict, norms: list, blocks: list[np.ndarray], multi_label: bool,
-            chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+            chunk: int = 2048, modalities: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every member's outputs on the same clips: probabilities [E, n, C] and valence [E, n].
     ens: an Ensemble (its weights, or `params`) or MemberGroups (one group at a time);
-    blocks: [n, ...] per block; norms: per member None, or per block (mean, std) or None."""
+    blocks: [n, ...] per block; norms: per member None, or per block (mean, std) or None;
+    modalities: the blocks', so that a sequence model keeps the steps up to a chunk's last valid
+    one, read from the host blocks (fuse.models.seq.trim); without, every step."""
     if isinstance(ens, MemberGroups):
         probs, valence = [], []
         for group, part in ens:
-            p, v = predict(part, None, [norms[e] for e in group], blocks, multi_label, chunk)
+            p, v = predict(part, None, [norms[e] for e in group], blocks, multi_label, chunk, modalities)
             probs.append(p[:len(set(group))]), valence.append(v[:len(set(group))])  # a lone member's copy left out
         return np.concatenate(probs), np.concatenate(valence)
     device = ens.device
+    sequences = sequence_blocks([b.shape[1:] for b in blocks], modalities) if modalities is not None else []
+    scales = [_stacked_norms(norms, i, device) for i in range(len(blocks))]
     probs, valence = [], []
     for start in range(0, len(blocks[0]), chunk):
         inputs = []
-        for i, b in enumerate(blocks):
+        for b, scale in zip(blocks, scales):
             x = torch.as_tensor(b[start:start + chunk], device=device).float()
             x = x.unsqueeze(0).expand(ens.n, *x.shape)
-            if norms[0] is not None and norms[0][i] is not None:
-                mean = torch.stack([m[i][0] for m in norms]).to(device).unsqueeze(1)
-                std = torch.stack([m[i][1] for m in norms]).to(device).unsqueeze(1)
-                x = standardize(x, mean, std)
-            inputs.append(x)
-        logits, val = ens.predict(inputs, params)
+            inputs.append(standardize(x, *scale) if scale is not None else x)
+        lengths = {id(inputs[item]): longest(valid_steps(blocks[valid][start:start + chunk], blocks[item].shape[1]))
+                   for item, valid in sequences}
+        with step_lengths(lengths):
+            logits, val = ens.predict(inputs, params)
         probs.append((member_sigmoid(logits) if multi_label else logits.softmax(-1)).cpu().numpy())
         valence.append(val.cpu().numpy())
     return np.concatenate(probs, axis=1), np.concatenate(valence, axis=1)
+
+
+def _stacked_norms(norms: list, i: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Block i's (mean, std) of every member, [E, 1, ...] each on the device; None where not standardized."""
+    if norms[0] is None or norms[0][i] is None:
+        return None
+    return tuple(torch.stack([m[i][j] for m in norms]).to(device).unsqueeze(1) for j in (0, 1))
 
 
 PREDICT_CHUNK = 2048  # clips per evaluation pass of a run's members (at most the model's eval_rows)

@@ -42,7 +42,7 @@ class System:
                                 self.fit.states, device, precision)
         norms = self.fit.norms if self.fit.norms and self.fit.norms[0] is not None else [None] * ens.n
         return predict(ens, params, norms, blocks, multi_label,
-                       chunk=ens.eval_rows or min(PREDICT_CHUNK, eval_rows(self.model)))
+                       chunk=ens.eval_rows or min(PREDICT_CHUNK, eval_rows(self.model)), modalities=modalities)
 
 
 def combine(systems: list[System], weights, blocks, meta: dict, device="auto", precision="fp32"):

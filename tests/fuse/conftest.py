@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cache import FeatureWriter, write_clips
 from manifests import MER_CLASSES, Clip, Manifest
@@ -182,3 +183,23 @@ def assert_padding_changes_nothing(short, long, inputs, padded, training: bool, 
     torch.testing.assert_close(logits2, logits, atol=atol, rtol=1e-4)
     torch.testing.assert_close(valence2, valence, atol=atol, rtol=1e-4)
     return logits
+
+
+aten = torch.ops.aten
+# what waits for a GPU, by the operation torch dispatches
+HOST_READS = {aten._local_scalar_dense.default: "reads a tensor's value on the host (item, int, bool, an if)",
+              aten.nonzero.default: "counts non-zeros (an output sized by the data)",
+              aten.masked_select.default: "selects by a mask (an output sized by the data)",
+              aten.equal.default: "compares whole tensors on the host",
+              aten.lift_fresh.default: "makes a tensor from host data (a copy to the device)"}
+
+
+class NoHostReads(TorchDispatchMode):
+    """Within: every operation that would wait for a GPU is refused (HOST_READS, indexing by a bool
+    mask), on any device: what a forward pass or training step must not do (a CPU test shows it)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        bool_index = func is aten.index.Tensor and any(i is not None and i.dtype == torch.bool for i in args[1])
+        if func in HOST_READS or bool_index:
+            raise AssertionError(f"{func}: {HOST_READS.get(func, 'indexes by a bool mask')}, in a step")
+        return func(*args, **(kwargs or {}))

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from fuse.models import build, make_config
+from fuse.models.e2el import normalise_pixels
 from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
-from tests.fuse.conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing, write_cache
+from tests.fuse.conftest import (NoHostReads, assert_members_train_as_if_alone, assert_padding_changes_nothing,
+                                 write_cache)
 
 TINY = dict(channels=(4, 4, 4, 8, 8, 8), width=8, layers=1, heads=2, feedforward=16, project=16)
 # spectrogram pieces [P, 32, 16] + count; face crops [T, 16, 16, 3] + mask; a text vector [5]
@@ -80,6 +82,18 @@ def test_one_member_takes_48_pixel_crops_as_cached():
     crops = torch.rand(1, 2, 4, 48, 48, 3) * 255
     logits, valence = net([crops, torch.ones(1, 2, 4)])
     assert logits.shape == (1, 2, 4) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("channels, mean, std", [(3, (159.0, 111.0, 102.0), (37.0, 33.0, 32.0)), (1, (124.0,), (34.0,))])
+def test_pixels_are_normalised_without_a_tensor_made_from_host_data_per_forward(channels, mean, std):
+    """SAMSEMO's pixel mean and standard deviation (gray: their means), kept on the device after the
+    first call: made per forward from a Python list, each would be a copy to the GPU that waits."""
+    pixels = torch.rand(2, 4, channels, 6, 5) * 255
+    normalise_pixels(pixels)  # the first call on this device makes them
+    with NoHostReads():
+        normalised = normalise_pixels(pixels)
+    expected = (pixels - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+    assert torch.equal(normalised, expected)
 
 
 def test_a_feature_the_network_has_no_branch_for_is_refused():

@@ -9,12 +9,14 @@ import torch
 from cache import FeatureWriter, write_clips
 from fuse.models import build, make_config
 from fuse.models.coattention import supcon
+from fuse.models.crossbert import STRIDE, WINDOW, WindowEncoder
+from fuse.models.seq import step_lengths, trim
 from fuse.inputs.problem import load_problem
 from fuse.results.runs import run_training
 from fuse.training.request import TrainRequest
 from manifests.table import MER_CLASSES, Clip, Manifest
 
-from tests.fuse.conftest import assert_members_train_as_if_alone, assert_padding_changes_nothing
+from tests.fuse.conftest import NoHostReads, assert_members_train_as_if_alone, assert_padding_changes_nothing
 
 TINY = {"crossbert": dict(width=8, channels=(4,), attention_dropout=0.0),   # no hidden layer: the default
         "crossbert-interaction": dict(width=8, channels=(4,), hidden=(8,)),
@@ -159,6 +161,36 @@ def test_crossbert_fuses_as_cm_bert():
     # a clip's output does not depend on the other clips of its batch (CM-BERT's text norm is the batch's)
     alone, _ = net([audio[:, 1:2], tokens[:, 1:2], mask[:, 1:2]])
     torch.testing.assert_close(alone[0, 0], logits[0, 1], atol=1e-6, rtol=1e-5)
+
+
+def test_a_block_keeps_the_steps_its_length_says_and_without_one_every_step():
+    """trim keeps the length the training loop read on the host (rounded up to a multiple), and
+    without one every step: measuring the last valid one there would wait for the device."""
+    x, valid = torch.randn(2, 3, 12, 4), torch.zeros(2, 3, 12)
+    valid[0, 1, :5] = 1
+    with NoHostReads():
+        assert trim(x, valid)[0].shape[2] == 12
+        with step_lengths({id(x): 5}):
+            kept, kept_valid = trim(x, valid, multiple=4)
+    assert kept.shape[2] == kept_valid.shape[2] == 8 and torch.equal(kept, x[:, :, :8])
+
+
+@pytest.mark.parametrize("frames, last", [(12, [12, 9, 3, 0]), (25, [25, 24, 10, 15]), (7, [7, 2, 5, 0])])
+def test_crossbert_windows_are_valid_without_a_tensor_made_from_host_data(frames, last):
+    """A window of 10 frames (step 5) is real when it ends by the clip's last real frame (a clip
+    shorter than a window: its one window), computed on the device: the windows' ends made there,
+    not copied from a Python list every forward."""
+    torch.manual_seed(0)
+    encoder = WindowEncoder((16, 16), (4,), 8)
+    valid = (torch.arange(frames) < torch.tensor(last).unsqueeze(-1)).float().view(1, 4, frames)
+    crops = torch.rand(1, 4, frames, 16, 16) * 255
+    encoder(crops, valid)  # the first call on this device makes the pixel constants (e2el.normalise_pixels)
+    with NoHostReads():
+        states, window_valid = encoder(crops, valid)
+    ends = np.arange(WINDOW, max(frames, WINDOW) + 1, STRIDE)
+    expected = [ends <= max(n, WINDOW) for n in last]
+    assert states.shape == (1, 4, len(ends), 8)
+    np.testing.assert_array_equal(window_valid[0].numpy(), np.array(expected, dtype=np.float32))
 
 
 def test_features_a_network_has_no_branch_for_are_refused():
