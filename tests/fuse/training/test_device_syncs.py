@@ -58,7 +58,8 @@ def test_sequence_models_train_and_predict_without_reading_the_device(name, sequ
     device inputs' own validity says, every trimmed block got its length from the host."""
     model, features, config, options = RUNS[name]
     seen, trimmed = [], []
-    monkeypatch.setattr(loop, "plan_groups", lambda *args: (10, False))  # all members at once (no probe)
+    monkeypatch.setattr(loop, "plan_groups",  # all members at once (no probe)
+                        lambda problem, model, make, data, cfg, n: loop.Plan(10, False, data.eval_rows))
     for cls, method in ((ensemble.Ensemble, "loss"), (ensemble.Ensemble, "predict"), (ensemble.MemberAdam, "step"),
                         (loop._Data, "gather")):
         monkeypatch.setattr(cls, method, without_host_reads(getattr(cls, method)))
