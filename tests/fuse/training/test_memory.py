@@ -342,3 +342,22 @@ def test_evaluation_passes_are_the_models_own_on_a_cpu_and_fill_a_gpus_memory():
     assert memory.evaluation_rows(cost, 3, 3 * (1000 + 50 + 100 * 40), gpu, 8, 700) == 40
     assert memory.evaluation_rows(cost, 3, 3 * 1000, gpu, 8, 700) == 8
     assert memory.evaluation_rows(cost, 3, 10 ** 9, gpu, 8, 5) == 5
+
+
+def test_the_probe_leaves_no_graph_behind():
+    """The probe's forward pass is never run backward: its graph (the saved activations, ~3 GB of
+    one MER-sized e2el probe) must be freed with its output, not kept alive by what the probe saw."""
+    import gc
+    import weakref
+
+    x = torch.randn(1000, requires_grad=True)
+    outputs = []
+
+    def run():
+        y = torch.relu(x * 2)   # relu keeps its own output for the backward pass
+        outputs.append(weakref.ref(y))
+        return y.sum()
+
+    assert memory.saved_bytes(run).total >= 4000
+    gc.collect()
+    assert outputs[0]() is None
