@@ -15,7 +15,7 @@ the machine has then; otherwise the table says so.
 
     python bench/fuse/sequence_memory.py --work DIR [--models e2el,crossbert,coattention] [--modalities V,A,T]
         [--max-memory 6G] [--steps 3] [--groups N] [--out DIR]
-    python bench/fuse/sequence_memory.py floor --work DIR [--model e2el] [--clips 1,2,4]
+    python bench/fuse/sequence_memory.py floor --work DIR [--model e2el] [--clips 1,2,4] [--recompute]
 """
 from __future__ import annotations
 
@@ -248,6 +248,8 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
                                         seeds=1, epochs=1, quiet=True)
     _, problem, _ = prepare(request)
     companions, _ = loop.sequence_lengths(problem, np.arange(1))
+    loop.return_freed_blocks() if recompute else loop.keep_freed_blocks()  # as fuse.training.loop.fit does
+    torch.set_num_threads(os.cpu_count() or 1)
     ens = Ensemble(lambda e: loop._member_net(problem, model, request.configs[0], 0), 1, torch.device("cpu"),
                    recompute=recompute)
     opt = ens.optimizer(request.train.lr, request.train.weight_decay)
@@ -256,15 +258,19 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
         inputs = [x[:1] for x in memory.worst_case_batch(problem.shapes, companions, n, ens.device)]
         labels, ones = torch.zeros(1, n, dtype=torch.long), torch.ones(1, n)
         clear_peak()
-        before = resident()
-        loss = ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        before, seconds = resident(), []
+        for _ in range(2):  # the peak of the first step (Adam's moments made), the time of the second
+            started = time.perf_counter()
+            loss = ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            del loss
+            seconds.append(time.perf_counter() - started)
         peak = peak_memory() - before
-        del loss
         saved = memory.saved_bytes(lambda: ens.loss(inputs, labels, torch.zeros_like(ones), ones, ones))
-        out.append({"clips": n, "saved": saved.recomputed if recompute else saved.total, "step_peak": peak})
+        out.append({"clips": n, "saved": saved.recomputed if recompute else saved.total, "step_peak": peak,
+                    "step_seconds": seconds[1], "load": os.getloadavg()[0]})
         del inputs
     return out
 
@@ -276,16 +282,19 @@ def member_step(cache: Path, model: str, modalities: list[str], clips: list[int]
 @click.option("--clips", default="1,2,4", show_default=True, help="Batch sizes, ascending.")
 @click.option("--recompute", is_flag=True, help="Activations recomputed in the backward pass (fuse.train --recompute on).")
 def floor_command(work, model, modalities, clips, recompute):
-    """What one member's training step holds: saved bytes and peak memory per batch size, and the
-    saved bytes at the model's default batch (linear in the clips, as fuse.training.memory assumes)."""
+    """What one member's training step holds and takes: saved bytes, peak memory and seconds per
+    batch size (saved bytes grow linearly in the clips, as fuse.training.memory assumes)."""
     from fuse.inputs.specs import parse_modalities
 
     sizes = [int(c) for c in clips.split(",")]
     rows = member_step(work / "cache", model, parse_modalities(modalities), sizes, recompute)
-    click.echo("| clips | saved by autograd (GB) | step's peak over before (GB) | peak / saved |")
-    click.echo("| --- | --- | --- | --- |")
+    click.echo("| clips | activations | saved by autograd (GB) | step's peak over before (GB) | peak / saved "
+               "| s per step | load |")
+    click.echo("| --- " * 7 + "|")
     for r in rows:
-        click.echo(f"| {r['clips']} | {gb(r['saved'])} | {gb(r['step_peak'])} | {r['step_peak'] / r['saved']:.2f} |")
+        click.echo(f"| {r['clips']} | {'recomputed' if recompute else 'kept'} | {gb(r['saved'])} | "
+                   f"{gb(r['step_peak'])} | {r['step_peak'] / r['saved']:.2f} | {r['step_seconds']:.1f} | "
+                   f"{r['load']:.1f} |")
     (work / f"floor-{model}{'-recomputed' if recompute else ''}.json").write_text(json.dumps(rows))
 
 
