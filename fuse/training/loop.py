@@ -292,8 +292,9 @@ def keep_freed_blocks() -> bool:
 def return_freed_blocks() -> bool:
     """Undo keep_freed_blocks: glibc's default thresholds (128 KiB), and the heap's free memory
     returned now. Where memory is tight (activations recomputed), blocks kept free in the heap
-    fragment it: a recomputed e2el step on MER-sized inputs peaked at 9.1 GB over its start with
-    them kept, 4.1 GB without (measured). False where there is no glibc."""
+    fragment it: a recomputed e2el step on MER-sized inputs peaked at 8.7 GB with them kept, 5.2 GB
+    without (measured; each step then maps its large blocks afresh: page faults, docs/BENCHMARKS.md).
+    False where there is no glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
