@@ -70,7 +70,8 @@ def _size(ctx, param, text):
               "in groups that fit (the same numbers) [what the machine has: available RAM, or the GPU's memory].")
 @click.option("--recompute", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Recompute the CNN's activations in the backward pass instead of keeping them (e2el): the same "
-              "numbers in ~a fifth of the memory, for ~1.3x the time. auto: when one member does not fit --max-memory.")
+              "numbers in ~a quarter of the memory, for ~2x the time on a CPU. auto: when one member does not fit "
+              "--max-memory.")
 @click.option("--deterministic", is_flag=True, help="Bit-reproducible GPU runs: torch's deterministic algorithms, "
               "fp32 products without TF32 (on by default on CUDA). CPU runs are reproducible without it.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: 1 for small models, else all).")
