@@ -35,6 +35,7 @@ from .store import FAILED, STATUS_NAMES, provenance_of
 from .writer import cache_root, feature_path
 
 MAX_GAP = 32  # rows skipped between two requested rows still read in one call (fewer calls)
+CHUNK_BYTES = 64 << 20  # rows read in one call at most (read_rows: the temporary of a run)
 
 
 class EveryClipFailed(ValueError):
@@ -244,22 +245,36 @@ def check_layers(dset: h5py.Dataset, layers):
 
 def read_rows(dset: h5py.Dataset, rows: np.ndarray, layers=None) -> np.ndarray:
     """dset[rows][:, layers] without reading the other rows or layers (h5py takes one index
-    list per read: rows are read as contiguous runs, layers as one sorted list, then reordered)."""
+    list per read: rows are read as contiguous runs, layers as one sorted list) and without a
+    second copy of the result: rows asked out of file order (or repeated) are placed where they
+    were asked run by run, each run at most CHUNK_BYTES (a reorder of the whole result doubled
+    the peak of loading MER-sized spectrogram pieces)."""
     if layers is not None:
         layers = [int(i) for i in layers]
     wanted, inverse = np.unique(rows, return_inverse=True)
+    inverse = inverse.reshape(-1)
     chosen = sorted(layers) if layers is not None else None
     width = dset.shape[1:] if chosen is None else (len(chosen),) + dset.shape[2:]
-    out = np.empty((len(wanted),) + width, dset.dtype)
-    for start, stop in _runs(wanted):
+    in_order = np.array_equal(inverse, np.arange(len(wanted)))
+    out = np.empty((len(inverse),) + width, dset.dtype)
+    if not in_order:  # the positions asked, grouped by the file row they ask for
+        by_wanted = np.argsort(inverse, kind="stable")
+        grouped = inverse[by_wanted]
+    row_bytes = max(1, int(np.prod(width)) * dset.dtype.itemsize)
+    for start, stop in _runs(wanted, max_rows=max(1, min(4096, CHUNK_BYTES // row_bytes))):
         first, last = int(wanted[start]), int(wanted[stop - 1]) + 1
         source = np.s_[first:last] if chosen is None else np.s_[first:last, chosen]
-        if last - first == stop - start:  # a run without gaps: straight into `out`, no second copy
+        if in_order and last - first == stop - start:  # a run without gaps: straight into `out`
             dset.read_direct(out, source, np.s_[start:stop])
+            continue
+        block = dset[source]
+        if last - first != stop - start:
+            block = block[wanted[start:stop] - first]
+        if in_order:
+            out[start:stop] = block
         else:
-            out[start:stop] = dset[source][wanted[start:stop] - first]
-    if not np.array_equal(inverse, np.arange(len(wanted))):
-        out = out[inverse]  # back to the order (and repeats) asked for
+            positions = by_wanted[np.searchsorted(grouped, start):np.searchsorted(grouped, stop)]
+            out[positions] = block[inverse[positions] - start]
     if chosen is not None and chosen != layers:
         out = out[:, [chosen.index(i) for i in layers]]
     return out
