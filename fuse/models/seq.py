@@ -46,6 +46,14 @@ class MemberConv(nn.Module):
         return out[0] if E == 1 else torch.cat(out, dim=1)
 
 
+def normalise(x, mean, var, weight, bias, eps):
+    """x [N, E, C, H, W] -> (x - mean) * weight / sqrt(var + eps) + bias, per member and channel
+    ([E, C] each), in one product and one sum."""
+    E, C = weight.shape
+    scale = weight * torch.rsqrt(var + eps)
+    return x * scale.view(1, E, C, 1, 1) + (bias - mean * scale).view(1, E, C, 1, 1)
+
+
 class _MaskedNorm(torch.autograd.Function):
     """Batch normalisation over the valid items, training: x [N, E, C, H, W], m [N, E, 1, 1, W or 1]
     (1 = valid), count [E, 1] valid values per channel, weight and bias [E, C] ->
@@ -60,8 +68,7 @@ class _MaskedNorm(torch.autograd.Function):
         E, C = weight.shape
         mean = (x * m).sum((0, 3, 4)) / count
         var = ((x - mean.view(1, E, C, 1, 1)) ** 2 * m).sum((0, 3, 4)) / count
-        scale = weight * torch.rsqrt(var + eps)
-        y = x * scale.view(1, E, C, 1, 1) + (bias - mean * scale).view(1, E, C, 1, 1)
+        y = normalise(x, mean, var, weight, bias, eps)
         ctx.save_for_backward(x, m, count, weight, mean, var)
         ctx.eps = eps
         ctx.mark_non_differentiable(mean, var)
@@ -112,9 +119,7 @@ class MaskedBatchNorm2d(nn.Module):
             if not recomputing():  # a recomputed forward (blocks.recomputed) has updated them already
                 self._update_running(mean, var, count, per_item, E)
             return y.view(N, EC, H, W)
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        y = x * scale.view(1, E, C, 1, 1) + (self.bias - mean * scale).view(1, E, C, 1, 1)
-        return y.view(N, EC, H, W)
+        return normalise(x, mean, var, self.weight, self.bias, self.eps).view(N, EC, H, W)
 
     @torch.no_grad()
     def _update_running(self, mean, var, count, per_item, E):

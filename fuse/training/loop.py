@@ -281,12 +281,7 @@ def keep_freed_blocks() -> bool:
     15 MER-sized members: 47 MB) page-fault on every write: ~15,000 faults and a third of a step,
     measured. In about one process in four glibc maps them anyway (probably when the heap cannot
     grow in place). False where there is no glibc (nothing changes)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, HEAP_BLOCKS)) and bool(libc.mallopt(m_trim_threshold, 2 * HEAP_BLOCKS))
+    return _heap_thresholds(HEAP_BLOCKS, 2 * HEAP_BLOCKS)
 
 
 def return_freed_blocks() -> bool:
@@ -295,13 +290,20 @@ def return_freed_blocks() -> bool:
     fragment it: a recomputed e2el step on MER-sized inputs peaked at 8.7 GB with them kept, 5.2 GB
     without (measured; each step then maps its large blocks afresh: page faults, docs/BENCHMARKS.md).
     False where there is no glibc."""
+    return _heap_thresholds(128 << 10, 128 << 10, trim=True)
+
+
+def _heap_thresholds(mmap: int, trim_above: int, trim: bool = False) -> bool:
+    """Set glibc's mmap and trim thresholds (bytes); `trim`: return the heap's free memory now.
+    False where there is no glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold, default = -1, -3, 128 << 10
-    done = bool(libc.mallopt(m_mmap_threshold, default)) and bool(libc.mallopt(m_trim_threshold, default))
-    libc.malloc_trim(0)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    done = bool(libc.mallopt(m_mmap_threshold, mmap)) and bool(libc.mallopt(m_trim_threshold, trim_above))
+    if trim:
+        libc.malloc_trim(0)
     return done
 
 

@@ -136,12 +136,14 @@ class RegionProbe:
 
     def __init__(self):
         self.current, self.regions, self.inputs = None, 0, {}
+        self._held = []  # the inputs themselves, while the probe runs: no storage freed and its address reused
 
     @contextmanager
     def region(self, args):
         for a in args:
             if isinstance(a, torch.Tensor):
                 self.inputs[a.untyped_storage().data_ptr()] = a.untyped_storage().nbytes()
+                self._held.append(a)
         previous, self.current = self.current, self.regions
         self.regions += 1
         try:
